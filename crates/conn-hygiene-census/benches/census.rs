@@ -1,0 +1,3 @@
+//! Census benchmark.
+
+fn main() {}

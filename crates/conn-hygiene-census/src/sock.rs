@@ -1,0 +1,90 @@
+//! What one socket looks like to the census.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use crate::TcpState;
+
+/// An IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// IPv4 (`AF_INET`, `/proc/net/tcp`).
+    Ipv4,
+    /// IPv6 (`AF_INET6`, `/proc/net/tcp6`), dual-stack sockets included.
+    Ipv6,
+}
+
+impl Family {
+    /// Both families, IPv4 first.
+    pub const BOTH: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    /// `"IPv4"` or `"IPv6"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "IPv4",
+            Family::Ipv6 => "IPv6",
+        }
+    }
+
+    /// Linux `AF_INET` / `AF_INET6` numbers.
+    pub(crate) const fn linux_af(self) -> u8 {
+        match self {
+            Family::Ipv4 => 2,
+            Family::Ipv6 => 10,
+        }
+    }
+}
+
+impl fmt::Display for Family {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One TCP socket as the kernel reports it.
+///
+/// Small and `Copy`: a walk hands out a reference to one it reuses, and nothing is allocated
+/// per socket.
+///
+/// For a `LISTEN` socket, `rqueue` is the current length of the accept queue (connections the
+/// kernel has completed and the application has not yet accepted) and `wqueue` is its maximum,
+/// `min(backlog, net.core.somaxconn)`, when the walk used netlink; the `/proc` tables carry no
+/// maximum and report 0. For other sockets they are the bytes not yet read by the application
+/// and the bytes sent but not yet acknowledged (netlink: bytes not yet sent included).
+/// `TIME_WAIT` sockets belong to no process: inode, uid and queues are 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct SockInfo {
+    /// Address family.
+    pub family: Family,
+    /// TCP state.
+    pub state: TcpState,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Remote address and port (all zero for a listener).
+    pub remote: SocketAddr,
+    /// Socket inode, as in `/proc/PID/fd` links `socket:[N]`; 0 when no process holds it.
+    pub inode: u64,
+    /// Owner uid.
+    pub uid: u32,
+    /// Receive queue, or current accept queue length for a listener.
+    pub rqueue: u32,
+    /// Send queue, or accept queue maximum for a listener (netlink only).
+    pub wqueue: u32,
+}
+
+impl Default for SockInfo {
+    fn default() -> Self {
+        let unspecified = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        SockInfo {
+            family: Family::Ipv4,
+            state: TcpState::Close,
+            local: unspecified,
+            remote: unspecified,
+            inode: 0,
+            uid: 0,
+            rqueue: 0,
+            wqueue: 0,
+        }
+    }
+}

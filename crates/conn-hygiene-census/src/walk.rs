@@ -1,0 +1,357 @@
+//! Walking every TCP socket of the network namespace.
+//!
+//! A walk asks the kernel through netlink `sock_diag` (one socket, one reused receive buffer,
+//! one dump per address family) and hands each socket to a visitor as a borrowed
+//! [`SockInfo`]; nothing is allocated per socket, so memory stays flat however many sockets
+//! there are. When netlink is refused (`EPERM`, `EACCES`, `EPROTONOSUPPORT`, `EAFNOSUPPORT`, or
+//! `ENOENT` for a family without a `sock_diag` handler) the walk reads `/proc/net/tcp` and
+//! `/proc/net/tcp6` instead, through the same buffer, and says why in [`WalkStats::fallback`].
+//!
+//! ```
+//! use conn_hygiene_census::{count_states, TcpState, WalkOptions};
+//!
+//! let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+//! match count_states(&WalkOptions::new().states(TcpState::Listen)) {
+//!     Ok(counts) => {
+//!         assert!(counts[TcpState::Listen] >= 1);
+//!         assert_eq!(counts.total(), counts[TcpState::Listen]);
+//!     }
+//!     Err(e) => assert!(e.is_unsupported(), "{e}"),
+//! }
+//! # drop(listener);
+//! ```
+
+use std::fmt;
+
+use crate::netlink::{dump_step, parse_messages};
+use crate::proc_net::{read_table, table_file};
+use crate::sys::DiagSocket;
+use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet};
+
+/// Default receive buffer: comfortably above the 32 KiB the kernel puts in one dump datagram.
+pub(crate) const DEFAULT_BUFFER: usize = 128 * 1024;
+/// Smallest receive buffer accepted.
+pub(crate) const MIN_BUFFER: usize = 16 * 1024;
+
+/// Where a walk reads sockets from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// Netlink, falling back to `/proc` when netlink is refused.
+    #[default]
+    Auto,
+    /// Netlink only; a refusal is an error.
+    Netlink,
+    /// `/proc/net/tcp` and `/proc/net/tcp6` only.
+    Proc,
+}
+
+/// Where the sockets of one family came from in a walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// A netlink `sock_diag` dump.
+    Netlink,
+    /// The `/proc/net/tcp` or `/proc/net/tcp6` table.
+    Proc,
+}
+
+/// What a walk looks at. Built with setters; the default walks every TCP socket of both
+/// families, netlink first.
+#[derive(Debug, Clone)]
+pub struct WalkOptions {
+    states: StateSet,
+    ipv4: bool,
+    ipv6: bool,
+    backend: Backend,
+    proc_root: ProcRoot,
+    buffer_size: usize,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions {
+            states: StateSet::ALL,
+            ipv4: true,
+            ipv6: true,
+            backend: Backend::Auto,
+            proc_root: ProcRoot::default(),
+            buffer_size: DEFAULT_BUFFER,
+        }
+    }
+}
+
+impl WalkOptions {
+    /// Every state, both families, [`Backend::Auto`], `/proc`, a 128 KiB buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// States to report. Default: all. Netlink filters in the kernel; `/proc` in the parser.
+    pub fn states(mut self, states: impl Into<StateSet>) -> Self {
+        self.states = states.into();
+        self
+    }
+
+    /// Whether to walk IPv4 sockets. Default: true.
+    pub fn ipv4(mut self, yes: bool) -> Self {
+        self.ipv4 = yes;
+        self
+    }
+
+    /// Whether to walk IPv6 sockets (dual-stack ones included). Default: true.
+    pub fn ipv6(mut self, yes: bool) -> Self {
+        self.ipv6 = yes;
+        self
+    }
+
+    /// Where to read from. Default: [`Backend::Auto`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The proc file system for the `/proc` tables. Default: `/proc`.
+    pub fn proc_root(mut self, root: ProcRoot) -> Self {
+        self.proc_root = root;
+        self
+    }
+
+    /// Size of the one receive buffer, in bytes. Default: 128 KiB; at least 16 KiB is used.
+    pub fn buffer_size(mut self, bytes: usize) -> Self {
+        self.buffer_size = bytes;
+        self
+    }
+
+    /// The states reported.
+    pub fn state_set(&self) -> StateSet {
+        self.states
+    }
+
+    /// The backend asked for.
+    pub fn get_backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The proc file system used for the `/proc` tables.
+    pub fn get_proc_root(&self) -> &ProcRoot {
+        &self.proc_root
+    }
+
+    fn families(&self) -> impl Iterator<Item = Family> + '_ {
+        Family::BOTH.into_iter().filter(|f| match f {
+            Family::Ipv4 => self.ipv4,
+            Family::Ipv6 => self.ipv6,
+        })
+    }
+}
+
+/// Why a walk read `/proc` instead of netlink.
+#[derive(Debug, Clone)]
+pub struct FallbackReason {
+    error: CensusError,
+}
+
+impl FallbackReason {
+    /// The netlink error that caused the fallback.
+    pub fn error(&self) -> &CensusError {
+        &self.error
+    }
+}
+
+impl fmt::Display for FallbackReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "netlink refused ({}), read /proc instead", self.error)
+    }
+}
+
+/// How a walk went.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WalkStats {
+    /// Source of the IPv4 sockets; `None` if IPv4 was not walked.
+    pub ipv4: Option<Source>,
+    /// Source of the IPv6 sockets; `None` if IPv6 was not walked.
+    pub ipv6: Option<Source>,
+    /// Set when netlink was refused and `/proc` stood in for it.
+    pub fallback: Option<FallbackReason>,
+    /// Sockets handed to the visitor.
+    pub sockets: u64,
+    /// Messages or lines passed over (see [`crate::netlink::DatagramSummary::skipped`]).
+    pub skipped: u64,
+    /// Netlink datagrams received.
+    pub datagrams: u64,
+    /// Bytes received from netlink.
+    pub bytes: u64,
+    /// The kernel flagged a dump as interrupted by concurrent changes.
+    pub interrupted: bool,
+}
+
+impl WalkStats {
+    /// Whether every walked family came from netlink.
+    pub fn used_netlink_only(&self) -> bool {
+        [self.ipv4, self.ipv6]
+            .iter()
+            .all(|s| matches!(s, None | Some(Source::Netlink)))
+    }
+}
+
+/// Walks sockets repeatedly with one netlink socket and one buffer.
+///
+/// Keep one around to take a census every few seconds without reopening anything. The netlink
+/// socket is opened on the first walk.
+#[derive(Debug)]
+pub struct Walker {
+    opts: WalkOptions,
+    netlink: Option<DiagSocket>,
+    buf: Vec<u8>,
+}
+
+impl Walker {
+    /// A walker with these options.
+    pub fn new(opts: WalkOptions) -> Self {
+        let size = opts.buffer_size.max(MIN_BUFFER);
+        Walker {
+            opts,
+            netlink: None,
+            buf: vec![0; size],
+        }
+    }
+
+    /// The options this walker was built with.
+    pub fn options(&self) -> &WalkOptions {
+        &self.opts
+    }
+
+    /// Calls `f` for every socket matching the options.
+    pub fn walk<F: FnMut(&SockInfo)>(&mut self, mut f: F) -> Result<WalkStats, CensusError> {
+        let mut stats = WalkStats::default();
+        let families: Vec<Family> = self.opts.families().collect();
+        for family in families {
+            let source = self.walk_family(family, &mut stats, &mut f)?;
+            match family {
+                Family::Ipv4 => stats.ipv4 = Some(source),
+                Family::Ipv6 => stats.ipv6 = Some(source),
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Counts sockets by state.
+    pub fn count_states(&mut self) -> Result<(StateCounts, WalkStats), CensusError> {
+        let mut counts = StateCounts::new();
+        let stats = self.walk(|s| counts.record(s.state))?;
+        Ok((counts, stats))
+    }
+
+    fn walk_family<F: FnMut(&SockInfo)>(
+        &mut self,
+        family: Family,
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<Source, CensusError> {
+        if self.opts.backend != Backend::Proc && stats.fallback.is_none() {
+            match self.netlink_family(family, stats, f) {
+                Ok(()) => return Ok(Source::Netlink),
+                Err(Refusal::Refused(error)) if self.opts.backend == Backend::Auto => {
+                    stats.fallback = Some(FallbackReason { error });
+                }
+                Err(Refusal::Refused(error) | Refusal::Failed(error)) => return Err(error),
+            }
+        }
+        self.proc_family(family, stats, f)?;
+        Ok(Source::Proc)
+    }
+
+    fn netlink_family<F: FnMut(&SockInfo)>(
+        &mut self,
+        family: Family,
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<(), Refusal> {
+        let sock = match &mut self.netlink {
+            Some(sock) => sock,
+            None => {
+                let sock = DiagSocket::open().map_err(Refusal::classify)?;
+                self.netlink.insert(sock)
+            }
+        };
+        let step = dump_step(family);
+        let seq = sock
+            .send_dump(family, self.opts.states, step)
+            .map_err(Refusal::classify)?;
+        let mut first = true;
+        let result = loop {
+            let n = match sock.recv(&mut self.buf, step) {
+                Ok(n) => n,
+                Err(e) if first => break Err(Refusal::classify(e)),
+                Err(e) => break Err(Refusal::Failed(e)),
+            };
+            stats.datagrams += 1;
+            stats.bytes += n as u64;
+            match parse_messages(&self.buf[..n], Some(seq), step, f) {
+                Ok(summary) => {
+                    stats.sockets += summary.sockets;
+                    stats.skipped += summary.skipped;
+                    stats.interrupted |= summary.interrupted;
+                    if summary.done {
+                        break Ok(());
+                    }
+                }
+                // A refusal arrives as the first answer, before any socket was visited.
+                Err(e) if first => break Err(Refusal::classify(e)),
+                Err(e) => break Err(Refusal::Failed(e)),
+            }
+            first = false;
+        };
+        if result.is_err() {
+            // The kernel may still hold the rest of this dump; start afresh next time.
+            self.netlink = None;
+        }
+        result
+    }
+
+    fn proc_family<F: FnMut(&SockInfo)>(
+        &mut self,
+        family: Family,
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<(), CensusError> {
+        let path = self.opts.proc_root.join(table_file(family));
+        crate::root::check_supported(&path)?;
+        match read_table(&path, family, self.opts.states, &mut self.buf, f) {
+            Ok(summary) => {
+                stats.sockets += summary.sockets;
+                stats.skipped += summary.skipped;
+                Ok(())
+            }
+            // No tcp6 table: IPv6 is disabled, so there are no IPv6 sockets.
+            Err(e) if family == Family::Ipv6 && e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+enum Refusal {
+    Refused(CensusError),
+    Failed(CensusError),
+}
+
+impl Refusal {
+    fn classify(e: CensusError) -> Self {
+        if e.netlink_refused() || e.is_unsupported() {
+            Refusal::Refused(e)
+        } else {
+            Refusal::Failed(e)
+        }
+    }
+}
+
+/// Calls `f` for every TCP socket matching `opts`. See the [module docs](crate::walk).
+pub fn walk<F: FnMut(&SockInfo)>(opts: &WalkOptions, f: F) -> Result<WalkStats, CensusError> {
+    Walker::new(opts.clone()).walk(f)
+}
+
+/// Counts the TCP sockets matching `opts` by state.
+pub fn count_states(opts: &WalkOptions) -> Result<StateCounts, CensusError> {
+    Walker::new(opts.clone()).count_states().map(|(c, _)| c)
+}
