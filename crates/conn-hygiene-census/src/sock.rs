@@ -49,8 +49,9 @@ impl fmt::Display for Family {
 /// For a `LISTEN` socket, `rqueue` is the current length of the accept queue (connections the
 /// kernel has completed and the application has not yet accepted) and `wqueue` is its maximum,
 /// `min(backlog, net.core.somaxconn)`, when the walk used netlink; the `/proc` tables carry no
-/// maximum and report 0. For other sockets they are the bytes not yet read by the application
-/// and the bytes sent but not yet acknowledged (netlink: bytes not yet sent included).
+/// maximum and report 0. For other sockets they are the sequence space received and not yet
+/// read by the application, and written and not yet acknowledged by the peer (a FIN counts
+/// as one).
 /// `TIME_WAIT` sockets belong to no process: inode, uid and queues are 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -1,0 +1,156 @@
+//! Exact counts over real sockets, in a private network namespace that holds only them.
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use conn_hygiene_census::{
+    count_states, listeners, process, walk, Backend, Family, ProcRoot, SockInfo, Source, TcpState,
+    WalkOptions, Walker,
+};
+use support::{in_netns, run_in_netns, ss_counts, wait_until, Mix, MixSpec};
+
+const SPEC: MixSpec = MixSpec {
+    listeners: 4,
+    established: 6,
+    time_wait: 25,
+    close_wait: 5,
+    backlog: 7,
+    queued: 3,
+};
+
+#[test]
+fn exact_counts_in_netns() {
+    run_in_netns("inner_exact_counts");
+}
+
+#[test]
+#[ignore = "runs inside a private network namespace, started by exact_counts_in_netns"]
+fn inner_exact_counts() {
+    if !in_netns() {
+        return run_in_netns("inner_exact_counts");
+    }
+    let mix = Mix::build(SPEC);
+    let expected = mix.expected();
+
+    // Netlink, forced, and what it says about itself.
+    let netlink = WalkOptions::new().backend(Backend::Netlink);
+    let mut walker = Walker::new(netlink.clone());
+    let (counts, stats) = walker.count_states().unwrap();
+    assert_eq!(counts, expected, "netlink");
+    assert_eq!(stats.ipv4, Some(Source::Netlink));
+    assert_eq!(stats.ipv6, Some(Source::Netlink));
+    assert!(stats.fallback.is_none());
+    assert_eq!(stats.sockets, expected.total());
+    assert!(stats.datagrams >= 2, "one dump per family at least");
+    // The walker is reusable and gives the same answer.
+    assert_eq!(walker.count_states().unwrap().0, expected);
+    // It holds its netlink socket until dropped.
+    drop(walker);
+    assert_eq!(count_states(&WalkOptions::new()).unwrap(), expected, "auto");
+
+    // The /proc tables agree socket for socket, save the listeners' queue maximum.
+    let proc_opts = WalkOptions::new().backend(Backend::Proc);
+    assert_eq!(count_states(&proc_opts).unwrap(), expected, "/proc");
+    let mut by_netlink = sockets(&netlink);
+    let by_proc = sockets(&proc_opts);
+    for s in &mut by_netlink {
+        if s.state == TcpState::Listen {
+            s.wqueue = 0;
+        }
+    }
+    assert_eq!(by_netlink, by_proc);
+
+    // `ss` agrees.
+    assert_eq!(ss_counts(), expected, "ss -ant");
+
+    // A state filter is applied by the kernel and by the /proc parser alike.
+    for backend in [Backend::Netlink, Backend::Proc] {
+        let only_tw = WalkOptions::new()
+            .backend(backend)
+            .states(TcpState::TimeWait);
+        let c = count_states(&only_tw).unwrap();
+        assert_eq!(c[TcpState::TimeWait], SPEC.time_wait as u64, "{backend:?}");
+        assert_eq!(c.total(), SPEC.time_wait as u64, "{backend:?}");
+        let v6_only = WalkOptions::new().backend(backend).ipv4(false);
+        let listen6 = count_states(&v6_only).unwrap()[TcpState::Listen];
+        assert_eq!(listen6, (SPEC.listeners / 2) as u64, "{backend:?}");
+    }
+
+    // The listener that never accepts: 3 queued, maximum 7.
+    let backlog_addr = mix.backlog_listener.local_addr().unwrap();
+    let all = listeners(&WalkOptions::new()).unwrap();
+    assert_eq!(all.len(), SPEC.listeners + 1);
+    let l = all.iter().find(|l| l.local == backlog_addr).unwrap();
+    assert_eq!(l.queue_len, SPEC.queued as u32);
+    assert_eq!(l.queue_max, Some(SPEC.backlog as u32));
+    assert_eq!(l.is_full(), Some(false));
+    for other in all.iter().filter(|l| l.local != backlog_addr) {
+        assert_eq!(other.queue_len, 0);
+    }
+    let from_proc = listeners(&proc_opts).unwrap();
+    let l = from_proc.iter().find(|l| l.local == backlog_addr).unwrap();
+    assert_eq!((l.queue_len, l.queue_max), (SPEC.queued as u32, None));
+
+    // This process's sockets, through its descriptors.
+    let pid = std::process::id();
+    let mine = process::process_state_counts(&WalkOptions::new(), pid).unwrap();
+    assert_eq!(mine, mix.expected_mine());
+    let inodes = ProcRoot::default().socket_inodes(pid).unwrap();
+    assert_eq!(inodes.len() as u64, mix.expected_mine().total());
+
+    // Who holds the CLOSE_WAIT sockets: this process, and nobody else.
+    let holders = ProcRoot::default().socket_holders().unwrap();
+    let mut close_wait = 0;
+    walk(&WalkOptions::new().states(TcpState::CloseWait), |s| {
+        let h = holders.get(s.inode);
+        assert_eq!(h.len(), 1, "{s:?}");
+        assert_eq!(h[0].pid, pid);
+        assert!(!h[0].comm.is_empty());
+        close_wait += 1;
+    })
+    .unwrap();
+    assert_eq!(close_wait, SPEC.close_wait);
+
+    // Cheap counters agree where they count the same thing.
+    let root = ProcRoot::default();
+    let sockstat = root.sockstat().unwrap();
+    assert_eq!(sockstat.tcp_tw, SPEC.time_wait as u64);
+    let tcp = root.tcp_counters().unwrap();
+    assert_eq!(
+        tcp.curr_estab,
+        Some(expected[TcpState::Established] + expected[TcpState::CloseWait])
+    );
+    let sysctls = root.sysctls().unwrap();
+    assert_eq!(sysctls.tcp_tw_reuse, Some(0));
+    assert!(sysctls.somaxconn.unwrap() >= SPEC.backlog as u32);
+
+    // Closing the CLOSE_WAIT ends: they go through LAST_ACK and are gone.
+    drop(mix.close_wait);
+    wait_until("CLOSE_WAIT to drain", Duration::from_secs(10), || {
+        let c = count_states(&netlink).unwrap();
+        c[TcpState::CloseWait] == 0 && c[TcpState::LastAck] == 0
+    });
+}
+
+/// Every socket, sorted, for comparing two backends.
+fn sockets(opts: &WalkOptions) -> Vec<SockInfo> {
+    let mut all = Vec::new();
+    walk(opts, |s| all.push(*s)).unwrap();
+    all.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+    all
+}
+
+#[test]
+fn families_are_not_mixed() {
+    // Host namespace: only checks that each walked family reports its own addresses.
+    let _l4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut seen = HashMap::new();
+    walk(&WalkOptions::new(), |s| {
+        assert_eq!(s.local.is_ipv4(), s.family == Family::Ipv4, "{s:?}");
+        *seen.entry(s.family).or_insert(0) += 1;
+    })
+    .unwrap();
+    assert!(seen.get(&Family::Ipv4).copied().unwrap_or(0) >= 1);
+}

@@ -1,0 +1,248 @@
+//! Helpers for tests that need a network namespace of their own.
+//!
+//! A test that asserts exact socket counts cannot run in the host's namespace, where other
+//! programs open and close sockets. [`run_in_netns`] re-executes this test binary under
+//! `unshare -n`, running only the named `#[ignore]` test, with loopback up and
+//! `net.ipv4.tcp_tw_reuse=0`; [`in_netns`] tells the inner run apart.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use conn_hygiene_census::{StateCounts, TcpState};
+
+/// Set in the environment of the re-executed test binary.
+pub const INNER_ENV: &str = "CONN_HYGIENE_CENSUS_IN_NETNS";
+
+/// How long an inner run may take.
+const INNER_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Whether this is the inner run, inside the private namespace.
+pub fn in_netns() -> bool {
+    std::env::var_os(INNER_ENV).is_some()
+}
+
+/// Runs the `#[ignore]` test `inner` of this test binary in a fresh network namespace and
+/// panics, with its output, unless it passes.
+pub fn run_in_netns(inner: &str) {
+    run_in_netns_with(inner, &[])
+}
+
+/// [`run_in_netns`], setting extra sysctls (`name=value`) in the namespace first.
+pub fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
+    assert!(!in_netns(), "{inner}: already inside the namespace");
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut script = String::from("ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0");
+    for s in sysctls {
+        script.push_str(" && sysctl -qw ");
+        script.push_str(s);
+    }
+    script.push_str(" && exec \"$0\" \"$@\"");
+    let mut child = Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", &script])
+        .arg(&exe)
+        .args([
+            "--exact",
+            inner,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(INNER_ENV, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{inner}: cannot run `unshare` (util-linux), which this test needs: {e}")
+        });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + INNER_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for unshare") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{inner}: still running after {INNER_TIMEOUT:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = out.join().unwrap();
+    let err = err.join().unwrap();
+    assert!(
+        status.success(),
+        "{inner} failed in its network namespace ({status}); this needs root (or user \
+         namespaces), `unshare`, `ip` and `sysctl`.\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+    assert!(
+        out.contains("1 passed"),
+        "{inner} did not run in its network namespace:\n{out}\n{err}"
+    );
+}
+
+/// Polls `cond` until it holds or `timeout` passes, then panics naming `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(100);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Counts the states column of `ss -Hant`. Panics if `ss` cannot run.
+pub fn ss_counts() -> StateCounts {
+    let out = Command::new("ss")
+        .arg("-Hant")
+        .output()
+        .unwrap_or_else(|e| panic!("`ss` (iproute2) is needed to cross-check counts: {e}"));
+    assert!(out.status.success(), "ss -Hant failed: {out:?}");
+    let text = String::from_utf8(out.stdout).expect("ss output is UTF-8");
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(|name| {
+            name.parse::<TcpState>()
+                .unwrap_or_else(|e| panic!("ss printed a state this crate does not know: {e}"))
+        })
+        .collect()
+}
+
+/// How many sockets of each kind [`Mix::build`] creates.
+#[derive(Debug, Clone, Copy)]
+pub struct MixSpec {
+    /// Listeners, alternately on 127.0.0.1 and ::1.
+    pub listeners: usize,
+    /// Connections kept open: two `ESTABLISHED` sockets each.
+    pub established: usize,
+    /// Connections closed client first: one `TIME_WAIT` socket each.
+    pub time_wait: usize,
+    /// Connections whose client shut down its side: one `CLOSE_WAIT` and one `FIN_WAIT2`.
+    pub close_wait: usize,
+    /// Backlog of the listener that never accepts.
+    pub backlog: i32,
+    /// Clients connected to it and never accepted.
+    pub queued: usize,
+}
+
+/// A crafted set of loopback sockets with known states. Dropping it closes them.
+#[derive(Debug)]
+pub struct Mix {
+    pub spec: MixSpec,
+    pub listeners: Vec<TcpListener>,
+    pub established: Vec<(TcpStream, TcpStream)>,
+    pub close_wait: Vec<(TcpStream, TcpStream)>,
+    pub backlog_listener: TcpListener,
+    pub queued: Vec<TcpStream>,
+}
+
+impl Mix {
+    /// Builds the sockets and waits until the kernel shows them in their final states.
+    pub fn build(spec: MixSpec) -> Mix {
+        assert!(spec.listeners > 0);
+        let listeners: Vec<TcpListener> = (0..spec.listeners)
+            .map(|i| {
+                let addr: SocketAddr = if i % 2 == 0 {
+                    (Ipv4Addr::LOCALHOST, 0).into()
+                } else {
+                    (Ipv6Addr::LOCALHOST, 0).into()
+                };
+                TcpListener::bind(addr).expect("bind listener")
+            })
+            .collect();
+        let mut pair = |i: usize| {
+            let l = &listeners[i % listeners.len()];
+            let client = TcpStream::connect(l.local_addr().unwrap()).expect("connect");
+            let (server, _) = l.accept().expect("accept");
+            (client, server)
+        };
+        let established = (0..spec.established).map(&mut pair).collect();
+        for i in 0..spec.time_wait {
+            let (client, server) = pair(i);
+            drop(client);
+            drop(server);
+        }
+        let close_wait: Vec<_> = (0..spec.close_wait)
+            .map(|i| {
+                let (client, server) = pair(i);
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+                (client, server)
+            })
+            .collect();
+
+        let backlog_socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        backlog_socket
+            .bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        backlog_socket.listen(spec.backlog).unwrap();
+        let backlog_listener: TcpListener = backlog_socket.into();
+        let queued = (0..spec.queued)
+            .map(|_| TcpStream::connect(backlog_listener.local_addr().unwrap()).unwrap())
+            .collect();
+
+        let mix = Mix {
+            spec,
+            listeners,
+            established,
+            close_wait,
+            backlog_listener,
+            queued,
+        };
+        let expected = mix.expected();
+        wait_until(
+            "the kernel to show the crafted states",
+            Duration::from_secs(10),
+            || {
+                conn_hygiene_census::count_states(&conn_hygiene_census::WalkOptions::new())
+                    .map(|c| c == expected)
+                    .unwrap_or(false)
+            },
+        );
+        mix
+    }
+
+    /// Every socket of the namespace, by state, once settled.
+    pub fn expected(&self) -> StateCounts {
+        let s = self.spec;
+        let mut c = StateCounts::new();
+        c.set(TcpState::Listen, s.listeners as u64 + 1);
+        c.set(TcpState::Established, 2 * (s.established + s.queued) as u64);
+        c.set(TcpState::TimeWait, s.time_wait as u64);
+        c.set(TcpState::CloseWait, s.close_wait as u64);
+        c.set(TcpState::FinWait2, s.close_wait as u64);
+        c
+    }
+
+    /// The sockets this process holds a descriptor for, by state: all but `TIME_WAIT` and
+    /// the queued connections' server ends.
+    pub fn expected_mine(&self) -> StateCounts {
+        let s = self.spec;
+        let mut c = self.expected();
+        c.set(TcpState::TimeWait, 0);
+        c.set(TcpState::Established, (2 * s.established + s.queued) as u64);
+        c
+    }
+}
