@@ -1,0 +1,128 @@
+//! axum 0.8 integration: the listener is an `axum::serve::Listener`, and [`TrackConnection`]
+//! is a make-service that binds every accepted connection.
+
+use std::{
+    convert::Infallible,
+    future::{ready, Future, Ready},
+    io,
+    net::SocketAddr,
+    pin::Pin,
+    task::{ready as ready_poll, Context, Poll},
+};
+
+use axum::{
+    body::Body,
+    extract::connect_info::Connected,
+    response::Response,
+    serve::{IncomingStream, Listener},
+};
+use bytes::Bytes;
+use http::Request;
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::{
+    connection::Connection,
+    io::TrackedStream,
+    layer::{ResponseBody, ResponseFuture, TrackConnection},
+    listener::HygienicListener,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl Listener for HygienicListener {
+    type Io = TrackedStream;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
+        HygienicListener::accept(self)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(HygienicListener::local_addr(self))
+    }
+}
+
+/// `ConnectInfo<Connection>` for `into_make_service_with_connect_info::<Connection>()`.
+impl Connected<IncomingStream<'_, HygienicListener>> for Connection {
+    fn connect_info(stream: IncomingStream<'_, HygienicListener>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
+/// `axum::serve(listener, TrackConnection::new(app))`: binds each accepted connection.
+impl<S> Service<IncomingStream<'_, HygienicListener>> for TrackConnection<S>
+where
+    S: Clone,
+{
+    type Response = AxumConnection<S>;
+    type Error = Infallible;
+    type Future = Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'_, HygienicListener>) -> Self::Future {
+        let conn = stream.io().connection().clone();
+        ready(Ok(AxumConnection {
+            inner: TrackConnection::bound(self.inner.clone(), conn),
+        }))
+    }
+}
+
+/// The per-connection service `axum::serve` gets from [`TrackConnection`]: tracked requests,
+/// with response bodies as axum [`Body`].
+#[derive(Debug, Clone)]
+pub struct AxumConnection<S> {
+    inner: TrackConnection<S>,
+}
+
+impl<S, ResBody> Service<Request<Body>> for AxumConnection<S>
+where
+    S: Service<Request<Body>, Response = http::Response<ResBody>, Error = Infallible>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = AxumResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        AxumResponseFuture {
+            inner: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`AxumConnection`].
+    pub struct AxumResponseFuture<F> {
+        #[pin]
+        inner: ResponseFuture<F>,
+    }
+}
+
+impl<F, ResBody> Future for AxumResponseFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, Infallible>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let res = ready_poll!(self.project().inner.poll(cx));
+        Poll::Ready(res.map(|r| r.map(|b: ResponseBody<ResBody>| Body::new(b))))
+    }
+}
+
+impl<F> std::fmt::Debug for AxumResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AxumResponseFuture").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,507 @@
+use std::{
+    fmt,
+    future::Future,
+    io::{self, IoSlice},
+    os::fd::AsRawFd,
+    pin::Pin,
+    sync::{atomic::Ordering, Arc},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use socket2::SockRef;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpStream,
+    sync::OwnedSemaphorePermit,
+    time::{Instant, Sleep},
+};
+
+use super::{
+    connection::{flags, CloseReason, ConnShared, ConnState, Connection},
+    limits::HalfClose,
+};
+use crate::{policy::Linger, sys};
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    Header,
+    Idle,
+    MaxAge,
+    Retire,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Injected {
+    Eof,
+    HeaderTimeout,
+    Cut,
+}
+
+impl Injected {
+    fn result(self) -> io::Result<()> {
+        match self {
+            Injected::Eof => Ok(()),
+            Injected::HeaderTimeout => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request header not received within the header timeout",
+            )),
+            Injected::Cut => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection cut at the shutdown deadline",
+            )),
+        }
+    }
+}
+
+/// An accepted TCP connection, tracked from accept to close.
+///
+/// Counts bytes, enforces the listener's header, idle and age limits at message boundaries,
+/// closes at once when the peer half-closes an idle connection, and at drop records who closed
+/// first and why. Returned by [`HygienicListener::accept`](super::HygienicListener::accept).
+pub struct TrackedStream {
+    inner: Option<TcpStream>,
+    conn: Connection,
+    timer: Option<Pin<Box<Sleep>>>,
+    deadline: Option<(Instant, Expiry)>,
+    timer_epoch: u32,
+    timer_dirty: bool,
+    header_started: Option<(Instant, u32)>,
+    preface_pos: u8,
+    peer_eof: bool,
+    driver_told: bool,
+    injected: Option<Injected>,
+    shutdown_started: bool,
+    abort: bool,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl fmt::Debug for TrackedStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackedStream")
+            .field("connection", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TrackedStream {
+    pub(crate) fn new(
+        stream: TcpStream,
+        conn: Arc<ConnShared>,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Self {
+        Self {
+            inner: Some(stream),
+            conn: Connection(conn),
+            timer: None,
+            deadline: None,
+            timer_epoch: u32::MAX,
+            timer_dirty: true,
+            header_started: None,
+            preface_pos: 0,
+            peer_eof: false,
+            driver_told: false,
+            injected: None,
+            shutdown_started: false,
+            abort: false,
+            _permit: permit,
+        }
+    }
+
+    /// The tracked connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The underlying socket.
+    pub fn get_ref(&self) -> &TcpStream {
+        self.inner
+            .as_ref()
+            .expect("the socket is only taken when the stream is dropped")
+    }
+
+    fn shared(&self) -> &ConnShared {
+        &self.conn.0
+    }
+
+    fn header_epoch_valid(&self, epoch: u32) -> Option<Instant> {
+        self.header_started
+            .filter(|(_, e)| *e == epoch)
+            .map(|(t, _)| t)
+    }
+
+    fn compute_deadline(&self, epoch: u32) -> Option<(Instant, Expiry)> {
+        let c = self.shared();
+        let reg = &c.registry;
+        if !(c.has(flags::TRACKED) || reg.layer_seen.load(Ordering::Acquire)) {
+            return None;
+        }
+        if c.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if c.is_retiring() {
+            return if self.driver_told {
+                None
+            } else {
+                Some((Instant::now(), Expiry::Retire))
+            };
+        }
+        let limits = &reg.limits;
+        let header_start = if c.has(flags::H2) {
+            None
+        } else if c.requests.load(Ordering::Acquire) == 0 {
+            Some(c.opened)
+        } else {
+            self.header_epoch_valid(epoch)
+        };
+        let mut best = match (header_start, limits.header_timeout, limits.idle_timeout) {
+            (Some(start), Some(t), _) => Some((start + t, Expiry::Header)),
+            (_, _, Some(t)) => Some((c.idle_since() + t, Expiry::Idle)),
+            _ => None,
+        };
+        if let Some(age) = limits.max_age {
+            let at = c.opened + age;
+            if best.is_none_or(|(b, _)| at < b) {
+                best = Some((at, Expiry::MaxAge));
+            }
+        }
+        best
+    }
+
+    /// Recomputes the deadline when the connection changed, and polls its timer.
+    fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Option<Expiry> {
+        for _ in 0..2 {
+            let epoch = self.shared().epoch.load(Ordering::Acquire);
+            if self.timer_dirty || epoch != self.timer_epoch {
+                self.timer_dirty = false;
+                self.timer_epoch = epoch;
+                self.deadline = self.compute_deadline(epoch);
+                if let Some((at, _)) = self.deadline {
+                    match &mut self.timer {
+                        Some(t) => t.as_mut().reset(at),
+                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                    }
+                }
+            }
+            let (_, kind) = self.deadline?;
+            if kind == Expiry::Retire {
+                return Some(kind);
+            }
+            let timer = self.timer.as_mut()?;
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            // Fired: act only if nothing changed since the deadline was computed.
+            if self.shared().epoch.load(Ordering::Acquire) == self.timer_epoch {
+                return Some(kind);
+            }
+        }
+        None
+    }
+
+    /// Acts on an expired deadline; `None` means keep reading.
+    fn expire(&mut self, kind: Expiry) -> Option<io::Result<()>> {
+        let c = self.shared();
+        let reason = match kind {
+            Expiry::Header => {
+                c.set_close_reason(CloseReason::HeaderTimeout);
+                return Some(self.inject(Injected::HeaderTimeout));
+            }
+            Expiry::Idle => CloseReason::IdleTimeout,
+            Expiry::MaxAge => CloseReason::MaxAge,
+            Expiry::Retire => c
+                .retire_reason()
+                .unwrap_or(if c.registry.is_shutting_down() {
+                    CloseReason::Shutdown
+                } else {
+                    CloseReason::Retired
+                }),
+        };
+        if c.has(flags::DRIVER) && c.has(flags::H2) {
+            // The serve loop's driver sends GOAWAY; keep reading until the stack closes.
+            c.retire(reason);
+            self.driver_told = true;
+            self.timer_dirty = true;
+            return None;
+        }
+        c.set_close_reason(reason);
+        Some(self.inject(Injected::Eof))
+    }
+
+    fn inject(&mut self, what: Injected) -> io::Result<()> {
+        self.injected = Some(what);
+        what.result()
+    }
+
+    fn on_peer_eof(&mut self) -> Poll<io::Result<()>> {
+        let conn = self.conn.0.clone();
+        let c = &*conn;
+        c.set(flags::PEER_FIN);
+        c.set_close_reason(CloseReason::PeerClosed);
+        if c.in_flight.load(Ordering::Acquire) == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        c.transition(ConnState::HalfClosed);
+        c.registry.half_closed_in_flight();
+        match c.registry.limits.half_close {
+            HalfClose::Cancel => Poll::Ready(Ok(())),
+            HalfClose::Finish => {
+                // Hide the EOF until the response in flight is done; the in-flight guard wakes us.
+                self.peer_eof = true;
+                if c.in_flight.load(Ordering::Acquire) == 0 {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+
+    fn record_io_error(&self, err: &io::Error) {
+        let reason = match err.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => CloseReason::PeerReset,
+            io::ErrorKind::TimedOut => CloseReason::PeerTimeout,
+            _ => CloseReason::IoError,
+        };
+        self.shared().set_close_reason(reason);
+    }
+
+    /// True when no request is in flight and no byte of the next one has arrived.
+    fn at_message_boundary(&self) -> bool {
+        let c = self.shared();
+        c.in_flight.load(Ordering::Acquire) == 0
+            && self
+                .header_epoch_valid(c.epoch.load(Ordering::Acquire))
+                .is_none()
+            && !matches!(self.injected, Some(Injected::HeaderTimeout))
+    }
+
+    fn decide_reason(&self) -> CloseReason {
+        let c = self.shared();
+        if let Some(r) = c.close_reason() {
+            return r;
+        }
+        if c.has(flags::PEER_FIN) {
+            return CloseReason::PeerClosed;
+        }
+        if let Some(s) = self.inner.as_ref() {
+            if matches!(
+                sys::tcp_state(s.as_raw_fd()),
+                Some(sys::TCP_CLOSE_WAIT | sys::TCP_LAST_ACK)
+            ) {
+                return CloseReason::PeerClosed;
+            }
+        }
+        if c.is_retiring() {
+            return c.retire_reason().unwrap_or(CloseReason::Shutdown);
+        }
+        CloseReason::ServerClosed
+    }
+
+    fn wants_abort(&self) -> bool {
+        self.shared().registry.policy.linger() == Linger::Abort
+            && !self.shared().has(flags::PEER_FIN)
+            && self.at_message_boundary()
+    }
+}
+
+impl AsyncRead for TrackedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if let Some(injected) = this.injected {
+            return Poll::Ready(injected.result());
+        }
+        let c = this.conn.0.clone();
+        if c.has(flags::CUT) {
+            return Poll::Ready(this.inject(Injected::Cut));
+        }
+        c.io_waker.register(cx.waker());
+        if this.peer_eof {
+            return if c.in_flight.load(Ordering::Acquire) == 0 {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            };
+        }
+        if let Some(kind) = this.poll_expiry(cx) {
+            if let Some(result) = this.expire(kind) {
+                return Poll::Ready(result);
+            }
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let before = buf.filled().len();
+        match Pin::new(inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if read.is_empty() {
+                    return this.on_peer_eof();
+                }
+                if usize::from(this.preface_pos) < H2_PREFACE.len() {
+                    let pos = usize::from(this.preface_pos);
+                    let n = read.len().min(H2_PREFACE.len() - pos);
+                    if read[..n] == H2_PREFACE[pos..pos + n] {
+                        this.preface_pos += n as u8;
+                        if usize::from(this.preface_pos) == H2_PREFACE.len() {
+                            c.set(flags::H2);
+                            this.timer_dirty = true;
+                        }
+                    } else {
+                        this.preface_pos = u8::MAX;
+                    }
+                }
+                c.bytes_in.fetch_add(read.len() as u64, Ordering::Relaxed);
+                if c.in_flight.load(Ordering::Acquire) == 0
+                    && c.requests.load(Ordering::Acquire) > 0
+                    && !c.has(flags::H2)
+                {
+                    let epoch = c.epoch.load(Ordering::Acquire);
+                    if this.header_epoch_valid(epoch).is_none() {
+                        this.header_started = Some((Instant::now(), epoch));
+                        this.timer_dirty = true;
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                this.record_io_error(&e);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for TrackedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.shared().has(flags::CUT) {
+            return Poll::Ready(this.inject(Injected::Cut).map(|_| 0));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let res = Pin::new(inner).poll_write(cx, buf);
+        this.after_write(&res);
+        res
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.shared().has(flags::CUT) {
+            return Poll::Ready(this.inject(Injected::Cut).map(|_| 0));
+        }
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
+        let res = Pin::new(inner).poll_write_vectored(cx, bufs);
+        this.after_write(&res);
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.shutdown_started {
+            this.shutdown_started = true;
+            this.shared().transition(ConnState::Closing);
+            let reason = this.decide_reason();
+            this.shared().set_close_reason(reason);
+            // An abort-close sends RST instead of FIN: skip the FIN.
+            this.abort = this.wants_abort();
+        }
+        if this.abort {
+            return Poll::Ready(Ok(()));
+        }
+        match this.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl TrackedStream {
+    fn after_write(&self, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Ready(Ok(n)) => {
+                self.shared()
+                    .bytes_out
+                    .fetch_add(*n as u64, Ordering::Relaxed);
+            }
+            Poll::Ready(Err(e)) => self.record_io_error(e),
+            Poll::Pending => {}
+        }
+    }
+}
+
+impl Drop for TrackedStream {
+    fn drop(&mut self) {
+        let reason = self.decide_reason();
+        let abort = self.abort || (self.wants_abort() && reason.closer() != super::Closer::Reset);
+        let c = self.conn.0.clone();
+        let mut aborted = false;
+        if let Some(stream) = self.inner.take() {
+            if abort {
+                // Setting SO_LINGER to zero makes close() send RST at once; it never blocks.
+                aborted = SockRef::from(&stream)
+                    .set_linger(Some(Duration::ZERO))
+                    .is_ok();
+                drop(stream);
+            } else if let (Linger::Graceful(limit), false) =
+                (c.registry.policy.linger(), c.has(flags::PEER_FIN))
+            {
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        handle.spawn(lingering_close(stream, limit));
+                    }
+                    Err(_) => drop(stream),
+                }
+            } else {
+                drop(stream);
+            }
+        }
+        c.registry.on_close(&c, reason, aborted);
+    }
+}
+
+/// Sends FIN, then reads and discards what the peer still sends until it closes or `limit`
+/// passes, so that unread input does not turn our close into a reset.
+async fn lingering_close(mut stream: TcpStream, limit: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(limit, async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 512];
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}

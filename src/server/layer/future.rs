@@ -1,0 +1,92 @@
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{ready, Context, Poll},
+};
+
+use http::{header, HeaderValue, Response};
+use pin_project_lite::pin_project;
+
+use super::{body::InFlightGuard, ResponseBody};
+use crate::server::connection::{CloseReason, ConnShared};
+
+pin_project! {
+    /// Response future of [`TrackConnection`](super::TrackConnection).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlightGuard>,
+        request: u64,
+        http1: bool,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn tracked(inner: F, guard: InFlightGuard, request: u64, http1: bool) -> Self {
+        Self {
+            inner,
+            guard: Some(guard),
+            request,
+            http1,
+        }
+    }
+
+    pub(crate) fn passthrough(inner: F) -> Self {
+        Self {
+            inner,
+            guard: None,
+            request: 0,
+            http1: false,
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        let guard = this.guard.take();
+        Poll::Ready(result.map(|mut res| {
+            if let Some(g) = &guard {
+                decorate(&g.0, &mut res, *this.request, *this.http1);
+            }
+            res.map(|body| ResponseBody::new(body, guard))
+        }))
+    }
+}
+
+const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
+const CLOSE: HeaderValue = HeaderValue::from_static("close");
+
+/// Decides whether this response retires the connection and says so to an HTTP/1 client.
+fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool) {
+    let limits = &c.registry.limits;
+    let retire = if c.is_retiring() {
+        true
+    } else if limits.max_requests.is_some_and(|max| request >= max) {
+        c.retire(CloseReason::MaxRequests);
+        true
+    } else if limits.max_age.is_some_and(|age| c.opened.elapsed() >= age) {
+        c.retire(CloseReason::MaxAge);
+        true
+    } else {
+        false
+    };
+    if !http1 {
+        return;
+    }
+    let headers = res.headers_mut();
+    if retire {
+        headers.insert(header::CONNECTION, CLOSE);
+        headers.remove(&KEEP_ALIVE);
+    } else if let Some(v) = &c.registry.keep_alive_value {
+        if !headers.contains_key(&KEEP_ALIVE) && !headers.contains_key(header::CONNECTION) {
+            headers.insert(KEEP_ALIVE, v.clone());
+        }
+    }
+}

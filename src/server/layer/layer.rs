@@ -1,0 +1,24 @@
+use tower_layer::Layer;
+
+use super::TrackConnection;
+
+/// Applies [`TrackConnection`] to a service.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectionLayer {
+    _priv: (),
+}
+
+impl ConnectionLayer {
+    /// A new layer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<S> Layer<S> for ConnectionLayer {
+    type Service = TrackConnection<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackConnection::new(inner)
+    }
+}

@@ -1,0 +1,109 @@
+use std::{
+    sync::atomic::Ordering,
+    task::{Context, Poll},
+};
+
+use http::{Extensions, Request, Response, Version};
+use tower_service::Service;
+
+use super::{body::InFlightGuard, ConnectionLayer, ResponseBody, ResponseFuture};
+use crate::server::connection::{flags, Connection, ConnectionInfo};
+
+/// Ties each request to its tracked connection. See the [module docs](super) for where the
+/// connection comes from.
+#[derive(Debug, Clone)]
+pub struct TrackConnection<S> {
+    pub(crate) inner: S,
+    pub(crate) conn: Option<Connection>,
+}
+
+impl<S> TrackConnection<S> {
+    /// Wraps a service (an axum `Router`, a hyper-util `service_fn` made a tower service, a
+    /// tonic router, …).
+    pub fn new(inner: S) -> Self {
+        Self { inner, conn: None }
+    }
+
+    /// A [`ConnectionLayer`].
+    pub fn layer() -> ConnectionLayer {
+        ConnectionLayer::new()
+    }
+
+    pub(crate) fn bound(inner: S, conn: Connection) -> Self {
+        conn.0.set(flags::TRACKED);
+        conn.0.registry.layer_seen.store(true, Ordering::Release);
+        Self {
+            inner,
+            conn: Some(conn),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+fn connection_from(ext: &Extensions) -> Option<Connection> {
+    if let Some(c) = ext.get::<Connection>() {
+        return Some(c.clone());
+    }
+    #[cfg(feature = "axum")]
+    if let Some(c) = ext.get::<axum::extract::ConnectInfo<Connection>>() {
+        return Some(c.0.clone());
+    }
+    None
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TrackConnection<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if req.extensions().get::<ConnectionInfo>().is_some() {
+            // An outer TrackConnection already tracks this request.
+            return ResponseFuture::passthrough(self.inner.call(req));
+        }
+        let conn = match &self.conn {
+            Some(c) => c.clone(),
+            None => match connection_from(req.extensions()) {
+                Some(c) => {
+                    if !c.0.has(flags::TRACKED) {
+                        c.0.set(flags::TRACKED);
+                        c.0.registry.layer_seen.store(true, Ordering::Release);
+                    }
+                    c
+                }
+                None => return ResponseFuture::passthrough(self.inner.call(req)),
+            },
+        };
+        let http2 = req.version() == Version::HTTP_2;
+        let request = conn.0.request_started(http2);
+        let guard = InFlightGuard(conn.0.clone());
+        let age = conn.0.opened.elapsed();
+        req.extensions_mut().insert(ConnectionInfo {
+            connection: conn,
+            request,
+            age,
+        });
+        ResponseFuture::tracked(self.inner.call(req), guard, request, !http2)
+    }
+}

@@ -1,0 +1,65 @@
+//! The hygienic server: a listener, a tracked stream, a tower layer and a serve loop that follow
+//! every connection from accept to close.
+//!
+//! - [`HygienicListener`] binds with a [`SocketPolicy`](crate::policy::SocketPolicy), applies it
+//!   to every accepted socket, backs off on accept errors, can cap concurrent connections.
+//! - [`TrackedStream`] enforces [`ConnectionLimits`] at the I/O level (header timeout from the
+//!   first byte, idle timeout, max age), closes at once when an idle peer half-closes (no
+//!   CLOSE_WAIT left behind), and records [who closed first](Closer).
+//! - [`TrackConnection`] / [`ConnectionLayer`] mark request boundaries, add
+//!   [`ConnectionInfo`] to requests, advertise `Keep-Alive: timeout=N` and retire connections
+//!   with `Connection: close`.
+//! - [`ConnectionRegistry`] lists live connections, keeps cumulative counters, runs hooks on
+//!   state changes and performs graceful shutdown with a deadline.
+//! - [`Server`] is the crate's own accept loop over hyper-util (HTTP/1 and HTTP/2).
+//!
+//! # With axum
+//!
+//! ```no_run
+//! use axum::{routing::get, Router};
+//! use conn_hygiene::server::{HygienicListener, TrackConnection};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let app = Router::new().route("/", get(|| async { "hello" }));
+//! let listener = HygienicListener::bind("0.0.0.0:8080").await?;
+//! axum::serve(listener, TrackConnection::new(app)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Who closes first
+//!
+//! The side that sends the first FIN holds TIME_WAIT for 60 s. By default the listener
+//! advertises its idle timeout (`Keep-Alive: timeout=75`), so a pooled client that honours it
+//! closes idle connections first and holds the TIME_WAIT itself, spread over its ephemeral
+//! ports. Whatever the server ends (idle and header timeouts, max age, max requests, shutdown)
+//! leaves TIME_WAIT on the server's own port. Every close is counted by closer in
+//! `conn_hygiene_server_connections_closed_total{closer}`.
+
+#[cfg(feature = "axum")]
+mod axum;
+mod connection;
+mod io;
+pub mod layer;
+mod limits;
+mod listener;
+mod registry;
+mod serve;
+#[cfg(feature = "tonic")]
+mod tonic;
+
+#[cfg(feature = "axum")]
+pub use self::axum::{AxumConnection, AxumResponseFuture};
+pub use self::{
+    connection::{
+        CloseInfo, CloseReason, Closer, ConnState, Connection, ConnectionInfo, ConnectionSnapshot,
+    },
+    io::TrackedStream,
+    layer::{ConnectionLayer, TrackConnection},
+    limits::{ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError},
+    listener::{HygienicListener, ListenerBuilder},
+    registry::{
+        AcceptErrorKind, ConnectionEvent, ConnectionRegistry, RegistrySnapshot, RegistryTotals,
+        ShutdownReport,
+    },
+    serve::Server,
+};
