@@ -147,7 +147,7 @@ pub(crate) fn parse_messages<F: FnMut(&SockInfo)>(
                 if payload.len() >= 4 {
                     let status = read_i32(payload, 0);
                     if status < 0 {
-                        return Err(CensusError::netlink_kernel(step, -status));
+                        return Err(CensusError::netlink_kernel(step, status.saturating_neg()));
                     }
                 }
                 summary.done = true;

@@ -1,4 +1,5 @@
 //! Exact counts over real sockets, in a private network namespace that holds only them.
+#![cfg(target_os = "linux")]
 
 mod support;
 

@@ -15,24 +15,24 @@ use std::time::{Duration, Instant};
 use conn_hygiene_census::{StateCounts, TcpState};
 
 /// Set in the environment of the re-executed test binary.
-pub const INNER_ENV: &str = "CONN_HYGIENE_CENSUS_IN_NETNS";
+pub(crate) const INNER_ENV: &str = "CONN_HYGIENE_CENSUS_IN_NETNS";
 
 /// How long an inner run may take.
 const INNER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Whether this is the inner run, inside the private namespace.
-pub fn in_netns() -> bool {
+pub(crate) fn in_netns() -> bool {
     std::env::var_os(INNER_ENV).is_some()
 }
 
 /// Runs the `#[ignore]` test `inner` of this test binary in a fresh network namespace and
 /// panics, with its output, unless it passes.
-pub fn run_in_netns(inner: &str) {
+pub(crate) fn run_in_netns(inner: &str) {
     run_in_netns_with(inner, &[])
 }
 
 /// [`run_in_netns`], setting extra sysctls (`name=value`) in the namespace first.
-pub fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
+pub(crate) fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
     assert!(!in_netns(), "{inner}: already inside the namespace");
     let exe = std::env::current_exe().expect("current_exe");
     let mut script = String::from("ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0");
@@ -96,7 +96,7 @@ pub fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
 }
 
 /// Polls `cond` until it holds or `timeout` passes, then panics naming `what`.
-pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(100);
     while !cond() {
@@ -110,7 +110,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 }
 
 /// Counts the states column of `ss -Hant`. Panics if `ss` cannot run.
-pub fn ss_counts() -> StateCounts {
+pub(crate) fn ss_counts() -> StateCounts {
     let out = Command::new("ss")
         .arg("-Hant")
         .output()
@@ -128,35 +128,35 @@ pub fn ss_counts() -> StateCounts {
 
 /// How many sockets of each kind [`Mix::build`] creates.
 #[derive(Debug, Clone, Copy)]
-pub struct MixSpec {
+pub(crate) struct MixSpec {
     /// Listeners, alternately on 127.0.0.1 and ::1.
-    pub listeners: usize,
+    pub(crate) listeners: usize,
     /// Connections kept open: two `ESTABLISHED` sockets each.
-    pub established: usize,
+    pub(crate) established: usize,
     /// Connections closed client first: one `TIME_WAIT` socket each.
-    pub time_wait: usize,
+    pub(crate) time_wait: usize,
     /// Connections whose client shut down its side: one `CLOSE_WAIT` and one `FIN_WAIT2`.
-    pub close_wait: usize,
+    pub(crate) close_wait: usize,
     /// Backlog of the listener that never accepts.
-    pub backlog: i32,
+    pub(crate) backlog: i32,
     /// Clients connected to it and never accepted.
-    pub queued: usize,
+    pub(crate) queued: usize,
 }
 
 /// A crafted set of loopback sockets with known states. Dropping it closes them.
 #[derive(Debug)]
-pub struct Mix {
-    pub spec: MixSpec,
-    pub listeners: Vec<TcpListener>,
-    pub established: Vec<(TcpStream, TcpStream)>,
-    pub close_wait: Vec<(TcpStream, TcpStream)>,
-    pub backlog_listener: TcpListener,
-    pub queued: Vec<TcpStream>,
+pub(crate) struct Mix {
+    pub(crate) spec: MixSpec,
+    pub(crate) listeners: Vec<TcpListener>,
+    pub(crate) established: Vec<(TcpStream, TcpStream)>,
+    pub(crate) close_wait: Vec<(TcpStream, TcpStream)>,
+    pub(crate) backlog_listener: TcpListener,
+    pub(crate) queued: Vec<TcpStream>,
 }
 
 impl Mix {
     /// Builds the sockets and waits until the kernel shows them in their final states.
-    pub fn build(spec: MixSpec) -> Mix {
+    pub(crate) fn build(spec: MixSpec) -> Mix {
         assert!(spec.listeners > 0);
         let listeners: Vec<TcpListener> = (0..spec.listeners)
             .map(|i| {
@@ -225,8 +225,17 @@ impl Mix {
     }
 
     /// Every socket of the namespace, by state, once settled.
-    pub fn expected(&self) -> StateCounts {
-        let s = self.spec;
+    pub(crate) fn expected(&self) -> StateCounts {
+        Mix::expected_for(self.spec)
+    }
+
+    /// The sockets this process holds a descriptor for, by state.
+    pub(crate) fn expected_mine(&self) -> StateCounts {
+        Mix::expected_mine_for(self.spec)
+    }
+
+    /// [`Mix::expected`] for a spec.
+    pub(crate) fn expected_for(s: MixSpec) -> StateCounts {
         let mut c = StateCounts::new();
         c.set(TcpState::Listen, s.listeners as u64 + 1);
         c.set(TcpState::Established, 2 * (s.established + s.queued) as u64);
@@ -236,11 +245,10 @@ impl Mix {
         c
     }
 
-    /// The sockets this process holds a descriptor for, by state: all but `TIME_WAIT` and
-    /// the queued connections' server ends.
-    pub fn expected_mine(&self) -> StateCounts {
-        let s = self.spec;
-        let mut c = self.expected();
+    /// [`Mix::expected_mine`] for a spec: all but `TIME_WAIT` and the queued connections'
+    /// server ends, which no process holds.
+    pub(crate) fn expected_mine_for(s: MixSpec) -> StateCounts {
+        let mut c = Mix::expected_for(s);
         c.set(TcpState::TimeWait, 0);
         c.set(TcpState::Established, (2 * s.established + s.queued) as u64);
         c
