@@ -88,8 +88,9 @@ pub enum Closer {
     Reset,
     /// An I/O error ended it.
     Error,
-    /// One of our timers ended it (idle, header, or the kernel's keepalive/user timeout): we
-    /// closed first.
+    /// A timer cut it mid-message: our header timeout, or the kernel's keepalive / user timeout
+    /// giving up on a dead peer. (An idle timeout is an orderly close at a message boundary and
+    /// counts as [`Local`](Closer::Local).)
     Timeout,
 }
 
@@ -172,10 +173,9 @@ impl CloseReason {
     /// Who closed first when a connection ends for this reason.
     pub const fn closer(self) -> Closer {
         match self {
-            CloseReason::IdleTimeout | CloseReason::HeaderTimeout | CloseReason::PeerTimeout => {
-                Closer::Timeout
-            }
-            CloseReason::MaxAge
+            CloseReason::HeaderTimeout | CloseReason::PeerTimeout => Closer::Timeout,
+            CloseReason::IdleTimeout
+            | CloseReason::MaxAge
             | CloseReason::MaxRequests
             | CloseReason::Retired
             | CloseReason::Shutdown

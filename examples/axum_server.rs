@@ -1,0 +1,222 @@
+//! An axum app served through the hygienic listener and connection layer.
+//!
+//! ```text
+//! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
+//!     [--max-requests N] [--max-age SECS] [--shutdown-deadline SECS] [--hyper-loop] [--bare]
+//! ```
+//!
+//! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
+//! connection served the request), `/slow?ms=N` (answers after N ms). Runs until SIGINT or
+//! SIGTERM, then shuts down gracefully and prints the connection totals to stderr.
+//!
+//! `--bare` serves the same routes with plain `axum::serve` on a tokio listener, for comparisons;
+//! `--hyper-loop` uses the crate's own serve loop instead of `axum::serve`.
+
+use std::{collections::HashMap, io::Write, time::Duration};
+
+use axum::{
+    extract::{Extension, Query},
+    routing::get,
+    Router,
+};
+use conn_hygiene::{
+    policy::SocketPolicy,
+    server::{
+        Closer, ConnectionInfo, ConnectionLimits, ConnectionRegistry, HygienicListener, Server,
+        TrackConnection,
+    },
+};
+
+struct Args {
+    listen: String,
+    idle_timeout: Option<Duration>,
+    header_timeout: Option<Duration>,
+    max_requests: Option<u64>,
+    max_age: Option<Duration>,
+    shutdown_deadline: Duration,
+    hyper_loop: bool,
+    bare: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: "127.0.0.1:0".into(),
+        idle_timeout: ConnectionLimits::default().idle_timeout(),
+        header_timeout: ConnectionLimits::default().header_timeout(),
+        max_requests: None,
+        max_age: None,
+        shutdown_deadline: Duration::from_secs(10),
+        hyper_loop: false,
+        bare: false,
+    };
+    let mut it = std::env::args().skip(1);
+    let secs = |flag: &str, v: Option<String>| -> Result<Duration, String> {
+        let v = v.ok_or_else(|| format!("{flag} needs a value"))?;
+        let s: f64 = v
+            .parse()
+            .map_err(|_| format!("{flag}: {v:?} is not a number of seconds"))?;
+        Duration::try_from_secs_f64(s).map_err(|_| format!("{flag}: {v:?} is out of range"))
+    };
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--listen" => args.listen = it.next().ok_or("--listen needs an address")?,
+            "--idle-timeout" => args.idle_timeout = Some(secs(&flag, it.next())?),
+            "--header-timeout" => args.header_timeout = Some(secs(&flag, it.next())?),
+            "--max-age" => args.max_age = Some(secs(&flag, it.next())?),
+            "--shutdown-deadline" => args.shutdown_deadline = secs(&flag, it.next())?,
+            "--max-requests" => {
+                let v = it.next().ok_or("--max-requests needs a value")?;
+                args.max_requests = Some(
+                    v.parse()
+                        .map_err(|_| format!("--max-requests: {v:?} is not a whole number"))?,
+                );
+            }
+            "--hyper-loop" => args.hyper_loop = true,
+            "--bare" => args.bare = true,
+            "-h" | "--help" => {
+                println!("see the header of examples/axum_server.rs");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown flag {other:?}")),
+        }
+    }
+    Ok(args)
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello from conn-hygiene\n" }))
+        .route(
+            "/conn",
+            get(|info: Option<Extension<ConnectionInfo>>| async move {
+                match info {
+                    Some(Extension(i)) => format!(
+                        "connection={} request={} peer={}\n",
+                        i.id(),
+                        i.request_number(),
+                        i.peer_addr()
+                    ),
+                    None => "untracked\n".to_string(),
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            get(|Query(q): Query<HashMap<String, u64>>| async move {
+                let ms = q.get("ms").copied().unwrap_or(100).min(60_000);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                format!("slept {ms} ms\n")
+            }),
+        )
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn announce(addr: std::net::SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on {addr}");
+    let _ = out.flush();
+}
+
+fn print_totals(registry: &ConnectionRegistry) {
+    let t = registry.totals();
+    eprintln!(
+        "connections opened={} closed={} closer: local={} peer={} reset={} error={} timeout={}; requests={}",
+        t.opened,
+        t.closed,
+        t.closed_by(Closer::Local),
+        t.closed_by(Closer::Peer),
+        t.closed_by(Closer::Reset),
+        t.closed_by(Closer::Error),
+        t.closed_by(Closer::Timeout),
+        t.requests_on_closed,
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("axum_server: {e}");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    if args.bare {
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .unwrap_or_else(|e| {
+                eprintln!("axum_server: cannot bind {}: {e}", args.listen);
+                std::process::exit(1);
+            });
+        announce(listener.local_addr().expect("bound address"));
+        axum::serve(listener, app())
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .expect("serve");
+        return;
+    }
+
+    let limits = ConnectionLimits::builder()
+        .idle_timeout(args.idle_timeout)
+        .header_timeout(args.header_timeout)
+        .max_requests(args.max_requests)
+        .max_age(args.max_age)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("axum_server: {e}");
+            std::process::exit(2);
+        });
+    let listener = HygienicListener::builder()
+        .name("axum_server")
+        .policy(SocketPolicy::default())
+        .limits(limits)
+        .bind(&args.listen)
+        .await
+        .unwrap_or_else(|e| {
+            eprintln!("axum_server: {e}");
+            std::process::exit(1);
+        });
+    let backlog = listener.backlog();
+    if backlog.is_capped() {
+        eprintln!(
+            "axum_server: listen backlog {} capped to {} by net.core.somaxconn",
+            backlog.requested, backlog.effective
+        );
+    }
+    let registry = listener.registry().clone();
+    announce(listener.local_addr());
+
+    if args.hyper_loop {
+        let report = Server::new()
+            .serve_with_shutdown(listener, app(), shutdown_signal(), args.shutdown_deadline)
+            .await;
+        eprintln!(
+            "shutdown: drained={} cut={}",
+            report.drained, report.cut
+        );
+    } else {
+        axum::serve(listener, TrackConnection::new(app()))
+            .with_graceful_shutdown(
+                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
+            )
+            .await
+            .expect("serve");
+    }
+    print_totals(&registry);
+}
