@@ -122,7 +122,9 @@ impl fmt::Display for Closer {
     }
 }
 
-/// Why a connection closed. Each reason belongs to one [`Closer`].
+/// Why a connection closed: our intent (a limit, a retirement, shutdown) or what the peer or
+/// the network did. Independent of [`Closer`]: a connection retired with HTTP/2 GOAWAY for
+/// `MaxRequests` may still see the client send the first FIN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CloseReason {
@@ -170,20 +172,15 @@ impl CloseReason {
         CloseReason::IoError,
     ];
 
-    /// Who closed first when a connection ends for this reason.
-    pub const fn closer(self) -> Closer {
+    /// The closer this reason implies regardless of FIN order, if any: timeouts cut the
+    /// connection mid-message, errors end it without an orderly close.
+    pub(crate) const fn forced_closer(self) -> Option<Closer> {
         match self {
-            CloseReason::HeaderTimeout | CloseReason::PeerTimeout => Closer::Timeout,
-            CloseReason::IdleTimeout
-            | CloseReason::MaxAge
-            | CloseReason::MaxRequests
-            | CloseReason::Retired
-            | CloseReason::Shutdown
-            | CloseReason::ShutdownDeadline
-            | CloseReason::ServerClosed => Closer::Local,
-            CloseReason::PeerClosed => Closer::Peer,
-            CloseReason::PeerReset => Closer::Reset,
-            CloseReason::IoError => Closer::Error,
+            CloseReason::HeaderTimeout | CloseReason::PeerTimeout => Some(Closer::Timeout),
+            CloseReason::PeerReset => Some(Closer::Reset),
+            CloseReason::IoError => Some(Closer::Error),
+            CloseReason::ShutdownDeadline => Some(Closer::Local),
+            _ => None,
         }
     }
 

@@ -18,7 +18,7 @@ use tokio::{
 };
 
 use super::{
-    connection::{flags, CloseReason, ConnShared, ConnState, Connection},
+    connection::{flags, CloseReason, Closer, ConnShared, ConnState, Connection},
     limits::HalfClose,
 };
 use crate::{policy::Linger, sys};
@@ -74,6 +74,7 @@ pub struct TrackedStream {
     driver_told: bool,
     injected: Option<Injected>,
     shutdown_started: bool,
+    peer_fin_first: bool,
     abort: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -105,6 +106,7 @@ impl TrackedStream {
             driver_told: false,
             injected: None,
             shutdown_started: false,
+            peer_fin_first: false,
             abort: false,
             _permit: permit,
         }
@@ -239,6 +241,9 @@ impl TrackedStream {
         let conn = self.conn.0.clone();
         let c = &*conn;
         c.set(flags::PEER_FIN);
+        if !self.shutdown_started {
+            self.peer_fin_first = true;
+        }
         c.set_close_reason(CloseReason::PeerClosed);
         if c.in_flight.load(Ordering::Acquire) == 0 {
             return Poll::Ready(Ok(()));
@@ -278,26 +283,38 @@ impl TrackedStream {
             && !matches!(self.injected, Some(Injected::HeaderTimeout))
     }
 
-    fn decide_reason(&self) -> CloseReason {
-        let c = self.shared();
-        if let Some(r) = c.close_reason() {
-            return r;
-        }
-        if c.has(flags::PEER_FIN) {
-            return CloseReason::PeerClosed;
+    /// True when the peer's FIN arrived before ours (read as EOF, or waiting unread: the kernel
+    /// then holds the socket in CLOSE_WAIT).
+    fn note_fin_order(&mut self) {
+        if self.peer_fin_first {
+            return;
         }
         if let Some(s) = self.inner.as_ref() {
-            if matches!(
+            self.peer_fin_first = matches!(
                 sys::tcp_state(s.as_raw_fd()),
                 Some(sys::TCP_CLOSE_WAIT | sys::TCP_LAST_ACK)
-            ) {
-                return CloseReason::PeerClosed;
-            }
+            );
         }
-        if c.is_retiring() {
-            return c.retire_reason().unwrap_or(CloseReason::Shutdown);
-        }
-        CloseReason::ServerClosed
+    }
+
+    /// Who closed first and why.
+    fn close_info(&self) -> (Closer, CloseReason) {
+        let c = self.shared();
+        let explicit = c.close_reason();
+        let reason = match explicit {
+            Some(r) if r.forced_closer().is_some() => r,
+            Some(r @ (CloseReason::IdleTimeout | CloseReason::MaxAge)) => r,
+            _ if c.is_retiring() => c.retire_reason().unwrap_or(CloseReason::Shutdown),
+            Some(r) => r,
+            None if self.peer_fin_first => CloseReason::PeerClosed,
+            None => CloseReason::ServerClosed,
+        };
+        let closer = reason.forced_closer().unwrap_or(if self.peer_fin_first {
+            Closer::Peer
+        } else {
+            Closer::Local
+        });
+        (closer, reason)
     }
 
     fn wants_abort(&self) -> bool {
@@ -431,8 +448,7 @@ impl AsyncWrite for TrackedStream {
         if !this.shutdown_started {
             this.shutdown_started = true;
             this.shared().transition(ConnState::Closing);
-            let reason = this.decide_reason();
-            this.shared().set_close_reason(reason);
+            this.note_fin_order();
             // An abort-close sends RST instead of FIN: skip the FIN.
             this.abort = this.wants_abort();
         }
@@ -462,8 +478,11 @@ impl TrackedStream {
 
 impl Drop for TrackedStream {
     fn drop(&mut self) {
-        let reason = self.decide_reason();
-        let abort = self.abort || (self.wants_abort() && reason.closer() != super::Closer::Reset);
+        if !self.shutdown_started {
+            self.note_fin_order();
+        }
+        let (closer, reason) = self.close_info();
+        let abort = self.abort || (self.wants_abort() && reason.forced_closer().is_none());
         let c = self.conn.0.clone();
         let mut aborted = false;
         if let Some(stream) = self.inner.take() {
@@ -486,7 +505,7 @@ impl Drop for TrackedStream {
                 drop(stream);
             }
         }
-        c.registry.on_close(&c, reason, aborted);
+        c.registry.on_close(&c, closer, reason, aborted);
     }
 }
 

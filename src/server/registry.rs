@@ -120,6 +120,7 @@ pub struct RegistryTotals {
     /// Connections served but not listed in snapshots because the tracking bound was reached.
     pub untracked: u64,
     closed_by_reason: [u64; 12],
+    closed_by_closer: [u64; 5],
 }
 
 impl RegistryTotals {
@@ -130,11 +131,7 @@ impl RegistryTotals {
 
     /// Connections closed with this closer first.
     pub fn closed_by(&self, closer: Closer) -> u64 {
-        CloseReason::ALL
-            .iter()
-            .filter(|r| r.closer() == closer)
-            .map(|r| self.closed_for(*r))
-            .sum()
+        self.closed_by_closer[closer as usize]
     }
 }
 
@@ -171,7 +168,7 @@ pub struct ShutdownReport {
 
 struct ServerMetrics {
     opened: Counter,
-    closed: [Counter; 12],
+    closed: [[Counter; 12]; 5],
     state: [Gauge; 5],
     requests_per_connection: Histogram,
     duration: Histogram,
@@ -185,9 +182,11 @@ impl ServerMetrics {
         let l = listener.to_owned();
         Self {
             opened: metrics::counter!(names::SERVER_CONNECTIONS_OPENED_TOTAL, "listener" => l.clone()),
-            closed: CloseReason::ALL.map(|r| {
-                metrics::counter!(names::SERVER_CONNECTIONS_CLOSED_TOTAL,
-                    "listener" => l.clone(), "closer" => r.closer().as_str(), "reason" => r.as_str())
+            closed: Closer::ALL.map(|c| {
+                CloseReason::ALL.map(|r| {
+                    metrics::counter!(names::SERVER_CONNECTIONS_CLOSED_TOTAL,
+                        "listener" => l.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                })
             }),
             state: ConnState::LIVE.map(|s| {
                 metrics::gauge!(names::SERVER_CONNECTIONS, "listener" => l.clone(), "state" => s.as_str())
@@ -227,6 +226,7 @@ pub(crate) struct RegistryInner {
     has_hooks: AtomicBool,
     opened: AtomicU64,
     closed_by_reason: [AtomicU64; 12],
+    closed_by_closer: [AtomicU64; 5],
     aborted: AtomicU64,
     requests_on_closed: AtomicU64,
     accept_errors: AtomicU64,
@@ -297,11 +297,17 @@ impl RegistryInner {
         conn
     }
 
-    pub(crate) fn on_close(&self, conn: &ConnShared, reason: CloseReason, aborted: bool) {
+    pub(crate) fn on_close(
+        &self,
+        conn: &ConnShared,
+        closer: Closer,
+        reason: CloseReason,
+        aborted: bool,
+    ) {
         let requests = conn.requests.load(Ordering::Acquire);
         let lifetime = conn.opened.elapsed();
         let info = CloseInfo {
-            closer: reason.closer(),
+            closer,
             reason,
             aborted,
             lifetime,
@@ -314,6 +320,7 @@ impl RegistryInner {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&conn.id);
         self.closed_by_reason[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.closed_by_closer[closer as usize].fetch_add(1, Ordering::Relaxed);
         self.requests_on_closed
             .fetch_add(requests, Ordering::Relaxed);
         if aborted {
@@ -323,13 +330,13 @@ impl RegistryInner {
             self.shutdown_cut.fetch_add(1, Ordering::Relaxed);
             self.metrics.cut.increment(1);
         }
-        self.metrics.closed[reason.index()].increment(1);
+        self.metrics.closed[closer as usize][reason.index()].increment(1);
         self.metrics.requests_per_connection.record(requests as f64);
         self.metrics.duration.record(lifetime.as_secs_f64());
         tracing::trace!(
             listener = %self.name,
             id = conn.id,
-            closer = reason.closer().as_str(),
+            closer = closer.as_str(),
             reason = reason.as_str(),
             requests,
             "connection closed"
@@ -428,6 +435,7 @@ impl ConnectionRegistry {
                 has_hooks: AtomicBool::new(false),
                 opened: AtomicU64::new(0),
                 closed_by_reason: Default::default(),
+                closed_by_closer: Default::default(),
                 aborted: AtomicU64::new(0),
                 requests_on_closed: AtomicU64::new(0),
                 accept_errors: AtomicU64::new(0),
@@ -463,6 +471,8 @@ impl ConnectionRegistry {
         let i = &self.inner;
         let closed_by_reason: [u64; 12] =
             std::array::from_fn(|k| i.closed_by_reason[k].load(Ordering::Relaxed));
+        let closed_by_closer: [u64; 5] =
+            std::array::from_fn(|k| i.closed_by_closer[k].load(Ordering::Relaxed));
         RegistryTotals {
             opened: i.opened.load(Ordering::Relaxed),
             closed: closed_by_reason.iter().sum(),
@@ -473,6 +483,7 @@ impl ConnectionRegistry {
             shutdown_cut: i.shutdown_cut.load(Ordering::Relaxed),
             untracked: i.untracked.load(Ordering::Relaxed),
             closed_by_reason,
+            closed_by_closer,
         }
     }
 
@@ -498,6 +509,12 @@ impl ConnectionRegistry {
         self.inner.has_hooks.store(true, Ordering::Release);
     }
 
+    /// A handle to a live connection, by id (as listed in [`snapshot`](Self::snapshot)).
+    pub fn connection(&self, id: u64) -> Option<super::Connection> {
+        let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.get(&id).cloned().map(super::Connection)
+    }
+
     /// True once [`shutdown`](Self::shutdown) began.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.is_shutting_down()
@@ -515,12 +532,21 @@ impl ConnectionRegistry {
     /// The hygienic listener keeps accepting until its owner stops; connections accepted after
     /// this call close after their first response.
     pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+        let open_at_start = self.begin_shutdown();
+        self.finish_shutdown(open_at_start, deadline).await
+    }
+
+    /// Marks every connection for retirement; returns how many were open.
+    fn begin_shutdown(&self) -> usize {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let conns = self.inner.live_conns();
         let open_at_start = self.live();
-        for c in &conns {
+        for c in &self.inner.live_conns() {
             c.retire(CloseReason::Shutdown);
         }
+        open_at_start
+    }
+
+    async fn finish_shutdown(&self, open_at_start: usize, deadline: Duration) -> ShutdownReport {
         let cut_before = self.inner.shutdown_cut.load(Ordering::Relaxed);
         if tokio::time::timeout(deadline, self.closed()).await.is_err() {
             let remaining = self.inner.live_conns();
@@ -558,8 +584,11 @@ impl ConnectionRegistry {
         let registry = self.clone();
         async move {
             signal.await;
+            // Retire everything before axum starts its own graceful shutdown, so every close is
+            // attributed to the shutdown.
+            let open_at_start = registry.begin_shutdown();
             tokio::spawn(async move {
-                let report = registry.shutdown(deadline).await;
+                let report = registry.finish_shutdown(open_at_start, deadline).await;
                 tracing::info!(
                     listener = %registry.inner.name,
                     drained = report.drained,
