@@ -63,7 +63,10 @@ async fn emfile_backs_off_and_recovers_when_fds_free_up() {
     // Still starved: the second connection waits in the accept queue.
     let waiting =
         tokio::time::timeout(Duration::from_millis(300), read_response(&mut second)).await;
-    assert!(waiting.is_err(), "second connection must wait for a descriptor");
+    assert!(
+        waiting.is_err(),
+        "second connection must wait for a descriptor"
+    );
     let errors = registry.totals().accept_errors;
     assert!(errors <= 20, "backoff, not a spin: {errors} accept errors");
 

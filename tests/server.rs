@@ -10,9 +10,7 @@ use std::{
 
 use conn_hygiene::{
     policy::{EffectiveOptions, Keepalive, Linger, SocketPolicy},
-    server::{
-        CloseReason, Closer, ConnState, ConnectionLimits, HalfClose, HygienicListener,
-    },
+    server::{CloseReason, Closer, ConnState, ConnectionLimits, HalfClose, HygienicListener},
 };
 use socket2::SockRef;
 use support::*;
@@ -51,7 +49,11 @@ async fn accepted_sockets_carry_the_policy() {
     // The kernel reports a listener's accept-queue maximum as Send-Q.
     let listen = ss(&["-ltn", &format!("( sport = :{port} )")]);
     assert_eq!(listen.len(), 1, "{listen:?}");
-    assert_eq!(listen[0].split_whitespace().nth(2), Some("100"), "{listen:?}");
+    assert_eq!(
+        listen[0].split_whitespace().nth(2),
+        Some("100"),
+        "{listen:?}"
+    );
 
     let client = TcpStream::connect(listener.local_addr()).await.unwrap();
     let (stream, peer) = listener.accept().await;
@@ -59,16 +61,30 @@ async fn accepted_sockets_carry_the_policy() {
     let eff = EffectiveOptions::read(SockRef::from(stream.get_ref())).unwrap();
     assert_eq!(
         eff.keepalive,
-        Some(Keepalive::new(Duration::from_secs(30), Duration::from_secs(5), 3))
+        Some(Keepalive::new(
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+            3
+        ))
     );
     assert_eq!(eff.user_timeout, Some(Duration::from_secs(45)));
     assert!(eff.nodelay);
     assert_eq!(eff.linger, None);
 
     // ss shows the keepalive timer on the server's end of the connection.
-    let est = ss(&["-tno", "state", "established", &format!("( sport = :{port} )")]);
-    assert_eq!(est.len(), 1, "{est:?}");
-    assert!(est[0].contains("timer:(keepalive,"), "{est:?}");
+    let est = ss(&[
+        "-tnio",
+        "state",
+        "established",
+        &format!("( sport = :{port} )"),
+    ]);
+    // With -i, each socket takes a line plus an indented line of TCP info.
+    let sockets: Vec<&String> = est
+        .iter()
+        .filter(|l| !l.starts_with(char::is_whitespace))
+        .collect();
+    assert_eq!(sockets.len(), 1, "{est:?}");
+    assert!(sockets[0].contains("timer:(keepalive,"), "{est:?}");
     assert_eq!(listener.registry().live(), 1);
     drop(stream);
     assert_eq!(listener.registry().live(), 0);
@@ -82,11 +98,21 @@ async fn curl_reuses_connections_and_sees_keep_alive_timeout() {
         let (ok, out, err) = curl(&["-sv", &url, &url, &url]).await;
         assert!(ok, "{mode:?}: {err}");
         assert_eq!(out, "hello\n".repeat(3));
-        assert!(err.to_lowercase().contains("< keep-alive: timeout=75"), "{mode:?}: {err}");
-        assert_eq!(err.matches("Re-using existing connection").count(), 2, "{mode:?}: {err}");
+        assert!(
+            err.to_lowercase().contains("< keep-alive: timeout=75"),
+            "{mode:?}: {err}"
+        );
+        assert_eq!(
+            err.matches("Re-using existing connection").count(),
+            2,
+            "{mode:?}: {err}"
+        );
         // curl closes its connection when it exits: the peer closed first.
         let reg = server.registry.clone();
-        eventually("curl's connection closed", LONG, || reg.totals().closed == 1).await;
+        eventually("curl's connection closed", LONG, || {
+            reg.totals().closed == 1
+        })
+        .await;
         let t = reg.totals();
         assert_eq!(t.opened, 1, "{mode:?}");
         assert_eq!(t.closed_by(Closer::Peer), 1, "{mode:?}: {t:?}");
@@ -119,7 +145,14 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
         // Whoever sends the first FIN holds TIME_WAIT: here the server's port.
         drop(client);
         eventually("server-side TIME_WAIT", LONG, || {
-            ss(&["-tan", "state", "time-wait", &format!("( sport = :{port} )")]).len() == 1
+            ss(&[
+                "-tan",
+                "state",
+                "time-wait",
+                &format!("( sport = :{port} )"),
+            ])
+            .len()
+                == 1
         })
         .await;
         server.stop().await;
@@ -136,7 +169,11 @@ async fn max_requests_sends_connection_close_and_curl_reconnects() {
         assert!(ok, "{err}");
         assert_eq!(out, "hello\n".repeat(3));
         let lower = err.to_lowercase();
-        assert_eq!(lower.matches("< connection: close").count(), 1, "{mode:?}: {err}");
+        assert_eq!(
+            lower.matches("< connection: close").count(),
+            1,
+            "{mode:?}: {err}"
+        );
         // Two TCP connections: the third request went on a new one.
         assert_eq!(err.matches("Connected to").count(), 2, "{mode:?}: {err}");
         let reg = server.registry.clone();
@@ -157,7 +194,10 @@ async fn peer_half_close_on_idle_connection_leaves_no_close_wait() {
         let client_port = client.local_addr().unwrap().port();
         assert_eq!(get(&mut client, "/").await.unwrap().status, 200);
         let server_side = move || {
-            ss(&["-tan", &format!("( sport = :{port} and dport = :{client_port} )")])
+            ss(&[
+                "-tan",
+                &format!("( sport = :{port} and dport = :{client_port} )"),
+            ])
         };
         assert_eq!(server_side().len(), 1, "the server's end is established");
         client.shutdown().await.unwrap();
@@ -166,12 +206,20 @@ async fn peer_half_close_on_idle_connection_leaves_no_close_wait() {
             server_side().is_empty()
         })
         .await;
-        assert!(
-            ss(&["-tan", "state", "close-wait", &format!("( sport = :{port} )")]).is_empty()
-        );
+        assert!(ss(&[
+            "-tan",
+            "state",
+            "close-wait",
+            &format!("( sport = :{port} )")
+        ])
+        .is_empty());
         let reg = server.registry.clone();
         eventually("close recorded", LONG, || reg.totals().closed == 1).await;
-        assert_eq!(reg.totals().closed_for(CloseReason::PeerClosed), 1, "{mode:?}");
+        assert_eq!(
+            reg.totals().closed_for(CloseReason::PeerClosed),
+            1,
+            "{mode:?}"
+        );
         server.stop().await;
     }
 }
@@ -198,7 +246,11 @@ async fn half_a_header_is_cut_at_the_header_timeout() {
         let reg = server.registry.clone();
         eventually("three closes", LONG, || reg.totals().closed == 3).await;
         let t = reg.totals();
-        assert_eq!(t.closed_for(CloseReason::HeaderTimeout), 2, "{mode:?}: {t:?}");
+        assert_eq!(
+            t.closed_for(CloseReason::HeaderTimeout),
+            2,
+            "{mode:?}: {t:?}"
+        );
         assert_eq!(t.closed_by(Closer::Timeout), 2, "{mode:?}");
         server.stop().await;
     }
@@ -224,10 +276,9 @@ async fn keep_alive_request_after_idle_gets_a_fresh_header_timeout() {
 async fn graceful_shutdown_loses_no_in_flight_request() {
     for mode in MODES {
         let server = start(mode, listener(limits().build().unwrap()), LONG).await;
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
         let n = 16;
         let mut tasks = Vec::new();
         for _ in 0..n {
@@ -300,7 +351,10 @@ async fn shutdown_deadline_cuts_what_is_still_active_and_counts_it() {
         })
         .await;
         if let Some(report) = report {
-            assert_eq!((report.open_at_start, report.drained, report.cut), (2, 1, 1));
+            assert_eq!(
+                (report.open_at_start, report.drained, report.cut),
+                (2, 1, 1)
+            );
         }
     }
 }
@@ -398,7 +452,9 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
     listener.registry().on_state_change(move |e| {
-        sink.lock().unwrap().push((e.id, e.from, e.to, e.close.map(|c| c.reason)))
+        sink.lock()
+            .unwrap()
+            .push((e.id, e.from, e.to, e.close.map(|c| c.reason)))
     });
     let server = start_with(Mode::Hyper, listener, LONG);
     let mut a = TcpStream::connect(server.addr).await.unwrap();
@@ -421,7 +477,11 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
     eventually("both closed", LONG, || reg.totals().closed == 2).await;
 
     let events = events.lock().unwrap().clone();
-    let of_first: Vec<_> = events.iter().filter(|e| e.0 == 1).map(|e| (e.1, e.2)).collect();
+    let of_first: Vec<_> = events
+        .iter()
+        .filter(|e| e.0 == 1)
+        .map(|e| (e.1, e.2))
+        .collect();
     assert_eq!(
         of_first,
         vec![
@@ -463,7 +523,10 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
         &DebugValue::Counter(2)
     );
     assert_eq!(
-        value(SERVER_CONNECTIONS_CLOSED_TOTAL, &[("reason", "idle_timeout")]),
+        value(
+            SERVER_CONNECTIONS_CLOSED_TOTAL,
+            &[("reason", "idle_timeout")]
+        ),
         &DebugValue::Counter(0)
     );
     for state in ["new", "active", "idle", "half_closed", "closing"] {
@@ -505,7 +568,9 @@ async fn max_connections_caps_concurrent_connections() {
     assert_eq!(get(&mut b, "/").await.unwrap().status, 200);
     // The third connection completes the handshake in the kernel queue but is not accepted.
     let mut c = TcpStream::connect(server.addr).await.unwrap();
-    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
     let pending = tokio::time::timeout(Duration::from_millis(300), read_response(&mut c)).await;
     assert!(pending.is_err(), "third connection must wait");
     assert_eq!(server.registry.live(), 2);
@@ -539,7 +604,10 @@ async fn http2_connection_retires_with_goaway_after_max_requests() {
             .unwrap();
         let res = sender.send_request(req).await.unwrap();
         assert_eq!(res.version(), http::Version::HTTP_2);
-        assert!(res.headers().get("connection").is_none(), "no connection header in h2");
+        assert!(
+            res.headers().get("connection").is_none(),
+            "no connection header in h2"
+        );
         res.into_body().collect().await.unwrap();
     }
     // The server sent GOAWAY: the client connection ends cleanly.
@@ -591,4 +659,115 @@ async fn retire_from_a_handle_closes_after_the_response() {
     assert_eq!(t.closed_for(CloseReason::Retired), 1, "{t:?}");
     assert_eq!(t.closed_by(Closer::Local), 1, "{t:?}");
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_above_somaxconn_is_reported_as_capped() {
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let policy = SocketPolicy::builder().backlog(65535).build().unwrap();
+    let listener = HygienicListener::builder()
+        .policy(policy)
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let b = listener.backlog();
+    assert_eq!(b.requested, 65535);
+    assert_eq!(b.somaxconn, Some(somaxconn));
+    assert_eq!(b.effective, somaxconn.min(65535));
+    assert_eq!(b.is_capped(), somaxconn < 65535);
+    // The kernel agrees: a listener's Send-Q in `ss -lt` is its accept-queue maximum.
+    let port = listener.local_addr().port();
+    let listen = ss(&["-ltn", &format!("( sport = :{port} )")]);
+    assert_eq!(
+        listen[0].split_whitespace().nth(2),
+        Some(b.effective.to_string().as_str()),
+        "{listen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_hyper_service_fn_through_the_crate_loop() {
+    use bytes::Bytes;
+    use conn_hygiene::server::{ConnectionInfo, ConnectionLayer, Server};
+    use http_body_util::{BodyExt, Empty, Full};
+    use std::convert::Infallible;
+    use tower::{Layer, ServiceExt};
+
+    let listener = HygienicListener::builder()
+        .name("plain")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let registry = listener.registry().clone();
+    // A plain service_fn, with the layer applied explicitly: the loop's own tracking sees the
+    // extension and does not count requests twice.
+    let svc = ConnectionLayer::new().layer(tower::service_fn(
+        |req: http::Request<hyper::body::Incoming>| async move {
+            let info = req.extensions().get::<ConnectionInfo>().cloned();
+            let body = match info {
+                Some(i) => format!("conn={} req={}\n", i.id(), i.request_number()),
+                None => "untracked\n".into(),
+            };
+            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
+        },
+    ));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        Server::new()
+            .serve_with_shutdown(
+                listener,
+                svc.boxed_clone(),
+                async {
+                    let _ = rx.await;
+                },
+                LONG,
+            )
+            .await
+    });
+
+    // curl, HTTP/1.1, one connection.
+    let url = format!("http://{addr}/");
+    let (ok, out, err) = curl(&["-sv", &url, &url]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "conn=1 req=1\nconn=1 req=2\n");
+    assert!(
+        err.to_lowercase().contains("< keep-alive: timeout=75"),
+        "{err}"
+    );
+
+    // hyper-util's pooled client, HTTP/1.1 and HTTP/2 (prior knowledge).
+    for http2 in [false, true] {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(http2)
+                .build_http::<Empty<Bytes>>();
+        for n in 1..=2u64 {
+            let res = client.get(url.parse().unwrap()).await.unwrap();
+            assert_eq!(
+                res.version(),
+                if http2 {
+                    http::Version::HTTP_2
+                } else {
+                    http::Version::HTTP_11
+                }
+            );
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert!(
+                String::from_utf8_lossy(&body).ends_with(&format!("req={n}\n")),
+                "{body:?}"
+            );
+        }
+    }
+    assert_eq!(registry.totals().opened, 3);
+    let _ = tx.send(());
+    let report = server.await.unwrap();
+    assert_eq!(report.cut, 0);
+    let t = registry.totals();
+    assert_eq!(t.closed, 3);
+    assert_eq!(t.requests_on_closed, 6);
 }

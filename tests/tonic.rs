@@ -54,12 +54,18 @@ async fn tonic_serves_through_the_hygienic_listener() {
     assert_eq!(conn.requests, 3);
     assert_eq!(conn.in_flight, 0);
     assert_eq!(conn.state, ConnState::Idle);
-    assert!(conn.bytes_in > 24, "the HTTP/2 preface and three calls were counted");
+    assert!(
+        conn.bytes_in > 24,
+        "the HTTP/2 preface and three calls were counted"
+    );
 
     drop(client);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while registry.totals().closed < 1 {
-        assert!(tokio::time::Instant::now() < deadline, "client close not seen");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "client close not seen"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let t = registry.totals();

@@ -19,8 +19,7 @@ use axum::{
     Router,
 };
 use conn_hygiene::server::{
-    ConnectionRegistry, HygienicListener, ListenerBuilder, Server, ShutdownReport,
-    TrackConnection,
+    ConnectionRegistry, HygienicListener, ListenerBuilder, Server, ShutdownReport, TrackConnection,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
