@@ -377,10 +377,7 @@ fn process_join_on_sample() {
         let h = holders.get(*inode);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].pid, PID);
-        assert_eq!(
-            &*h[0].comm,
-            read(&format!("proc/{PID}/comm")).trim_end()
-        );
+        assert_eq!(&*h[0].comm, read(&format!("proc/{PID}/comm")).trim_end());
     }
 }
 
