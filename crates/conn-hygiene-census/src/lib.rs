@@ -1,9 +1,9 @@
 //! A census of a Linux network namespace's TCP sockets.
 //!
-//! - [`walk`] and [`count_states`]: every TCP socket, by netlink `sock_diag` (one socket, one
+//! - [`walk()`] and [`count_states`]: every TCP socket, by netlink `sock_diag` (one socket, one
 //!   reused buffer, nothing allocated per socket), falling back to `/proc/net/tcp` and
 //!   `/proc/net/tcp6` when netlink is refused. See the [`walk` module](mod@walk).
-//! - [`listeners`]: each listener's accept queue, length and maximum.
+//! - [`listeners()`]: each listener's accept queue, length and maximum.
 //! - [`process`]: the sockets one process holds, and which process holds a socket.
 //! - [`counters`]: the cheap counters (`sockstat`, `snmp`, `netstat`, `file-nr`, descriptor
 //!   limits, conntrack) and [`sysctl`]: the settings behind `TIME_WAIT` and queue limits.

@@ -2,7 +2,7 @@
 //!
 //! A dump is one `SOCK_DIAG_BY_FAMILY` request with `NLM_F_DUMP` for one address family; the
 //! kernel answers with datagrams of `inet_diag_msg` messages and ends with `NLMSG_DONE`, or
-//! refuses with `NLMSG_ERROR`. [`crate::walk`] runs dumps; this module is the parser, usable on
+//! refuses with `NLMSG_ERROR`. [`walk`](crate::walk()) runs dumps; this module is the parser, usable on
 //! its own over bytes recorded earlier with [`dump_raw`]. The parser never panics on bad input:
 //! a short or inconsistent message is an error for which
 //! [`CensusError::is_malformed`] is true.
@@ -24,6 +24,8 @@
 //! let err = netlink::parse_datagram(&done[..18], |_| ()).unwrap_err();
 //! assert!(err.is_malformed());
 //! ```
+// Requests and the errors of system calls exist on Linux only.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 

@@ -346,7 +346,7 @@ impl Refusal {
     }
 }
 
-/// Calls `f` for every TCP socket matching `opts`. See the [module docs](crate::walk).
+/// Calls `f` for every TCP socket matching `opts`. See the [module docs](mod@crate::walk).
 pub fn walk<F: FnMut(&SockInfo)>(opts: &WalkOptions, f: F) -> Result<WalkStats, CensusError> {
     Walker::new(opts.clone()).walk(f)
 }
