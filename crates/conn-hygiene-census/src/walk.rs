@@ -137,11 +137,11 @@ impl WalkOptions {
         &self.proc_root
     }
 
-    fn families(&self) -> impl Iterator<Item = Family> + '_ {
-        Family::BOTH.into_iter().filter(|f| match f {
+    fn wants(&self, family: Family) -> bool {
+        match family {
             Family::Ipv4 => self.ipv4,
             Family::Ipv6 => self.ipv6,
-        })
+        }
     }
 }
 
@@ -225,8 +225,10 @@ impl Walker {
     /// Calls `f` for every socket matching the options.
     pub fn walk<F: FnMut(&SockInfo)>(&mut self, mut f: F) -> Result<WalkStats, CensusError> {
         let mut stats = WalkStats::default();
-        let families: Vec<Family> = self.opts.families().collect();
-        for family in families {
+        for family in Family::BOTH {
+            if !self.opts.wants(family) {
+                continue;
+            }
             let source = self.walk_family(family, &mut stats, &mut f)?;
             match family {
                 Family::Ipv4 => stats.ipv4 = Some(source),
