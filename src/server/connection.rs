@@ -461,8 +461,12 @@ impl ConnShared {
                 .store(since.as_nanos() as u64, Ordering::Release);
             self.transition(ConnState::Idle);
             self.bump();
+            // Wake the reader so it arms the idle timer (or closes a retiring connection): the
+            // stack may have polled the stream before this response ended, and may not poll it
+            // again on its own.
             self.io_waker.wake();
-            if self.is_retiring() {
+            let retiring = self.is_retiring();
+            if retiring {
                 self.driver.notify_one();
             }
         }

@@ -334,13 +334,12 @@ impl AsyncRead for TrackedStream {
         if let Some(injected) = this.injected {
             return Poll::Ready(injected.result());
         }
-        let c = this.conn.0.clone();
-        if c.has(flags::CUT) {
+        if this.conn.0.has(flags::CUT) {
             return Poll::Ready(this.inject(Injected::Cut));
         }
-        c.io_waker.register(cx.waker());
+        this.conn.0.io_waker.register(cx.waker());
         if this.peer_eof {
-            return if c.in_flight.load(Ordering::Acquire) == 0 {
+            return if this.conn.0.in_flight.load(Ordering::Acquire) == 0 {
                 Poll::Ready(Ok(()))
             } else {
                 Poll::Pending
@@ -361,6 +360,7 @@ impl AsyncRead for TrackedStream {
                 if read.is_empty() {
                     return this.on_peer_eof();
                 }
+                let c: &ConnShared = &this.conn.0;
                 if usize::from(this.preface_pos) < H2_PREFACE.len() {
                     let pos = usize::from(this.preface_pos);
                     let n = read.len().min(H2_PREFACE.len() - pos);
@@ -380,7 +380,7 @@ impl AsyncRead for TrackedStream {
                     && !c.has(flags::H2)
                 {
                     let epoch = c.epoch.load(Ordering::Acquire);
-                    if this.header_epoch_valid(epoch).is_none() {
+                    if this.header_started.is_none_or(|(_, e)| e != epoch) {
                         this.header_started = Some((Instant::now(), epoch));
                         this.timer_dirty = true;
                     }
