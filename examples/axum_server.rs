@@ -151,8 +151,7 @@ async fn main() {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -206,10 +205,7 @@ async fn main() {
         let report = Server::new()
             .serve_with_shutdown(listener, app(), shutdown_signal(), args.shutdown_deadline)
             .await;
-        eprintln!(
-            "shutdown: drained={} cut={}",
-            report.drained, report.cut
-        );
+        eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
     } else {
         axum::serve(listener, TrackConnection::new(app()))
             .with_graceful_shutdown(
