@@ -32,6 +32,8 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "lease")]
+pub mod lease;
 pub mod metrics;
 pub mod policy;
 #[cfg(feature = "server")]

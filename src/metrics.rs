@@ -33,6 +33,35 @@ pub mod names {
         "conn_hygiene_server_peer_half_closed_in_flight_total";
     /// Gauge `{listener, kind}`: listen backlog, `requested` and `effective` (capped by somaxconn).
     pub const SERVER_LISTEN_BACKLOG: &str = "conn_hygiene_server_listen_backlog";
+
+    /// Gauge `{upstream, state}`: open outbound connections by state (`idle`, `leased`).
+    pub const CLIENT_CONNECTIONS: &str = "conn_hygiene_client_connections";
+    /// Gauge `{upstream}`: acquisitions waiting for a connection slot.
+    pub const CLIENT_PENDING_ACQUISITIONS: &str = "conn_hygiene_client_pending_acquisitions";
+    /// Counter `{upstream}`: connections opened.
+    pub const CLIENT_CONNECTS_TOTAL: &str = "conn_hygiene_client_connects_total";
+    /// Counter `{upstream, kind}`: failed connection attempts (`refused`, `timeout`,
+    /// `acquire_timeout`, `other`).
+    pub const CLIENT_CONNECT_ERRORS_TOTAL: &str = "conn_hygiene_client_connect_errors_total";
+    /// Counter `{upstream, closer, reason}`: connections closed, by who closed first and why.
+    pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str = "conn_hygiene_client_connections_closed_total";
+    /// Histogram `{upstream}`: requests served per connection, recorded at close.
+    pub const CLIENT_REQUESTS_PER_CONNECTION: &str = "conn_hygiene_client_requests_per_connection";
+    /// Counter `{upstream}`: replayable requests retried after a reused connection failed.
+    pub const CLIENT_RETRIES_TOTAL: &str = "conn_hygiene_client_retries_total";
+
+    /// Gauge `{pool}`: leases outstanding.
+    pub const LEASES_OUTSTANDING: &str = "conn_hygiene_leases_outstanding";
+    /// Counter `{pool}`: leases taken.
+    pub const LEASES_ACQUIRED_TOTAL: &str = "conn_hygiene_leases_acquired_total";
+    /// Histogram `{pool}`: how long leases were held.
+    pub const LEASE_DURATION_SECONDS: &str = "conn_hygiene_lease_duration_seconds";
+    /// Counter `{pool}`: leases reported as leaked (held longer than the leak threshold).
+    pub const LEASE_LEAKS_TOTAL: &str = "conn_hygiene_lease_leaks_total";
+    /// Counter `{pool}`: leaked leases that were eventually returned.
+    pub const LEASE_LEAKS_RETURNED_TOTAL: &str = "conn_hygiene_lease_leaks_returned_total";
+    /// Counter `{pool}`: leases not listed because the tracker's bound was reached.
+    pub const LEASES_UNTRACKED_TOTAL: &str = "conn_hygiene_leases_untracked_total";
 }
 
 /// Publishes the unit and help text of every metric to the installed recorder.
@@ -88,5 +117,58 @@ pub fn describe() {
         SERVER_LISTEN_BACKLOG,
         Unit::Count,
         "Listen backlog: requested, and effective after the net.core.somaxconn cap."
+    );
+    describe_gauge!(
+        CLIENT_CONNECTIONS,
+        Unit::Count,
+        "Open outbound connections by upstream and state (idle, leased)."
+    );
+    describe_gauge!(
+        CLIENT_PENDING_ACQUISITIONS,
+        Unit::Count,
+        "Acquisitions waiting for a connection slot of an upstream."
+    );
+    describe_counter!(CLIENT_CONNECTS_TOTAL, Unit::Count, "Outbound connections opened.");
+    describe_counter!(
+        CLIENT_CONNECT_ERRORS_TOTAL,
+        Unit::Count,
+        "Failed outbound connection attempts, by kind."
+    );
+    describe_counter!(
+        CLIENT_CONNECTIONS_CLOSED_TOTAL,
+        Unit::Count,
+        "Outbound connections closed, by who closed first and reason."
+    );
+    describe_histogram!(
+        CLIENT_REQUESTS_PER_CONNECTION,
+        Unit::Count,
+        "Requests served on an outbound connection, recorded when it closes."
+    );
+    describe_counter!(
+        CLIENT_RETRIES_TOTAL,
+        Unit::Count,
+        "Replayable requests retried once after a reused connection failed before any response byte."
+    );
+    describe_gauge!(LEASES_OUTSTANDING, Unit::Count, "Leases outstanding, by pool.");
+    describe_counter!(LEASES_ACQUIRED_TOTAL, Unit::Count, "Leases taken, by pool.");
+    describe_histogram!(
+        LEASE_DURATION_SECONDS,
+        Unit::Seconds,
+        "How long leases were held before being returned."
+    );
+    describe_counter!(
+        LEASE_LEAKS_TOTAL,
+        Unit::Count,
+        "Leases held longer than the leak threshold (reported once each)."
+    );
+    describe_counter!(
+        LEASE_LEAKS_RETURNED_TOTAL,
+        Unit::Count,
+        "Leases reported as leaked that were eventually returned."
+    );
+    describe_counter!(
+        LEASES_UNTRACKED_TOTAL,
+        Unit::Count,
+        "Leases not listed in snapshots because the tracker's bound was reached."
     );
 }

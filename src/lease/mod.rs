@@ -1,0 +1,1 @@
+//! Lease tracking for any connection pool (work in progress).
