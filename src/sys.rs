@@ -1,5 +1,5 @@
 //! The few raw syscalls socket2 does not cover.
-#![cfg_attr(not(feature = "server"), allow(dead_code))]
+#![cfg_attr(not(any(feature = "server", feature = "client")), allow(dead_code))]
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`).
 pub(crate) const TCP_CLOSE_WAIT: u8 = 8;

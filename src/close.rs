@@ -1,0 +1,51 @@
+//! Who closed a connection first: the fact that decides which side holds TIME_WAIT.
+
+use std::fmt;
+
+/// Who ended a connection first, which decides who holds TIME_WAIT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Closer {
+    /// We sent the first FIN (or the reset of an abort-close): this host holds TIME_WAIT
+    /// (none after an abort).
+    Local,
+    /// The peer sent the first FIN: the peer holds TIME_WAIT.
+    Peer,
+    /// The peer reset the connection.
+    Reset,
+    /// An I/O error ended it.
+    Error,
+    /// A timer cut it mid-message: our header timeout, or the kernel's keepalive / user timeout
+    /// giving up on a dead peer. (An idle timeout is an orderly close at a message boundary and
+    /// counts as [`Local`](Closer::Local).)
+    Timeout,
+}
+
+impl Closer {
+    /// Every closer, in label order.
+    pub const ALL: [Closer; 5] = [
+        Closer::Local,
+        Closer::Peer,
+        Closer::Reset,
+        Closer::Error,
+        Closer::Timeout,
+    ];
+
+    /// The closer's name as used in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Closer::Local => "local",
+            Closer::Peer => "peer",
+            Closer::Reset => "reset",
+            Closer::Error => "error",
+            Closer::Timeout => "timeout",
+        }
+    }
+}
+
+impl fmt::Display for Closer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
