@@ -32,6 +32,9 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "client")]
+pub mod client;
+mod close;
 #[cfg(feature = "lease")]
 pub mod lease;
 pub mod metrics;
