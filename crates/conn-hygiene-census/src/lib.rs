@@ -7,6 +7,8 @@
 //! - [`process`]: the sockets one process holds, and which process holds a socket.
 //! - [`counters`]: the cheap counters (`sockstat`, `snmp`, `netstat`, `file-nr`, descriptor
 //!   limits, conntrack) and [`sysctl`]: the settings behind `TIME_WAIT` and queue limits.
+//! - [`findings`]: a [`HostSample`] judged against [`Thresholds`], each [`Finding`] with
+//!   its severity, value, threshold and recommendation.
 //! - [`netlink`] and [`proc_net`]: the parsers, usable on recorded bytes and text.
 //!
 //! Every reader takes a [`ProcRoot`], `/proc` unless told otherwise, and parses apart from
@@ -56,6 +58,7 @@
 
 pub mod counters;
 mod error;
+pub mod findings;
 pub mod listeners;
 pub mod netlink;
 pub mod proc_net;
@@ -71,6 +74,7 @@ pub use counters::{
     fd_usage_self, Conntrack, CounterTable, FdUsage, FileNr, Limits, Sockstat, TcpCounters,
 };
 pub use error::CensusError;
+pub use findings::{evaluate, sample_host, Finding, HostSample, Report, Severity, Thresholds};
 pub use listeners::{listeners, Listener};
 pub use root::ProcRoot;
 pub use sock::{Family, SockInfo};
