@@ -1,0 +1,363 @@
+use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
+
+/// Who closes an idle pooled connection first, and so who holds its TIME_WAIT.
+///
+/// | order | who closes idle connections | TIME_WAIT | keep-alive race |
+/// |---|---|---|---|
+/// | [`ClientFirst`](CloseOrder::ClientFirst) | the client, before the server's keep-alive timeout | on the client, spread over its ephemeral ports (one per closed connection) | avoided: the connection is retired before the server could close it |
+/// | [`AbortOnIdle`](CloseOrder::AbortOnIdle) | the client, with a reset (`SO_LINGER` 0) | none, on either side | avoided, as above |
+/// | [`ServerFirst`](CloseOrder::ServerFirst) | the server, at its keep-alive timeout | on the server, on its listening port | handled: a replayable request that fails on a reused connection before any response byte is retried once |
+///
+/// `AbortOnIdle` trades the safety TIME_WAIT gives (late segments of the old connection cannot
+/// corrupt a new one with the same 4-tuple) for port headroom. It only ever resets a connection
+/// that is idle at a message boundary, so no request or response is cut; use it for busy
+/// upstreams where TIME_WAIT would exhaust ephemeral ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CloseOrder {
+    /// Close idle connections before the server would (default).
+    #[default]
+    ClientFirst,
+    /// Like `ClientFirst`, but close with a reset so no TIME_WAIT is left anywhere.
+    AbortOnIdle,
+    /// Keep connections longer than the server's keep-alive and let it close first.
+    ServerFirst,
+}
+
+impl CloseOrder {
+    /// The name used on the command line and in logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CloseOrder::ClientFirst => "client-first",
+            CloseOrder::AbortOnIdle => "abort",
+            CloseOrder::ServerFirst => "server-first",
+        }
+    }
+}
+
+impl std::str::FromStr for CloseOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "client-first" => Ok(Self::ClientFirst),
+            "abort" => Ok(Self::AbortOnIdle),
+            "server-first" => Ok(Self::ServerFirst),
+            other => Err(format!(
+                "unknown close order {other:?}; expected client-first, abort or server-first"
+            )),
+        }
+    }
+}
+
+/// Pool settings for one upstream (or the default for all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamConfig {
+    pub(crate) name: Option<Arc<str>>,
+    pub(crate) close_order: CloseOrder,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) server_keep_alive: Option<Duration>,
+    pub(crate) max_idle: usize,
+    pub(crate) max_open: Option<usize>,
+    pub(crate) acquire_timeout: Duration,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) local_addrs: Vec<IpAddr>,
+    pub(crate) leak_threshold: Option<Duration>,
+    pub(crate) backtraces: bool,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            close_order: CloseOrder::ClientFirst,
+            idle_timeout: Duration::from_secs(50),
+            server_keep_alive: None,
+            max_idle: 32,
+            max_open: None,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Some(Duration::from_secs(3)),
+            max_age: None,
+            max_requests: None,
+            local_addrs: Vec::new(),
+            leak_threshold: Some(Duration::from_secs(30)),
+            backtraces: false,
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The defaults: client closes first, 50 s idle timeout, 32 idle connections, no cap on open
+    /// connections, 5 s acquire timeout, 3 s connect timeout, 30 s leak threshold.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The upstream's name, used as the `upstream` metric label. Default: `host:port`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Who closes idle connections first. Default: [`CloseOrder::ClientFirst`].
+    pub fn close_order(mut self, order: CloseOrder) -> Self {
+        self.close_order = order;
+        self
+    }
+
+    /// Close a connection idle this long. With `ClientFirst` and `AbortOnIdle` the effective
+    /// value is also kept below the server's keep-alive (learned from `Keep-Alive: timeout=N` or
+    /// set with [`server_keep_alive`](Self::server_keep_alive)); with `ServerFirst` set it above
+    /// the server's. Default: 50 s.
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.idle_timeout = t;
+        self
+    }
+
+    /// The server's keep-alive timeout when known and not advertised in `Keep-Alive` headers
+    /// (nginx's `keepalive_timeout`, for instance). Default: learned from responses.
+    pub fn server_keep_alive(mut self, t: Option<Duration>) -> Self {
+        self.server_keep_alive = t;
+        self
+    }
+
+    /// Idle connections kept per upstream; more are closed as they become idle. Default: 32.
+    pub fn max_idle(mut self, n: usize) -> Self {
+        self.max_idle = n;
+        self
+    }
+
+    /// Cap on open connections; beyond it, connection attempts wait (counted as pending) up to
+    /// the acquire timeout. Default: no cap.
+    pub fn max_open(mut self, n: Option<usize>) -> Self {
+        self.max_open = n;
+        self
+    }
+
+    /// How long a connection attempt may wait for a slot under `max_open`. Default: 5 s.
+    pub fn acquire_timeout(mut self, t: Duration) -> Self {
+        self.acquire_timeout = t;
+        self
+    }
+
+    /// TCP connect timeout. Default: 3 s.
+    pub fn connect_timeout(mut self, t: Option<Duration>) -> Self {
+        self.connect_timeout = t;
+        self
+    }
+
+    /// Retire connections older than this at their next message boundary. Default: off.
+    pub fn max_age(mut self, t: Option<Duration>) -> Self {
+        self.max_age = t;
+        self
+    }
+
+    /// Retire connections after this many requests. Default: off.
+    pub fn max_requests(mut self, n: Option<u64>) -> Self {
+        self.max_requests = n;
+        self
+    }
+
+    /// Local source addresses to spread connections over, round-robin: each adds a full
+    /// ephemeral port range of headroom toward a busy upstream. Default: none (the kernel picks).
+    pub fn local_addrs(mut self, addrs: Vec<IpAddr>) -> Self {
+        self.local_addrs = addrs;
+        self
+    }
+
+    /// Report a lease (a request whose response body is not yet read or dropped) held longer
+    /// than this as a leak. Default: 30 s. `None` turns leak detection off.
+    pub fn leak_threshold(mut self, t: Option<Duration>) -> Self {
+        self.leak_threshold = t;
+        self
+    }
+
+    /// Capture a full backtrace where each lease is taken (costly). Default: off.
+    pub fn backtraces(mut self, on: bool) -> Self {
+        self.backtraces = on;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ClientConfigError> {
+        let ms = Duration::from_millis(1);
+        if self.idle_timeout < ms {
+            return Err(ClientConfigError::IdleTimeout {
+                value: self.idle_timeout,
+            });
+        }
+        if let Some(t) = self.server_keep_alive.filter(|t| *t < ms) {
+            return Err(ClientConfigError::ServerKeepAlive { value: t });
+        }
+        if self.max_open == Some(0) {
+            return Err(ClientConfigError::MaxOpen { value: 0 });
+        }
+        if self.acquire_timeout < ms {
+            return Err(ClientConfigError::AcquireTimeout {
+                value: self.acquire_timeout,
+            });
+        }
+        if let Some(t) = self.connect_timeout.filter(|t| *t < ms) {
+            return Err(ClientConfigError::ConnectTimeout { value: t });
+        }
+        if let Some(t) = self.max_age.filter(|t| *t < ms) {
+            return Err(ClientConfigError::MaxAge { value: t });
+        }
+        if self.max_requests == Some(0) {
+            return Err(ClientConfigError::MaxRequests { value: 0 });
+        }
+        if let Some(t) = self.leak_threshold.filter(|t| *t < ms) {
+            return Err(ClientConfigError::LeakThreshold { value: t });
+        }
+        Ok(())
+    }
+
+    /// The idle timeout in force, given what is known of the server's keep-alive.
+    pub(crate) fn effective_idle_timeout(&self, learned: Option<Duration>) -> Duration {
+        let server = self.server_keep_alive.or(learned);
+        match (self.close_order, server) {
+            (CloseOrder::ServerFirst, _) | (_, None) => self.idle_timeout,
+            (_, Some(ka)) => {
+                // Close well before the server would: a quarter of its timeout, at most 1 s.
+                let margin = (ka / 4).min(Duration::from_secs(1));
+                self.idle_timeout.min(ka.saturating_sub(margin))
+            }
+        }
+    }
+}
+
+/// A client setting that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientConfigError {
+    /// `idle_timeout` below 1 ms.
+    IdleTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `server_keep_alive` below 1 ms.
+    ServerKeepAlive {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `max_open` of 0.
+    MaxOpen {
+        /// The rejected value.
+        value: usize,
+    },
+    /// `acquire_timeout` below 1 ms.
+    AcquireTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `connect_timeout` below 1 ms.
+    ConnectTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `max_age` below 1 ms.
+    MaxAge {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `max_requests` of 0.
+    MaxRequests {
+        /// The rejected value.
+        value: u64,
+    },
+    /// `leak_threshold` below 1 ms.
+    LeakThreshold {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// An upstream key that is not `host:port`.
+    Upstream {
+        /// The rejected value.
+        value: String,
+    },
+}
+
+impl fmt::Display for ClientConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = "invalid client configuration:";
+        match self {
+            Self::IdleTimeout { value } => {
+                write!(f, "{p} idle timeout = {value:?}; expected at least 1ms")
+            }
+            Self::ServerKeepAlive { value } => write!(
+                f,
+                "{p} server keep-alive = {value:?}; expected at least 1ms, or None to learn it"
+            ),
+            Self::MaxOpen { value } => write!(
+                f,
+                "{p} max open = {value}; expected at least 1, or None for no cap"
+            ),
+            Self::AcquireTimeout { value } => {
+                write!(f, "{p} acquire timeout = {value:?}; expected at least 1ms")
+            }
+            Self::ConnectTimeout { value } => write!(
+                f,
+                "{p} connect timeout = {value:?}; expected at least 1ms, or None"
+            ),
+            Self::MaxAge { value } => {
+                write!(f, "{p} max age = {value:?}; expected at least 1ms, or None")
+            }
+            Self::MaxRequests { value } => write!(
+                f,
+                "{p} max requests = {value}; expected at least 1, or None"
+            ),
+            Self::LeakThreshold { value } => write!(
+                f,
+                "{p} leak threshold = {value:?}; expected at least 1ms, or None"
+            ),
+            Self::Upstream { value } => write!(f, "{p} upstream = {value:?}; expected host:port"),
+        }
+    }
+}
+
+impl std::error::Error for ClientConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_first_stays_below_the_server_keep_alive() {
+        let c = UpstreamConfig::new().idle_timeout(Duration::from_secs(50));
+        assert_eq!(c.effective_idle_timeout(None), Duration::from_secs(50));
+        assert_eq!(
+            c.effective_idle_timeout(Some(Duration::from_secs(5))),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            c.effective_idle_timeout(Some(Duration::from_secs(1))),
+            Duration::from_millis(750)
+        );
+        let s = c.clone().close_order(CloseOrder::ServerFirst);
+        assert_eq!(
+            s.effective_idle_timeout(Some(Duration::from_secs(1))),
+            Duration::from_secs(50)
+        );
+        let known = c.server_keep_alive(Some(Duration::from_secs(2)));
+        assert_eq!(
+            known.effective_idle_timeout(Some(Duration::from_secs(75))),
+            Duration::from_millis(1500)
+        );
+    }
+
+    #[test]
+    fn bad_settings_name_themselves() {
+        let e = UpstreamConfig::new()
+            .max_open(Some(0))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("max open = 0"), "{e}");
+        let e = UpstreamConfig::new()
+            .idle_timeout(Duration::ZERO)
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("idle timeout = 0ns"), "{e}");
+        assert_eq!("abort".parse::<CloseOrder>(), Ok(CloseOrder::AbortOnIdle));
+        assert!("later".parse::<CloseOrder>().unwrap_err().contains("later"));
+    }
+}

@@ -1,0 +1,354 @@
+use std::{
+    fmt,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime},
+};
+
+use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
+
+use super::upstream::Upstream;
+
+/// The state of an outbound connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientConnState {
+    /// In the pool, waiting for a request.
+    Idle,
+    /// Carrying a request whose response body is not yet read or dropped.
+    Leased,
+    /// Being closed.
+    Closing,
+    /// Gone.
+    Closed,
+}
+
+impl ClientConnState {
+    /// The state's name as used in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClientConnState::Idle => "idle",
+            ClientConnState::Leased => "leased",
+            ClientConnState::Closing => "closing",
+            ClientConnState::Closed => "closed",
+        }
+    }
+
+    const fn from_u8(v: u8) -> Self {
+        match v {
+            0 => ClientConnState::Idle,
+            1 => ClientConnState::Leased,
+            2 => ClientConnState::Closing,
+            _ => ClientConnState::Closed,
+        }
+    }
+}
+
+/// Why an outbound connection closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientCloseReason {
+    /// Idle longer than the effective idle timeout (closed by us, before the server would).
+    IdleTimeout,
+    /// Retired after reaching the maximum connection age.
+    MaxAge,
+    /// Retired after serving the maximum number of requests.
+    MaxRequests,
+    /// Closed because the upstream already had its maximum of idle connections.
+    MaxIdle,
+    /// The server closed it first.
+    ServerClosed,
+    /// The server reset it.
+    Reset,
+    /// Another I/O error ended it.
+    Error,
+    /// The HTTP stack dropped it (the client was dropped, a request was cancelled mid-message,
+    /// or the pool discarded it).
+    Discarded,
+}
+
+impl ClientCloseReason {
+    /// Every reason, in label order.
+    pub const ALL: [ClientCloseReason; 8] = [
+        ClientCloseReason::IdleTimeout,
+        ClientCloseReason::MaxAge,
+        ClientCloseReason::MaxRequests,
+        ClientCloseReason::MaxIdle,
+        ClientCloseReason::ServerClosed,
+        ClientCloseReason::Reset,
+        ClientCloseReason::Error,
+        ClientCloseReason::Discarded,
+    ];
+
+    /// The reason's name as used in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ClientCloseReason::IdleTimeout => "idle_timeout",
+            ClientCloseReason::MaxAge => "max_age",
+            ClientCloseReason::MaxRequests => "max_requests",
+            ClientCloseReason::MaxIdle => "max_idle",
+            ClientCloseReason::ServerClosed => "server_closed",
+            ClientCloseReason::Reset => "reset",
+            ClientCloseReason::Error => "error",
+            ClientCloseReason::Discarded => "discarded",
+        }
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
+    fn from_u8(v: u8) -> Option<Self> {
+        Self::ALL.get(usize::from(v).checked_sub(1)?).copied()
+    }
+
+    fn to_u8(self) -> u8 {
+        self as u8 + 1
+    }
+}
+
+impl fmt::Display for ClientCloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A point-in-time view of one outbound connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientConnectionSnapshot {
+    /// Connection id, unique per upstream.
+    pub id: u64,
+    /// Our address (source ip and ephemeral port).
+    pub local_addr: SocketAddr,
+    /// The upstream's address.
+    pub peer_addr: SocketAddr,
+    /// When it was opened.
+    pub opened_at: SystemTime,
+    /// Time since it was opened.
+    pub age: Duration,
+    /// Responses received on it (its reuse).
+    pub requests: u64,
+    /// Its state.
+    pub state: ClientConnState,
+}
+
+/// State shared by an outbound stream, its responses and the upstream registry.
+pub(crate) struct ClientConn {
+    pub(crate) id: u64,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) local: SocketAddr,
+    pub(crate) peer: SocketAddr,
+    pub(crate) opened: Instant,
+    opened_system: SystemTime,
+    state: AtomicU8,
+    pub(crate) requests: AtomicU64,
+    pub(crate) in_flight: AtomicU32,
+    idle_since: AtomicU64,
+    pub(crate) epoch: AtomicU32,
+    retire_reason: AtomicU8,
+    close_reason: AtomicU8,
+    /// A request was written and no byte of its response has arrived yet.
+    pub(crate) awaiting_response: AtomicBool,
+    pub(crate) http2: bool,
+    pub(crate) io_waker: AtomicWaker,
+}
+
+impl ClientConn {
+    pub(crate) fn new(
+        id: u64,
+        upstream: Arc<Upstream>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        http2: bool,
+    ) -> Self {
+        Self {
+            id,
+            upstream,
+            local,
+            peer,
+            opened: Instant::now(),
+            opened_system: SystemTime::now(),
+            // A connection is opened for a request, so it starts leased.
+            state: AtomicU8::new(1),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
+            idle_since: AtomicU64::new(0),
+            epoch: AtomicU32::new(0),
+            retire_reason: AtomicU8::new(0),
+            close_reason: AtomicU8::new(0),
+            awaiting_response: AtomicBool::new(false),
+            http2,
+            io_waker: AtomicWaker::new(),
+        }
+    }
+
+    pub(crate) fn state(&self) -> ClientConnState {
+        ClientConnState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Moves between idle and leased; returns true when it moved.
+    fn set_state(&self, from: ClientConnState, to: ClientConnState) -> bool {
+        let moved = self
+            .state
+            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if moved {
+            self.upstream.on_transition(from, to);
+            self.bump();
+        }
+        moved
+    }
+
+    /// Marks the connection closing; returns the state it left.
+    pub(crate) fn closing(&self) -> ClientConnState {
+        let prev = ClientConnState::from_u8(
+            self.state
+                .swap(ClientConnState::Closing as u8, Ordering::AcqRel),
+        );
+        if prev != ClientConnState::Closing && prev != ClientConnState::Closed {
+            self.upstream.on_transition(prev, ClientConnState::Closing);
+        }
+        prev
+    }
+
+    pub(crate) fn closed(&self) {
+        let prev = ClientConnState::from_u8(
+            self.state
+                .swap(ClientConnState::Closed as u8, Ordering::AcqRel),
+        );
+        if prev != ClientConnState::Closed {
+            self.upstream.on_transition(prev, ClientConnState::Closed);
+        }
+    }
+
+    pub(crate) fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The IO saw a request written on an idle HTTP/1 connection: it is leased again.
+    pub(crate) fn request_written(&self) {
+        self.awaiting_response.store(true, Ordering::Release);
+        self.set_state(ClientConnState::Idle, ClientConnState::Leased);
+    }
+
+    /// A response arrived on this connection.
+    pub(crate) fn response_started(&self) {
+        self.requests.fetch_add(1, Ordering::AcqRel);
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.set_state(ClientConnState::Idle, ClientConnState::Leased);
+        }
+    }
+
+    /// A response body ended or was dropped.
+    pub(crate) fn response_finished(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let since = Instant::now().saturating_duration_since(self.opened);
+        self.idle_since
+            .store(since.as_nanos() as u64, Ordering::Release);
+        let cfg = &self.upstream.config;
+        if cfg
+            .max_requests
+            .is_some_and(|max| self.requests.load(Ordering::Acquire) >= max)
+        {
+            self.retire(ClientCloseReason::MaxRequests);
+        } else if cfg.max_age.is_some_and(|age| since >= age) {
+            self.retire(ClientCloseReason::MaxAge);
+        } else if self.upstream.idle_count() >= cfg.max_idle {
+            self.retire(ClientCloseReason::MaxIdle);
+        }
+        self.set_state(ClientConnState::Leased, ClientConnState::Idle);
+        self.io_waker.wake();
+    }
+
+    pub(crate) fn idle_since(&self) -> Instant {
+        self.opened + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn retire(&self, reason: ClientCloseReason) {
+        let _ = self.retire_reason.compare_exchange(
+            0,
+            reason.to_u8(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.bump();
+    }
+
+    pub(crate) fn retire_reason(&self) -> Option<ClientCloseReason> {
+        ClientCloseReason::from_u8(self.retire_reason.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_close_reason(&self, reason: ClientCloseReason) {
+        let _ = self.close_reason.compare_exchange(
+            0,
+            reason.to_u8(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub(crate) fn close_reason(&self) -> Option<ClientCloseReason> {
+        ClientCloseReason::from_u8(self.close_reason.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn snapshot(&self) -> ClientConnectionSnapshot {
+        ClientConnectionSnapshot {
+            id: self.id,
+            local_addr: self.local,
+            peer_addr: self.peer,
+            opened_at: self.opened_system,
+            age: self.opened.elapsed(),
+            requests: self.requests.load(Ordering::Acquire),
+            state: self.state(),
+        }
+    }
+}
+
+/// Identifies the outbound connection a response came on; found in every response's
+/// extensions.
+#[derive(Clone)]
+pub struct UpstreamConnection(pub(crate) Arc<ClientConn>);
+
+impl UpstreamConnection {
+    /// Connection id, unique per upstream.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The upstream's name.
+    pub fn upstream(&self) -> &str {
+        &self.0.upstream.name
+    }
+
+    /// Our address (source ip and ephemeral port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.0.local
+    }
+
+    /// The upstream's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.0.peer
+    }
+
+    /// Responses received on this connection so far.
+    pub fn requests(&self) -> u64 {
+        self.0.requests.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for UpstreamConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConnection")
+            .field("id", &self.0.id)
+            .field("upstream", &self.0.upstream.name)
+            .field("local_addr", &self.0.local)
+            .finish()
+    }
+}

@@ -1,0 +1,45 @@
+//! A pooled HTTP client over hyper-util with explicit close ordering, connection tracking and
+//! leases that know the line that took them.
+//!
+//! - [`HygienicClient`] wraps hyper-util's legacy `Client` with [`HygienicConnector`], which
+//!   applies the [`SocketPolicy`](crate::policy::SocketPolicy) to every outbound socket (linger
+//!   included), caps open connections per upstream with a wait queue, spreads connections over
+//!   source addresses, and tracks each connection from connect to close.
+//! - [`CloseOrder`] decides who closes idle connections first, and so who holds TIME_WAIT.
+//! - Every request is a lease from the call until its response body is read or dropped; an
+//!   unread body holds its connection and is reported as a leak with the call's file:line.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use conn_hygiene::client::{CloseOrder, HygienicClient, UpstreamConfig};
+//! use http_body_util::{BodyExt, Empty};
+//! use bytes::Bytes;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = HygienicClient::builder()
+//!     .default_upstream(UpstreamConfig::new().close_order(CloseOrder::ClientFirst))
+//!     .upstream("127.0.0.1:8080", UpstreamConfig::new().name("backend").max_open(Some(64)))
+//!     .build::<Empty<Bytes>>()?;
+//! let res = client.get("http://127.0.0.1:8080/".parse()?).await?;
+//! let body = res.into_body().collect().await?.to_bytes();
+//! # let _ = body; Ok(()) }
+//! ```
+
+#[allow(clippy::module_inception)]
+mod client;
+mod config;
+mod conn;
+mod connector;
+mod io;
+mod upstream;
+
+pub use crate::close::Closer;
+
+pub use self::{
+    client::{is_replayable, ClientBuilder, Error, HygienicClient, LeasedBody, ResponseFuture},
+    config::{ClientConfigError, CloseOrder, UpstreamConfig},
+    conn::{ClientCloseReason, ClientConnState, ClientConnectionSnapshot, UpstreamConnection},
+    connector::HygienicConnector,
+    io::UpstreamStream,
+    upstream::{AcquireTimeout, ConnectErrorKind, UpstreamSnapshot, UpstreamTotals},
+};

@@ -1,0 +1,566 @@
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, RwLock,
+    },
+    time::Duration,
+};
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use metrics::{Counter, Gauge, Histogram};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{
+    config::{ClientConfigError, UpstreamConfig},
+    conn::{ClientCloseReason, ClientConn, ClientConnState, ClientConnectionSnapshot},
+};
+use crate::{close::Closer, lease::LeaseTracker, metrics::names, policy::SocketPolicy};
+
+/// Most upstreams a client tracks by name; further destinations share the `other` upstream so
+/// metric label sets stay bounded.
+pub(crate) const MAX_UPSTREAMS: usize = 256;
+
+/// Kinds of failed connection attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectErrorKind {
+    /// The upstream refused the connection.
+    Refused,
+    /// The connect timeout passed.
+    Timeout,
+    /// No slot under `max_open` freed up within the acquire timeout.
+    AcquireTimeout,
+    /// Anything else (DNS, unreachable, local address unavailable, …).
+    Other,
+}
+
+impl ConnectErrorKind {
+    const ALL: [ConnectErrorKind; 4] = [
+        ConnectErrorKind::Refused,
+        ConnectErrorKind::Timeout,
+        ConnectErrorKind::AcquireTimeout,
+        ConnectErrorKind::Other,
+    ];
+
+    /// The kind's name as used in metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConnectErrorKind::Refused => "refused",
+            ConnectErrorKind::Timeout => "timeout",
+            ConnectErrorKind::AcquireTimeout => "acquire_timeout",
+            ConnectErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Cumulative counters of one upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UpstreamTotals {
+    /// Connections opened.
+    pub connects: u64,
+    /// Failed connection attempts.
+    pub connect_errors: u64,
+    /// Connections closed.
+    pub closed: u64,
+    /// Responses received on closed connections.
+    pub requests_on_closed: u64,
+    /// Replayable requests retried after a reused connection failed.
+    pub retries: u64,
+    /// Closed with a reset by abort-on-idle (no TIME_WAIT).
+    pub aborted: u64,
+    closed_by_reason: [u64; 8],
+    closed_by_closer: [u64; 5],
+}
+
+impl UpstreamTotals {
+    /// Connections closed for a reason.
+    pub fn closed_for(&self, reason: ClientCloseReason) -> u64 {
+        self.closed_by_reason[reason.index()]
+    }
+
+    /// Connections closed with this closer first.
+    pub fn closed_by(&self, closer: Closer) -> u64 {
+        self.closed_by_closer[closer as usize]
+    }
+}
+
+/// A point-in-time view of one upstream's pool.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UpstreamSnapshot {
+    /// The upstream's name (the `upstream` metric label).
+    pub name: String,
+    /// `host:port` as requested.
+    pub authority: String,
+    /// Open connections.
+    pub open: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Leased connections.
+    pub leased: usize,
+    /// Connection attempts waiting for a slot under `max_open`.
+    pub pending: usize,
+    /// The server's keep-alive timeout as learned from `Keep-Alive: timeout=N`.
+    pub learned_keep_alive: Option<Duration>,
+    /// The idle timeout in force.
+    pub effective_idle_timeout: Duration,
+    /// Live connections.
+    pub connections: Vec<ClientConnectionSnapshot>,
+    /// Cumulative counters.
+    pub totals: UpstreamTotals,
+    /// Outstanding leases (requests whose response body is not yet read or dropped).
+    pub leases: crate::lease::LeaseSnapshot,
+}
+
+struct UpstreamMetrics {
+    idle: Gauge,
+    leased: Gauge,
+    pending: Gauge,
+    connects: Counter,
+    connect_errors: [Counter; 4],
+    closed: [[Counter; 8]; 5],
+    requests_per_connection: Histogram,
+    retries: Counter,
+}
+
+impl UpstreamMetrics {
+    fn new(name: &str) -> Self {
+        let n = name.to_owned();
+        Self {
+            idle: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "idle"),
+            leased: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "leased"),
+            pending: metrics::gauge!(names::CLIENT_PENDING_ACQUISITIONS, "upstream" => n.clone()),
+            connects: metrics::counter!(names::CLIENT_CONNECTS_TOTAL, "upstream" => n.clone()),
+            connect_errors: ConnectErrorKind::ALL.map(|k| {
+                metrics::counter!(names::CLIENT_CONNECT_ERRORS_TOTAL,
+                    "upstream" => n.clone(), "kind" => k.as_str())
+            }),
+            closed: Closer::ALL.map(|c| {
+                ClientCloseReason::ALL.map(|r| {
+                    metrics::counter!(names::CLIENT_CONNECTIONS_CLOSED_TOTAL,
+                        "upstream" => n.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                })
+            }),
+            requests_per_connection: metrics::histogram!(
+                names::CLIENT_REQUESTS_PER_CONNECTION, "upstream" => n.clone()),
+            retries: metrics::counter!(names::CLIENT_RETRIES_TOTAL, "upstream" => n),
+        }
+    }
+}
+
+/// One upstream: its settings, pool accounting, live connections and lease tracker.
+pub(crate) struct Upstream {
+    pub(crate) name: Arc<str>,
+    pub(crate) authority: String,
+    pub(crate) config: UpstreamConfig,
+    pub(crate) policy: SocketPolicy,
+    pub(crate) tracker: LeaseTracker,
+    learned_keep_alive_ms: AtomicU64,
+    semaphore: Option<Arc<Semaphore>>,
+    pending: AtomicUsize,
+    idle: AtomicUsize,
+    leased: AtomicUsize,
+    next_id: AtomicU64,
+    next_source: AtomicUsize,
+    connectors: Vec<HttpConnector>,
+    conns: Mutex<HashMap<u64, Arc<ClientConn>>>,
+    connects: AtomicU64,
+    connect_errors: AtomicU64,
+    retries: AtomicU64,
+    aborted: AtomicU64,
+    requests_on_closed: AtomicU64,
+    closed_by_reason: [AtomicU64; 8],
+    closed_by_closer: [AtomicU64; 5],
+    metrics: UpstreamMetrics,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    pub(crate) fn new(
+        authority: String,
+        config: UpstreamConfig,
+        policy: SocketPolicy,
+    ) -> Result<Self, ClientConfigError> {
+        config.validate()?;
+        let name: Arc<str> = config
+            .name
+            .clone()
+            .unwrap_or_else(|| Arc::from(authority.as_str()));
+        let tracker = crate::lease::LeaseTracker::builder(name.clone())
+            .leak_threshold(config.leak_threshold)
+            .backtraces(config.backtraces)
+            .build()
+            .map_err(|_| ClientConfigError::LeakThreshold {
+                value: config.leak_threshold.unwrap_or_default(),
+            })?;
+        let make = |local: Option<IpAddr>| {
+            let mut http = HttpConnector::new();
+            http.set_connect_timeout(config.connect_timeout);
+            http.set_nodelay(policy.nodelay());
+            http.set_reuse_address(policy.reuse_address() && local.is_some());
+            http.set_local_address(local);
+            http
+        };
+        let connectors = if config.local_addrs.is_empty() {
+            vec![make(None)]
+        } else {
+            config.local_addrs.iter().map(|a| make(Some(*a))).collect()
+        };
+        Ok(Self {
+            metrics: UpstreamMetrics::new(&name),
+            semaphore: config.max_open.map(|n| Arc::new(Semaphore::new(n))),
+            name,
+            authority,
+            policy,
+            tracker,
+            learned_keep_alive_ms: AtomicU64::new(0),
+            pending: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            leased: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+            next_source: AtomicUsize::new(0),
+            connectors,
+            conns: Mutex::new(HashMap::new()),
+            connects: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            aborted: AtomicU64::new(0),
+            requests_on_closed: AtomicU64::new(0),
+            closed_by_reason: Default::default(),
+            closed_by_closer: Default::default(),
+            config,
+        })
+    }
+
+    /// The next connector, round-robin over the configured source addresses.
+    pub(crate) fn connector(&self) -> HttpConnector {
+        let i = self.next_source.fetch_add(1, Ordering::Relaxed) % self.connectors.len();
+        self.connectors[i].clone()
+    }
+
+    /// Waits for a slot under `max_open`, counted as pending while it waits.
+    pub(crate) async fn acquire(&self) -> Result<Option<OwnedSemaphorePermit>, AcquireTimeout> {
+        let Some(sem) = &self.semaphore else {
+            return Ok(None);
+        };
+        if let Ok(p) = sem.clone().try_acquire_owned() {
+            return Ok(Some(p));
+        }
+        self.pending.fetch_add(1, Ordering::AcqRel);
+        self.metrics.pending.increment(1.0);
+        let res =
+            tokio::time::timeout(self.config.acquire_timeout, sem.clone().acquire_owned()).await;
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+        self.metrics.pending.decrement(1.0);
+        match res {
+            Ok(Ok(p)) => Ok(Some(p)),
+            _ => {
+                self.connect_error(ConnectErrorKind::AcquireTimeout);
+                Err(AcquireTimeout {
+                    upstream: self.name.clone(),
+                    waited: self.config.acquire_timeout,
+                    max_open: self.config.max_open.unwrap_or(0),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        local: SocketAddr,
+        peer: SocketAddr,
+        http2: bool,
+    ) -> Arc<ClientConn> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = Arc::new(ClientConn::new(id, self.clone(), local, peer, http2));
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        self.metrics.connects.increment(1);
+        self.leased.fetch_add(1, Ordering::AcqRel);
+        self.metrics.leased.increment(1.0);
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.len() < 65_536 {
+            conns.insert(id, conn.clone());
+        }
+        conn
+    }
+
+    pub(crate) fn connect_error(&self, kind: ConnectErrorKind) {
+        self.connect_errors.fetch_add(1, Ordering::Relaxed);
+        let i = ConnectErrorKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(3);
+        self.metrics.connect_errors[i].increment(1);
+    }
+
+    pub(crate) fn on_transition(&self, from: ClientConnState, to: ClientConnState) {
+        match from {
+            ClientConnState::Idle => {
+                self.idle.fetch_sub(1, Ordering::AcqRel);
+                self.metrics.idle.decrement(1.0);
+            }
+            ClientConnState::Leased => {
+                self.leased.fetch_sub(1, Ordering::AcqRel);
+                self.metrics.leased.decrement(1.0);
+            }
+            _ => {}
+        }
+        match to {
+            ClientConnState::Idle => {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+                self.metrics.idle.increment(1.0);
+            }
+            ClientConnState::Leased => {
+                self.leased.fetch_add(1, Ordering::AcqRel);
+                self.metrics.leased.increment(1.0);
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn on_close(
+        &self,
+        conn: &ClientConn,
+        closer: Closer,
+        reason: ClientCloseReason,
+        aborted: bool,
+    ) {
+        conn.closed();
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&conn.id);
+        let requests = conn.requests.load(Ordering::Acquire);
+        self.requests_on_closed
+            .fetch_add(requests, Ordering::Relaxed);
+        self.closed_by_reason[reason.index()].fetch_add(1, Ordering::Relaxed);
+        self.closed_by_closer[closer as usize].fetch_add(1, Ordering::Relaxed);
+        if aborted {
+            self.aborted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.metrics.closed[closer as usize][reason.index()].increment(1);
+        self.metrics.requests_per_connection.record(requests as f64);
+        tracing::trace!(upstream = %self.name, id = conn.id, closer = closer.as_str(),
+            reason = reason.as_str(), requests, "outbound connection closed");
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retries.increment(1);
+    }
+
+    /// Records the server's advertised keep-alive timeout.
+    pub(crate) fn learn_keep_alive(&self, header: &http::HeaderValue) {
+        let Some(secs) = parse_keep_alive_timeout(header) else {
+            return;
+        };
+        let ms = secs.saturating_mul(1000);
+        if self.learned_keep_alive_ms.swap(ms, Ordering::AcqRel) != ms {
+            tracing::debug!(upstream = %self.name, timeout_secs = secs,
+                "learned the server's keep-alive timeout");
+        }
+    }
+
+    pub(crate) fn learned_keep_alive(&self) -> Option<Duration> {
+        match self.learned_keep_alive_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    pub(crate) fn effective_idle_timeout(&self) -> Duration {
+        self.config
+            .effective_idle_timeout(self.learned_keep_alive())
+    }
+
+    pub(crate) fn totals(&self) -> UpstreamTotals {
+        UpstreamTotals {
+            connects: self.connects.load(Ordering::Relaxed),
+            connect_errors: self.connect_errors.load(Ordering::Relaxed),
+            closed: self
+                .closed_by_reason
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum(),
+            requests_on_closed: self.requests_on_closed.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            aborted: self.aborted.load(Ordering::Relaxed),
+            closed_by_reason: std::array::from_fn(|i| {
+                self.closed_by_reason[i].load(Ordering::Relaxed)
+            }),
+            closed_by_closer: std::array::from_fn(|i| {
+                self.closed_by_closer[i].load(Ordering::Relaxed)
+            }),
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> UpstreamSnapshot {
+        let mut connections: Vec<_> = self
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|c| c.snapshot())
+            .collect();
+        connections.sort_by_key(|c| c.id);
+        UpstreamSnapshot {
+            name: self.name.to_string(),
+            authority: self.authority.clone(),
+            open: connections.len(),
+            idle: self.idle.load(Ordering::Acquire),
+            leased: self.leased.load(Ordering::Acquire),
+            pending: self.pending.load(Ordering::Acquire),
+            learned_keep_alive: self.learned_keep_alive(),
+            effective_idle_timeout: self.effective_idle_timeout(),
+            connections,
+            totals: self.totals(),
+            leases: self.tracker.snapshot(),
+        }
+    }
+}
+
+/// Parses the `timeout=N` parameter of a `Keep-Alive` header.
+pub(crate) fn parse_keep_alive_timeout(value: &http::HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.split(',').find_map(|part| {
+        let (k, v) = part.split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("timeout") {
+            v.trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0 && *n <= 86_400)
+        } else {
+            None
+        }
+    })
+}
+
+/// No connection slot freed up within the acquire timeout.
+#[derive(Debug, Clone)]
+pub struct AcquireTimeout {
+    upstream: Arc<str>,
+    waited: Duration,
+    max_open: usize,
+}
+
+impl fmt::Display for AcquireTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no connection to upstream {} within the acquire timeout of {:?} ({} connections open, the maximum)",
+            self.upstream, self.waited, self.max_open
+        )
+    }
+}
+
+impl std::error::Error for AcquireTimeout {}
+
+/// The client's upstreams, by `host:port`.
+pub(crate) struct Upstreams {
+    pub(crate) policy: SocketPolicy,
+    pub(crate) default: UpstreamConfig,
+    pub(crate) overrides: HashMap<String, UpstreamConfig>,
+    pub(crate) map: RwLock<HashMap<String, Arc<Upstream>>>,
+    pub(crate) http2_only: bool,
+}
+
+impl Upstreams {
+    pub(crate) fn get(&self, authority: &str) -> Result<Arc<Upstream>, ClientConfigError> {
+        if let Some(u) = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(authority)
+        {
+            return Ok(u.clone());
+        }
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(u) = map.get(authority) {
+            return Ok(u.clone());
+        }
+        let (key, config) = match self.overrides.get(authority) {
+            Some(c) => (authority.to_owned(), c.clone()),
+            None if map.len() >= MAX_UPSTREAMS => {
+                if let Some(u) = map.get("other") {
+                    return Ok(u.clone());
+                }
+                ("other".to_owned(), self.default.clone().name("other"))
+            }
+            None => (authority.to_owned(), self.default.clone()),
+        };
+        let up = Arc::new(Upstream::new(key.clone(), config, self.policy.clone())?);
+        map.insert(key, up.clone());
+        Ok(up)
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Upstream>> {
+        let mut v: Vec<_> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+}
+
+/// `host:port` of a URI, with the scheme's default port.
+pub(crate) fn authority_of(uri: &http::Uri) -> Option<String> {
+    let host = uri.host()?;
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    Some(if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_alive_header_parsing() {
+        let h = |s: &'static str| http::HeaderValue::from_static(s);
+        assert_eq!(parse_keep_alive_timeout(&h("timeout=5, max=100")), Some(5));
+        assert_eq!(
+            parse_keep_alive_timeout(&h("max=100, Timeout = 75")),
+            Some(75)
+        );
+        assert_eq!(parse_keep_alive_timeout(&h("timeout=0")), None);
+        assert_eq!(parse_keep_alive_timeout(&h("timeout=abc")), None);
+        assert_eq!(parse_keep_alive_timeout(&h("")), None);
+    }
+
+    #[test]
+    fn authority_has_a_port() {
+        let a = |s: &str| authority_of(&s.parse().unwrap());
+        assert_eq!(a("http://example.com/x").as_deref(), Some("example.com:80"));
+        assert_eq!(
+            a("http://127.0.0.1:8080/").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(a("http://[::1]:81/").as_deref(), Some("[::1]:81"));
+        assert_eq!(a("/relative"), None);
+    }
+}
