@@ -1,0 +1,188 @@
+//! CPU cost of `conn-hygiene states` against `ss -ant | awk '{++s[$1]} END {…}'`, in one run.
+//!
+//! Both run as child processes, so both pay their start-up, as they do for a user; CPU is
+//! user + system time of the waited-for children from `getrusage(RUSAGE_CHILDREN)`. Each
+//! figure is the median of the rounds, and the last line is the ratio.
+//!
+//! `benches/states_vs_awk.sh` runs this in a fresh network namespace with `--time-wait N`,
+//! which first creates N `TIME_WAIT` sockets (refused outside such a namespace), and passes
+//! the release binary with `--bin`.
+
+#[cfg(target_os = "linux")]
+fn main() {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("the states benchmark needs Linux");
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use conn_hygiene_census::{count_states, ProcRoot, TcpState, WalkOptions};
+    use socket2::{Domain, Socket, Type};
+
+    /// Set by `states_vs_awk.sh` inside the throwaway namespace.
+    const NETNS_ENV: &str = "CONN_HYGIENE_BENCH_NETNS";
+    const AWK_PIPELINE: &str = "ss -ant | awk '{++s[$1]} END {for(k in s) print k, s[k]}'";
+
+    pub(crate) fn main() {
+        let mut time_wait = None;
+        let mut rounds = 5usize;
+        let mut bin = None;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--time-wait" => time_wait = args.next().and_then(|v| v.parse::<usize>().ok()),
+                "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
+                "--bin" => bin = args.next(),
+                _ => {} // `cargo bench` passes --bench
+            }
+        }
+        let Some(bin) = bin else {
+            eprintln!("states_vs_awk: run it through benches/states_vs_awk.sh (needs --bin)");
+            return;
+        };
+        if let Some(n) = time_wait {
+            assert!(
+                std::env::var_os(NETNS_ENV).is_some(),
+                "--time-wait creates {n} sockets: run it through benches/states_vs_awk.sh"
+            );
+            let started = Instant::now();
+            make_time_wait(n);
+            eprintln!(
+                "created {n} TIME_WAIT sockets in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        let states = median(rounds, || {
+            child(Command::new(&bin).args(["states", "--json"]), |out| {
+                let v: serde_json::Value = serde_json::from_str(out).expect("states JSON");
+                v["tcp"]["TIME_WAIT"].as_u64().expect("TIME_WAIT count")
+            })
+        });
+        let awk = median(rounds, || {
+            child(Command::new("sh").args(["-c", AWK_PIPELINE]), |out| {
+                out.lines()
+                    .find_map(|l| l.strip_prefix("TIME-WAIT "))
+                    .map_or(0, |n| n.trim().parse().unwrap_or(0))
+            })
+        });
+        if let Some(n) = time_wait {
+            assert_eq!(states.tw, n as u64, "conn-hygiene states miscounted");
+            assert_eq!(awk.tw, n as u64, "the awk pipeline miscounted");
+        }
+        println!("# {} TIME_WAIT, median of {rounds} rounds", states.tw);
+        println!(
+            "{:<22} {:>10} {:>10} {:>10}",
+            "method", "cpu ms", "(sys ms)", "wall ms"
+        );
+        for (name, r) in [("conn-hygiene states", &states), ("ss -ant | awk", &awk)] {
+            println!(
+                "{name:<22} {:>10.1} {:>10.1} {:>10.1}",
+                ms(r.cpu),
+                ms(r.sys),
+                ms(r.wall)
+            );
+        }
+        println!(
+            "ratio: ss|awk uses {:.1}x the CPU of conn-hygiene states",
+            r_ratio(awk.cpu, states.cpu)
+        );
+    }
+
+    fn r_ratio(a: Duration, b: Duration) -> f64 {
+        a.as_secs_f64() / b.as_secs_f64().max(1e-6)
+    }
+
+    /// Opens and closes `n` loopback connections, client first. As in the census benchmark,
+    /// each client binds its source port explicitly, walking the port range once per
+    /// destination (127.0.0.1, 127.0.0.2, …), so that connect never searches a full range.
+    fn make_time_wait(n: usize) {
+        let (lo, hi) = ProcRoot::default()
+            .sysctls()
+            .expect("sysctls")
+            .ip_local_port_range
+            .expect("net.ipv4.ip_local_port_range");
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let sources: Vec<u16> = (lo..=hi).filter(|p| *p != port).collect();
+        for i in 0..n {
+            let dest = Ipv4Addr::new(127, 0, 0, 1 + (i / sources.len()) as u8);
+            let source = SocketAddr::from((Ipv4Addr::LOCALHOST, sources[i % sources.len()]));
+            let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            client.set_reuse_address(true).expect("SO_REUSEADDR");
+            client
+                .bind(&source.into())
+                .unwrap_or_else(|e| panic!("bind #{i} to {source}: {e}"));
+            client
+                .connect(&SocketAddr::from((dest, port)).into())
+                .unwrap_or_else(|e| panic!("connect #{i} to {dest}: {e}"));
+            let (server, _) = listener.accept().expect("accept");
+            drop(client);
+            drop(server);
+        }
+        let tw_only = WalkOptions::new().states(TcpState::TimeWait);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = count_states(&tw_only).expect("count")[TcpState::TimeWait];
+            if got == n as u64 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{got} TIME_WAIT sockets, expected {n}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    struct Run {
+        cpu: Duration,
+        sys: Duration,
+        wall: Duration,
+        tw: u64,
+    }
+
+    fn median(rounds: usize, mut f: impl FnMut() -> Run) -> Run {
+        f(); // warm up the page cache
+        let mut runs: Vec<Run> = (0..rounds.max(1)).map(|_| f()).collect();
+        runs.sort_by_key(|r| r.cpu);
+        runs.swap_remove(runs.len() / 2)
+    }
+
+    fn child(cmd: &mut Command, parse: impl FnOnce(&str) -> u64) -> Run {
+        let before = children_times();
+        let started = Instant::now();
+        let out = cmd.output().expect("run child");
+        let wall = started.elapsed();
+        let after = children_times();
+        assert!(out.status.success(), "{cmd:?} failed: {out:?}");
+        let cpu = (after.0 + after.1).saturating_sub(before.0 + before.1);
+        let sys = after.1.saturating_sub(before.1);
+        let tw = parse(&String::from_utf8_lossy(&out.stdout));
+        Run { cpu, sys, wall, tw }
+    }
+
+    /// (user, system) time of waited-for children.
+    #[allow(unsafe_code)]
+    fn children_times() -> (Duration, Duration) {
+        let mut ru = std::mem::MaybeUninit::<libc::rusage>::uninit();
+        // SAFETY: getrusage(2) fills the rusage it is pointed at; checked before reading.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, ru.as_mut_ptr()) };
+        assert_eq!(rc, 0, "getrusage: {}", std::io::Error::last_os_error());
+        // SAFETY: initialised by the successful call above.
+        let ru = unsafe { ru.assume_init() };
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        (tv(ru.ru_utime), tv(ru.ru_stime))
+    }
+
+    fn ms(d: Duration) -> f64 {
+        d.as_secs_f64() * 1e3
+    }
+}
