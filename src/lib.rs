@@ -42,3 +42,5 @@ pub mod policy;
 #[cfg(feature = "server")]
 pub mod server;
 mod sys;
+#[cfg(feature = "lease")]
+pub mod testing;
