@@ -379,7 +379,9 @@ impl Core {
                 age = %Secs(*age),
                 threshold = %Secs(threshold),
                 backtrace = backtrace.as_ref().map(tracing::field::display),
-                "lease held for {} (longer than the leak threshold of {}), taken at {}: leaked?",
+                "possible leak: lease #{} held for {} (longer than the leak threshold of {}), \
+                 taken at {}",
+                id,
                 Secs(*age),
                 Secs(threshold),
                 site
