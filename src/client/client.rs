@@ -13,7 +13,10 @@ use http::{Extensions, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
-    client::legacy::Client,
+    client::legacy::{
+        connect::{capture_connection, CaptureConnection},
+        Client,
+    },
     rt::{TokioExecutor, TokioTimer},
 };
 use pin_project_lite::pin_project;
@@ -93,6 +96,7 @@ impl ClientBuilder {
             .unwrap_or(Duration::from_secs(90))
             + Duration::from_secs(5);
         let upstreams = Arc::new(Upstreams {
+            pool_max_idle: max_idle,
             policy: self.policy,
             default: self.default,
             overrides: self.overrides,
@@ -180,12 +184,20 @@ where
             }
         };
         let lease = upstream.tracker.lease();
+        let mut req = req;
+        // Retirement must take the connection out of the pool before the pool can hand it out
+        // again: capture it, so it can be poisoned when its response says so.
+        let cfg = &upstream.config;
+        let capture = (cfg.max_requests.is_some()
+            || cfg.max_age.is_some()
+            || cfg.max_idle < self.upstreams.pool_max_idle)
+            .then(|| capture_connection(&mut req));
         let replay = (upstream.config.close_order == CloseOrder::ServerFirst
             && is_replayable(&req))
         .then(|| clone_request(&req));
         let client = self.inner.clone();
         ResponseFuture {
-            inner: Box::pin(send(client, upstream, req, replay, lease)),
+            inner: Box::pin(send(client, upstream, req, replay, lease, capture)),
         }
     }
 
@@ -238,6 +250,7 @@ async fn send<B>(
     req: Request<B>,
     mut replay: Option<Request<B>>,
     lease: Lease,
+    capture: Option<CaptureConnection>,
 ) -> Result<Response<LeasedBody>, Error>
 where
     B: Body + Send + Unpin + 'static,
@@ -250,7 +263,9 @@ where
             Ok(res) => {
                 let conn = res.extensions().get::<UpstreamConnection>().cloned();
                 if let Some(c) = &conn {
-                    c.0.response_started();
+                    if c.0.response_started() {
+                        poison(capture.as_ref());
+                    }
                 }
                 if let Some(ka) = res.headers().get("keep-alive") {
                     upstream.learn_keep_alive(ka);
@@ -259,6 +274,7 @@ where
                     inner: body,
                     lease: Some(lease),
                     conn,
+                    capture,
                 }));
             }
             Err(e) => {
@@ -280,6 +296,15 @@ where
                     _ => return Err(Error::from_client(e, upstream.name.clone())),
                 }
             }
+        }
+    }
+}
+
+/// Takes a retiring connection out of the pool.
+fn poison(capture: Option<&CaptureConnection>) {
+    if let Some(c) = capture {
+        if let Some(connected) = c.connection_metadata().as_ref() {
+            connected.poison();
         }
     }
 }
@@ -319,16 +344,12 @@ pin_project! {
         inner: Incoming,
         lease: Option<Lease>,
         conn: Option<UpstreamConnection>,
+        capture: Option<CaptureConnection>,
     }
 
     impl PinnedDrop for LeasedBody {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if this.lease.take().is_some() {
-                if let Some(c) = this.conn.take() {
-                    c.0.response_finished();
-                }
-            }
+            this.release();
         }
     }
 }
@@ -343,7 +364,9 @@ impl LeasedBody {
         let this = self.project();
         if this.lease.take().is_some() {
             if let Some(c) = this.conn.take() {
-                c.0.response_finished();
+                if c.0.response_finished() {
+                    poison(this.capture.as_ref());
+                }
             }
         }
     }
@@ -354,7 +377,7 @@ impl fmt::Debug for LeasedBody {
         f.debug_struct("LeasedBody")
             .field("leased", &self.lease.is_some())
             .field("connection", &self.conn)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -236,35 +236,40 @@ impl ClientConn {
         self.set_state(ClientConnState::Idle, ClientConnState::Leased);
     }
 
-    /// A response arrived on this connection.
-    pub(crate) fn response_started(&self) {
-        self.requests.fetch_add(1, Ordering::AcqRel);
+    /// A response arrived on this connection; returns true when the connection must retire
+    /// (max requests or max age reached) and so must leave the pool now.
+    pub(crate) fn response_started(&self) -> bool {
+        let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(ClientConnState::Idle, ClientConnState::Leased);
         }
+        let cfg = &self.upstream.config;
+        if cfg.max_requests.is_some_and(|max| n >= max) {
+            self.retire(ClientCloseReason::MaxRequests);
+            true
+        } else if cfg.max_age.is_some_and(|age| self.opened.elapsed() >= age) {
+            self.retire(ClientCloseReason::MaxAge);
+            true
+        } else {
+            self.retire_reason().is_some()
+        }
     }
 
-    /// A response body ended or was dropped.
-    pub(crate) fn response_finished(&self) {
+    /// A response body ended or was dropped; returns true when the connection must leave the
+    /// pool (the upstream already holds its maximum of idle connections, or it is retiring).
+    pub(crate) fn response_finished(&self) -> bool {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
-            return;
+            return false;
         }
         let since = Instant::now().saturating_duration_since(self.opened);
         self.idle_since
             .store(since.as_nanos() as u64, Ordering::Release);
-        let cfg = &self.upstream.config;
-        if cfg
-            .max_requests
-            .is_some_and(|max| self.requests.load(Ordering::Acquire) >= max)
-        {
-            self.retire(ClientCloseReason::MaxRequests);
-        } else if cfg.max_age.is_some_and(|age| since >= age) {
-            self.retire(ClientCloseReason::MaxAge);
-        } else if self.upstream.idle_count() >= cfg.max_idle {
+        if self.upstream.idle_count() >= self.upstream.config.max_idle {
             self.retire(ClientCloseReason::MaxIdle);
         }
         self.set_state(ClientConnState::Leased, ClientConnState::Idle);
         self.io_waker.wake();
+        self.retire_reason().is_some()
     }
 
     pub(crate) fn idle_since(&self) -> Instant {

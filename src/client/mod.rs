@@ -31,9 +31,16 @@ mod config;
 mod conn;
 mod connector;
 mod io;
+#[cfg(feature = "reqwest")]
+mod reqwest;
 mod upstream;
 
 pub use crate::close::Closer;
+
+#[cfg(feature = "reqwest")]
+pub use self::reqwest::{
+    ReqwestConnect, ReqwestConnectFuture, ReqwestConnectLayer, ReqwestUpstream,
+};
 
 pub use self::{
     client::{is_replayable, ClientBuilder, Error, HygienicClient, LeasedBody, ResponseFuture},

@@ -356,6 +356,13 @@ impl Upstream {
         }
         self.metrics.closed[closer as usize][reason.index()].increment(1);
         self.metrics.requests_per_connection.record(requests as f64);
+        eprintln!(
+            "DEBUG close id={} reqs={} closer={} reason={}",
+            conn.id,
+            requests,
+            closer.as_str(),
+            reason.as_str()
+        );
         tracing::trace!(upstream = %self.name, id = conn.id, closer = closer.as_str(),
             reason = reason.as_str(), requests, "outbound connection closed");
     }
@@ -472,6 +479,8 @@ impl std::error::Error for AcquireTimeout {}
 
 /// The client's upstreams, by `host:port`.
 pub(crate) struct Upstreams {
+    /// The pool-wide idle cap given to hyper-util (the largest of the upstreams').
+    pub(crate) pool_max_idle: usize,
     pub(crate) policy: SocketPolicy,
     pub(crate) default: UpstreamConfig,
     pub(crate) overrides: HashMap<String, UpstreamConfig>,

@@ -63,6 +63,13 @@ pub fn app(state: Arc<AppState>) -> Router {
                 },
             ),
         )
+        .route(
+            "/big",
+            route_get(|Query(q): Query<HashMap<String, usize>>| async move {
+                let kb = q.get("kb").copied().unwrap_or(1024).min(64 * 1024);
+                vec![b'x'; kb * 1024]
+            }),
+        )
         .with_state(state)
 }
 

@@ -1,0 +1,232 @@
+//! The pooled client against the crate's own server on loopback: close ordering, retirement,
+//! the wait queue, and leases that know the line that took them.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use conn_hygiene::{
+    client::{ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig},
+    server::{CloseReason, ConnectionLimits, HygienicListener},
+};
+use http_body_util::{BodyExt, Empty};
+use support::*;
+
+type Client = HygienicClient<Empty<Bytes>>;
+
+fn client(config: UpstreamConfig) -> Client {
+    HygienicClient::builder()
+        .default_upstream(config)
+        .build()
+        .unwrap()
+}
+
+async fn get_ok(client: &Client, url: &str) {
+    let res = client.get(url.parse().unwrap()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().collect().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_first_closes_before_the_advertised_keep_alive() {
+    // The server advertises `Keep-Alive: timeout=75`; the client learns it and closes idle
+    // connections at 74 s, so the client holds the TIME_WAIT and never races the server.
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(UpstreamConfig::new().idle_timeout(Duration::from_secs(600)));
+    get_ok(&client, &server.url("/")).await;
+    let snap = &client.snapshot()[0];
+    assert_eq!(snap.learned_keep_alive, Some(Duration::from_secs(75)));
+    assert_eq!(snap.effective_idle_timeout, Duration::from_secs(74));
+    assert_eq!(snap.idle, 1);
+    let idle_from = tokio::time::Instant::now();
+    let reg = server.registry.clone();
+    // Let paused time run until the connection is gone.
+    while reg.totals().closed == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            idle_from.elapsed() < Duration::from_secs(200),
+            "never closed"
+        );
+    }
+    let closed_after = idle_from.elapsed();
+    assert!(
+        closed_after >= Duration::from_secs(74) && closed_after < Duration::from_secs(75),
+        "closed after {closed_after:?}"
+    );
+    // Both ends agree: the client closed first.
+    assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(ClientCloseReason::IdleTimeout), 1, "{t:?}");
+    assert_eq!(t.closed_by(Closer::Local), 1);
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_first_lets_the_server_close_and_counts_it() {
+    let listener = HygienicListener::builder().limits(
+        ConnectionLimits::builder()
+            .idle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .unwrap(),
+    );
+    let server = start(Mode::Axum, listener, LONG).await;
+    let client = client(
+        UpstreamConfig::new()
+            .close_order(CloseOrder::ServerFirst)
+            .idle_timeout(Duration::from_secs(60)),
+    );
+    get_ok(&client, &server.url("/")).await;
+    let reg = server.registry.clone();
+    while reg.totals().closed == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(reg.totals().closed_for(CloseReason::IdleTimeout), 1);
+    // The pool notices the server's FIN.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.snapshot()[0].totals.closed == 0 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_by(Closer::Peer), 1, "{t:?}");
+    assert_eq!(t.closed_for(ClientCloseReason::ServerClosed), 1, "{t:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_retires_connections_and_the_client_closes_first() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let closes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = closes.clone();
+    server.registry.on_state_change(move |e| {
+        if let Some(c) = e.close {
+            sink.lock().unwrap().push((c.requests, c.closer));
+        }
+    });
+    let client = client(UpstreamConfig::new().max_requests(Some(5)));
+    for _ in 0..20 {
+        get_ok(&client, &server.url("/")).await;
+    }
+    let snap = client.snapshot()[0].clone();
+    drop(client);
+    let reg = server.registry.clone();
+    let opened = reg.totals().opened;
+    eventually("every connection closed", LONG, || {
+        reg.totals().closed == opened
+    })
+    .await;
+    let closes = closes.lock().unwrap().clone();
+    // No connection served more than five requests; together they served all twenty.
+    assert!(closes.iter().all(|(n, _)| *n <= 5), "{closes:?}");
+    assert_eq!(closes.iter().map(|(n, _)| n).sum::<u64>(), 20);
+    // The client closed every connection first: the server holds no TIME_WAIT.
+    assert!(closes.iter().all(|(_, c)| *c == Closer::Peer), "{closes:?}");
+    let retired = snap.totals.closed_for(ClientCloseReason::MaxRequests);
+    assert!(retired >= 2, "{:?}", snap.totals);
+    assert_eq!(
+        closes.iter().filter(|(n, _)| *n == 5).count() as u64,
+        retired + u64::from(snap.connections.iter().any(|c| c.requests == 5)),
+        "{closes:?} {:?}",
+        snap.totals
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_open_queues_then_times_out_with_a_clear_error() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(
+        UpstreamConfig::new()
+            .max_open(Some(1))
+            .acquire_timeout(Duration::from_millis(200)),
+    );
+    // Hold the only connection with a large unread body (a small one would be buffered whole
+    // and free the connection).
+    let held = client
+        .get(server.url("/big?kb=4096").parse().unwrap())
+        .await
+        .unwrap();
+    let waiting = {
+        let client = client.clone();
+        let url = server.url("/");
+        tokio::spawn(async move { client.get(url.parse().unwrap()).await })
+    };
+    eventually("one pending", LONG, || client.snapshot()[0].pending == 1).await;
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(err.is_acquire_timeout(), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("acquire timeout"), "{msg}");
+    assert_eq!(client.snapshot()[0].pending, 0);
+    drop(held);
+    get_ok(&client, &server.url("/")).await;
+    server.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unread_body_is_a_leak_reported_with_its_line() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(5))));
+    let tracker = client
+        .get(server.url("/").parse().unwrap())
+        .await
+        .map(|res| res)
+        .unwrap();
+    let line = line!() - 4;
+    let trackers = client.lease_trackers();
+    assert_eq!(trackers.len(), 1);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let snap = trackers[0].snapshot();
+    assert_eq!(snap.outstanding(), 1);
+    let lease = &snap.leases[0];
+    assert!(lease.leaked, "{lease:?}");
+    assert_eq!(lease.site.file(), file!());
+    assert_eq!(lease.site.line(), line);
+    // The helper fails a test that leaks, naming the line.
+    let failure = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        conn_hygiene::testing::assert_no_leases(&trackers[0]);
+    }))
+    .unwrap_err();
+    let message = failure
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("{}:{line}", file!())),
+        "{message}"
+    );
+    // Reading the body returns the lease; the helper passes.
+    tracker.into_body().collect().await.unwrap();
+    conn_hygiene::testing::assert_no_leases(&trackers[0]);
+    let totals = trackers[0].snapshot().totals;
+    assert_eq!(totals.leaks_detected, 1);
+    assert_eq!(totals.leaked_returned, 1);
+    server.stop().await;
+}
+
+#[cfg(feature = "reqwest")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reqwest_connects_are_registered_by_destination() {
+    use conn_hygiene::client::ReqwestConnectLayer;
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let layer = ReqwestConnectLayer::new();
+    let client = reqwest::Client::builder()
+        .connector_layer(layer.clone())
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        let res = client.get(server.url("/")).send().await.unwrap();
+        assert_eq!(res.text().await.unwrap(), "hello\n");
+    }
+    let snap = layer.snapshot();
+    assert_eq!(snap.len(), 1, "{snap:?}");
+    assert_eq!(snap[0].remote_addr, Some(server.addr));
+    assert_eq!(snap[0].connects, 1, "keep-alive: one connection");
+    assert_eq!(snap[0].local_addrs.len(), 1);
+    // The server saw the same source port.
+    let conns = server.registry.snapshot().connections;
+    assert_eq!(conns[0].peer_addr, snap[0].local_addrs[0]);
+    server.stop().await;
+}
+
+const LONG: Duration = Duration::from_secs(10);
