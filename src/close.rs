@@ -48,4 +48,3 @@ impl fmt::Display for Closer {
         f.write_str(self.as_str())
     }
 }
-

@@ -44,7 +44,8 @@ pub mod names {
     /// `acquire_timeout`, `other`).
     pub const CLIENT_CONNECT_ERRORS_TOTAL: &str = "conn_hygiene_client_connect_errors_total";
     /// Counter `{upstream, closer, reason}`: connections closed, by who closed first and why.
-    pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str = "conn_hygiene_client_connections_closed_total";
+    pub const CLIENT_CONNECTIONS_CLOSED_TOTAL: &str =
+        "conn_hygiene_client_connections_closed_total";
     /// Histogram `{upstream}`: requests served per connection, recorded at close.
     pub const CLIENT_REQUESTS_PER_CONNECTION: &str = "conn_hygiene_client_requests_per_connection";
     /// Counter `{upstream}`: replayable requests retried after a reused connection failed.
@@ -128,7 +129,11 @@ pub fn describe() {
         Unit::Count,
         "Acquisitions waiting for a connection slot of an upstream."
     );
-    describe_counter!(CLIENT_CONNECTS_TOTAL, Unit::Count, "Outbound connections opened.");
+    describe_counter!(
+        CLIENT_CONNECTS_TOTAL,
+        Unit::Count,
+        "Outbound connections opened."
+    );
     describe_counter!(
         CLIENT_CONNECT_ERRORS_TOTAL,
         Unit::Count,
@@ -149,7 +154,11 @@ pub fn describe() {
         Unit::Count,
         "Replayable requests retried once after a reused connection failed before any response byte."
     );
-    describe_gauge!(LEASES_OUTSTANDING, Unit::Count, "Leases outstanding, by pool.");
+    describe_gauge!(
+        LEASES_OUTSTANDING,
+        Unit::Count,
+        "Leases outstanding, by pool."
+    );
     describe_counter!(LEASES_ACQUIRED_TOTAL, Unit::Count, "Leases taken, by pool.");
     describe_histogram!(
         LEASE_DURATION_SECONDS,
