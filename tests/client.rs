@@ -230,3 +230,177 @@ async fn reqwest_connects_are_registered_by_destination() {
 }
 
 const LONG: Duration = Duration::from_secs(10);
+
+/// A keep-alive server that answers the first request on each connection, then closes the
+/// connection as the next request arrives, without a byte of response: the keep-alive race.
+async fn closing_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut served = 0;
+                loop {
+                    let mut req = Vec::new();
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if served == 1 {
+                        return; // drop: close without answering
+                    }
+                    served += 1;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
+    let (addr, task) = closing_server().await;
+    let client: HygienicClient<http_body_util::Full<Bytes>> = HygienicClient::builder()
+        .default_upstream(UpstreamConfig::new().close_order(CloseOrder::ServerFirst))
+        .build()
+        .unwrap();
+    let url = format!("http://{addr}/");
+    let send = |method: http::Method, key: Option<&str>| {
+        let mut req = http::Request::builder().method(method).uri(&url);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        client.request(req.body(http_body_util::Full::new(Bytes::new())).unwrap())
+    };
+    // First request opens the connection; the second (GET) hits the race and is retried once.
+    for _ in 0..2 {
+        let res = send(http::Method::GET, None).await.unwrap();
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok\n");
+    }
+    assert_eq!(client.snapshot()[0].totals.retries, 1);
+    // A POST on a reused connection that the server closes fails, and is not retried.
+    let err = send(http::Method::POST, None).await.unwrap_err();
+    assert!(!err.is_connect(), "{err:?}");
+    assert!(err.to_string().contains("upstream"), "{err}");
+    assert_eq!(client.snapshot()[0].totals.retries, 1);
+    // With an Idempotency-Key it may be replayed: warm a connection, then race it again.
+    let res = send(http::Method::POST, Some("k1")).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let res = send(http::Method::POST, Some("k2")).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    assert_eq!(client.snapshot()[0].totals.retries, 2);
+    assert_eq!(client.snapshot()[0].leases.outstanding(), 0);
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_over_source_addresses() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let sources: Vec<std::net::IpAddr> =
+        vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
+    let client = client(
+        UpstreamConfig::new()
+            .local_addrs(sources.clone())
+            .max_requests(Some(1)),
+    );
+    let peers = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = peers.clone();
+    server.registry.on_state_change(move |e| {
+        if e.to == conn_hygiene::server::ConnState::Active {
+            sink.lock().unwrap().push(e.peer_addr.ip());
+        }
+    });
+    for _ in 0..4 {
+        get_ok(&client, &server.url("/")).await;
+    }
+    let peers = peers.lock().unwrap().clone();
+    assert_eq!(peers.len(), 4, "{peers:?}");
+    for s in &sources {
+        assert_eq!(peers.iter().filter(|p| *p == s).count(), 2, "{peers:?}");
+    }
+    server.stop().await;
+}
+
+#[test]
+fn per_upstream_metrics_through_the_facade() {
+    use conn_hygiene::metrics::names::*;
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+        let authority = server.addr.to_string();
+        let client: Client = metrics::with_local_recorder(&recorder, || {
+            HygienicClient::builder()
+                .upstream(
+                    authority,
+                    UpstreamConfig::new().name("backend").max_requests(Some(2)),
+                )
+                .build()
+                .unwrap()
+        });
+        for _ in 0..4 {
+            get_ok(&client, &server.url("/")).await;
+        }
+        drop(client);
+        let reg = server.registry.clone();
+        eventually("closed", LONG, || reg.live() == 0).await;
+        server.stop().await;
+    });
+    let metrics = snapshotter.snapshot().into_vec();
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        metrics
+            .iter()
+            .find(|(k, ..)| {
+                k.key().name() == name
+                    && labels.iter().all(|(lk, lv)| {
+                        k.key().labels().any(|l| l.key() == *lk && l.value() == *lv)
+                    })
+            })
+            .map(|(_, _, _, v)| v)
+            .unwrap_or_else(|| panic!("metric {name} {labels:?} missing"))
+    };
+    assert_eq!(
+        value(CLIENT_CONNECTS_TOTAL, &[("upstream", "backend")]),
+        &DebugValue::Counter(2)
+    );
+    assert_eq!(
+        value(
+            CLIENT_CONNECTIONS_CLOSED_TOTAL,
+            &[("closer", "local"), ("reason", "max_requests")]
+        ),
+        &DebugValue::Counter(2)
+    );
+    assert_eq!(
+        value(LEASES_ACQUIRED_TOTAL, &[("pool", "backend")]),
+        &DebugValue::Counter(4)
+    );
+    for state in ["idle", "leased"] {
+        assert_eq!(
+            value(CLIENT_CONNECTIONS, &[("state", state)]),
+            &DebugValue::Gauge(0.0.into()),
+            "{state}"
+        );
+    }
+    // Labels are names, never addresses.
+    for (k, ..) in &metrics {
+        for l in k.key().labels() {
+            assert!(!l.value().contains("127.0.0."), "{k:?}");
+        }
+    }
+}

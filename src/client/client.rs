@@ -103,6 +103,10 @@ impl ClientBuilder {
             map: RwLock::new(HashMap::new()),
             http2_only: self.http2_only,
         });
+        // Upstreams configured by name exist from the start, so their metrics do too.
+        for authority in upstreams.overrides.keys() {
+            upstreams.get(authority)?;
+        }
         let inner = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
