@@ -81,3 +81,15 @@ pub(super) fn run(
         drop(clear);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_is_half_the_threshold_within_bounds() {
+        assert_eq!(period(Duration::from_secs(30)), Duration::from_secs(15));
+        assert_eq!(period(Duration::from_millis(2)), MIN_PERIOD);
+        assert_eq!(period(Duration::MAX), MAX_PERIOD);
+    }
+}
