@@ -522,7 +522,33 @@ fn backtraces_when_asked_appear_in_snapshots_and_messages() {
         message.contains("\n    ") && message.contains("backtraces_when_asked"),
         "{message}"
     );
-    drop(lease);
+
+    // The leak report carries it too.
+    let (logs, _logging) = Logs::capture();
+    let reporting = LeaseTracker::builder("bt-report")
+        .backtraces(true)
+        .leak_threshold(Some(Duration::from_nanos(1)))
+        .build()
+        .unwrap();
+    let leaked = reporting.lease();
+    while leaked.age() <= Duration::from_nanos(1) {
+        std::hint::spin_loop();
+    }
+    assert_eq!(reporting.check_leaks(), 1);
+    let report = logs.text();
+    assert!(report.contains("possible leak: lease #1"), "{report}");
+    assert!(report.contains("backtrace="), "{report}");
+    assert!(report.contains("backtraces_when_asked"), "{report}");
+    drop((lease, leaked));
+}
+
+#[test]
+fn guards_and_trackers_cross_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<LeaseTracker>();
+    send_sync::<conn_hygiene::lease::Lease>();
+    send_sync::<conn_hygiene::lease::Leased<String>>();
+    send_sync::<conn_hygiene::lease::LeaseSnapshot>();
 }
 
 #[tokio::test(start_paused = true)]
