@@ -167,12 +167,8 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
 async fn an_unread_body_is_a_leak_reported_with_its_line() {
     let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
     let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(5))));
-    let tracker = client
-        .get(server.url("/").parse().unwrap())
-        .await
-        .map(|res| res)
-        .unwrap();
-    let line = line!() - 4;
+    let unread = client.get(server.url("/").parse().unwrap()).await.unwrap();
+    let line = line!() - 1;
     let trackers = client.lease_trackers();
     assert_eq!(trackers.len(), 1);
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -196,7 +192,7 @@ async fn an_unread_body_is_a_leak_reported_with_its_line() {
         "{message}"
     );
     // Reading the body returns the lease; the helper passes.
-    tracker.into_body().collect().await.unwrap();
+    unread.into_body().collect().await.unwrap();
     conn_hygiene::testing::assert_no_leases(&trackers[0]);
     let totals = trackers[0].snapshot().totals;
     assert_eq!(totals.leaks_detected, 1);
