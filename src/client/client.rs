@@ -157,6 +157,25 @@ impl HygienicClient {
     }
 }
 
+/// A view of a [`HygienicClient`]'s upstreams that does not depend on its body type.
+#[derive(Clone)]
+pub struct ClientView {
+    upstreams: Arc<Upstreams>,
+}
+
+impl ClientView {
+    /// A snapshot of every upstream's pool, connections and leases.
+    pub fn snapshot(&self) -> Vec<UpstreamSnapshot> {
+        self.upstreams.all().iter().map(|u| u.snapshot()).collect()
+    }
+}
+
+impl fmt::Debug for ClientView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientView").finish_non_exhaustive()
+    }
+}
+
 /// Whether a request may be sent twice: idempotent methods, or an `Idempotency-Key` header.
 pub fn is_replayable<B>(req: &Request<B>) -> bool {
     matches!(
@@ -221,6 +240,14 @@ where
         self.upstreams.all().iter().map(|u| u.snapshot()).collect()
     }
 
+    /// A cheap, type-erased view of this client's upstreams, for observers such as a census
+    /// sampler that attributes TIME_WAIT and CLOSE_WAIT to upstreams and lease sites.
+    pub fn view(&self) -> ClientView {
+        ClientView {
+            upstreams: self.upstreams.clone(),
+        }
+    }
+
     /// The lease trackers, one per upstream, for test assertions
     /// ([`testing`](crate::testing)).
     pub fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
@@ -267,7 +294,7 @@ where
             Ok(res) => {
                 let conn = res.extensions().get::<UpstreamConnection>().cloned();
                 if let Some(c) = &conn {
-                    if c.0.response_started() {
+                    if c.0.response_started(lease.site()) {
                         poison(capture.as_ref());
                     }
                 }

@@ -135,6 +135,8 @@ pub struct ClientConnectionSnapshot {
     pub requests: u64,
     /// Its state.
     pub state: ClientConnState,
+    /// Where the request it carries was made (the lease's call site), while leased.
+    pub lease_site: Option<&'static std::panic::Location<'static>>,
 }
 
 /// State shared by an outbound stream, its responses and the upstream registry.
@@ -156,6 +158,7 @@ pub(crate) struct ClientConn {
     pub(crate) awaiting_response: AtomicBool,
     pub(crate) http2: bool,
     pub(crate) io_waker: AtomicWaker,
+    lease_site: std::sync::Mutex<Option<&'static std::panic::Location<'static>>>,
 }
 
 impl ClientConn {
@@ -184,6 +187,7 @@ impl ClientConn {
             awaiting_response: AtomicBool::new(false),
             http2,
             io_waker: AtomicWaker::new(),
+            lease_site: std::sync::Mutex::new(None),
         }
     }
 
@@ -238,7 +242,8 @@ impl ClientConn {
 
     /// A response arrived on this connection; returns true when the connection must retire
     /// (max requests or max age reached) and so must leave the pool now.
-    pub(crate) fn response_started(&self) -> bool {
+    pub(crate) fn response_started(&self, site: &'static std::panic::Location<'static>) -> bool {
+        *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()) = Some(site);
         let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(ClientConnState::Idle, ClientConnState::Leased);
@@ -261,6 +266,7 @@ impl ClientConn {
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
             return false;
         }
+        *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()) = None;
         let since = Instant::now().saturating_duration_since(self.opened);
         self.idle_since
             .store(since.as_nanos() as u64, Ordering::Release);
@@ -312,6 +318,7 @@ impl ClientConn {
             age: self.opened.elapsed(),
             requests: self.requests.load(Ordering::Acquire),
             state: self.state(),
+            lease_site: *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 }

@@ -43,7 +43,9 @@ pub use self::reqwest::{
 };
 
 pub use self::{
-    client::{is_replayable, ClientBuilder, Error, HygienicClient, LeasedBody, ResponseFuture},
+    client::{
+        is_replayable, ClientBuilder, ClientView, Error, HygienicClient, LeasedBody, ResponseFuture,
+    },
     config::{ClientConfigError, CloseOrder, UpstreamConfig},
     conn::{ClientCloseReason, ClientConnState, ClientConnectionSnapshot, UpstreamConnection},
     connector::HygienicConnector,

@@ -108,6 +108,9 @@ pub struct UpstreamSnapshot {
     pub learned_keep_alive: Option<Duration>,
     /// The idle timeout in force.
     pub effective_idle_timeout: Duration,
+    /// Destination addresses connected to (at most 64): TIME_WAIT the client leaves toward
+    /// them is this upstream's.
+    pub remote_addrs: Vec<SocketAddr>,
     /// Live connections.
     pub connections: Vec<ClientConnectionSnapshot>,
     /// Cumulative counters.
@@ -168,6 +171,7 @@ pub(crate) struct Upstream {
     next_source: AtomicUsize,
     connectors: Vec<HttpConnector>,
     conns: Mutex<HashMap<u64, Arc<ClientConn>>>,
+    remotes: Mutex<Vec<SocketAddr>>,
     connects: AtomicU64,
     connect_errors: AtomicU64,
     retries: AtomicU64,
@@ -233,6 +237,7 @@ impl Upstream {
             next_source: AtomicUsize::new(0),
             connectors,
             conns: Mutex::new(HashMap::new()),
+            remotes: Mutex::new(Vec::new()),
             connects: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
@@ -289,6 +294,12 @@ impl Upstream {
         self.metrics.connects.increment(1);
         self.leased.fetch_add(1, Ordering::AcqRel);
         self.metrics.leased.increment(1.0);
+        {
+            let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+            if !remotes.contains(&peer) && remotes.len() < 64 {
+                remotes.push(peer);
+            }
+        }
         let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
         if conns.len() < 65_536 {
             conns.insert(id, conn.clone());
@@ -435,6 +446,11 @@ impl Upstream {
             pending: self.pending.load(Ordering::Acquire),
             learned_keep_alive: self.learned_keep_alive(),
             effective_idle_timeout: self.effective_idle_timeout(),
+            remote_addrs: self
+                .remotes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
             connections,
             totals: self.totals(),
             leases: self.tracker.snapshot(),

@@ -110,7 +110,7 @@ impl ListenerBuilder {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         HygienicListener {
             inner: listener,
-            registry: ConnectionRegistry::new(self.name, self.policy, self.limits),
+            registry: ConnectionRegistry::new(self.name, local_addr, self.policy, self.limits),
             limit: self.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             backlog,
             report,

@@ -212,6 +212,7 @@ impl ServerMetrics {
 
 pub(crate) struct RegistryInner {
     name: Arc<str>,
+    local_addr: SocketAddr,
     pub(crate) limits: ConnectionLimits,
     pub(crate) policy: SocketPolicy,
     #[cfg(feature = "server")]
@@ -412,7 +413,12 @@ impl fmt::Debug for ConnectionRegistry {
 }
 
 impl ConnectionRegistry {
-    pub(crate) fn new(name: Arc<str>, policy: SocketPolicy, limits: ConnectionLimits) -> Self {
+    pub(crate) fn new(
+        name: Arc<str>,
+        local_addr: SocketAddr,
+        policy: SocketPolicy,
+        limits: ConnectionLimits,
+    ) -> Self {
         #[cfg(feature = "server")]
         let keep_alive_value = limits
             .keep_alive_header()
@@ -421,6 +427,7 @@ impl ConnectionRegistry {
             inner: Arc::new(RegistryInner {
                 metrics: ServerMetrics::new(&name),
                 name,
+                local_addr,
                 limits,
                 policy,
                 #[cfg(feature = "server")]
@@ -449,6 +456,11 @@ impl ConnectionRegistry {
     /// The listener's name (the `listener` metric label).
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The address the listener is bound to: TIME_WAIT and queued connections on it are ours.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
     }
 
     /// The limits this listener enforces.
