@@ -1,0 +1,449 @@
+//! What the pooled [`HygienicClient`] costs over bare hyper-util, measured against it in the
+//! same run.
+//!
+//! - `bare`: `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()`;
+//! - `hygienic`: `HygienicClient` with its defaults (`client-first`, tracked connections,
+//!   leases, socket policy).
+//!
+//! Both load the same local server: a minimal hyper HTTP/1 server answering `ok\n`, on a
+//! current-thread runtime of its own OS thread. Each client runs on one current-thread runtime
+//! (like `wrk -t1`) with C tasks sending GETs back to back over keep-alive connections, every
+//! body read to its end. Both clients are built once and warmed up; each round then loads both,
+//! the order swapped from round to round. A client's figures are the medians of its rounds; the
+//! ratio is the ratio of those medians, and `per round` gives the median, lowest and highest of
+//! the ratios taken within each round (a wide range means the machine was busy). Target:
+//! hygienic throughput at least 0.98x bare. The client thread's CPU time per request (from
+//! `/proc/thread-self/schedstat`) is printed too: other work on the machine disturbs it far less.
+//!
+//! ```text
+//! cargo bench --bench client_overhead [-- --rounds N] [--secs S] [--concurrency C]
+//! ```
+//!
+//! Defaults: 5 rounds of 2 s, concurrency 16; the run takes about 25 s. Under `cargo test
+//! --benches` (no `--bench` flag) each client sends a few requests and nothing is measured.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use conn_hygiene::client::{HygienicClient, UpstreamConfig};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::{body::Incoming, Request, Response};
+use hyper_util::{
+    client::legacy::Client,
+    rt::{TokioExecutor, TokioIo},
+};
+use tokio::sync::oneshot;
+
+const THROUGHPUT_TARGET: f64 = 0.98;
+const WARM_UP: Duration = Duration::from_millis(500);
+/// Bound on one request; a request slower than this counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Options {
+    rounds: usize,
+    duration: Duration,
+    concurrency: usize,
+}
+
+/// What one client did in one round.
+#[derive(Debug, Clone, Copy)]
+struct Measurement {
+    requests_per_sec: f64,
+    p99: Duration,
+    errors: u64,
+    /// CPU time of the client's thread per completed request, which other work on the machine
+    /// disturbs far less than throughput; `None` without `/proc/thread-self/schedstat`.
+    cpu_per_request: Option<Duration>,
+}
+
+type Outcome = Result<(), String>;
+
+/// The two clients behind one call: a GET whose body is read to its end.
+#[derive(Clone)]
+enum Variant {
+    Bare(Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>),
+    Hygienic(HygienicClient<Empty<Bytes>>),
+}
+
+impl Variant {
+    fn name(&self) -> &'static str {
+        match self {
+            Variant::Bare(_) => "bare",
+            Variant::Hygienic(_) => "hygienic",
+        }
+    }
+
+    fn get(&self, uri: http::Uri) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
+        match self.clone() {
+            Variant::Bare(c) => Box::pin(async move {
+                let res = c.get(uri).await.map_err(|e| e.to_string())?;
+                check(res.status())?;
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(())
+            }),
+            Variant::Hygienic(c) => Box::pin(async move {
+                let res = c.get(uri).await.map_err(|e| e.to_string())?;
+                check(res.status())?;
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(())
+            }),
+        }
+    }
+}
+
+fn check(status: http::StatusCode) -> Outcome {
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("status {status}"))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let measure = args.iter().any(|a| a == "--bench");
+    let options = parse_options(&args).unwrap_or_else(|e| {
+        eprintln!("client_overhead: {e}");
+        std::process::exit(2);
+    });
+    let server = ServerThread::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    rt.block_on(async {
+        let hygienic = HygienicClient::builder()
+            .default_upstream(UpstreamConfig::new().max_idle(options.concurrency))
+            .build::<Empty<Bytes>>()
+            .expect("client config");
+        let variants = [
+            Variant::Bare(Client::builder(TokioExecutor::new()).build_http()),
+            Variant::Hygienic(hygienic.clone()),
+        ];
+        let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
+        if !measure {
+            // `cargo test --benches`: a smoke run only.
+            assert_eq!(
+                parse_schedstat("1234567 89 10\n"),
+                Some(Duration::from_nanos(1_234_567))
+            );
+            for v in &variants {
+                for _ in 0..10 {
+                    v.get(uri.clone()).await.expect("smoke request");
+                }
+            }
+            println!(
+                "client_overhead: both clients answered; run `cargo bench --bench client_overhead` to measure"
+            );
+            return;
+        }
+        run(&options, &variants, &uri).await;
+        let snap = hygienic.snapshot();
+        let connects: u64 = snap.iter().map(|u| u.totals.connects).sum();
+        let outstanding: u64 = snap.iter().map(|u| u.leases.outstanding()).sum();
+        println!("hygienic client: {connects} connections opened, {outstanding} leases outstanding");
+    });
+    drop(rt);
+    server.stop();
+}
+
+fn parse_options(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        rounds: 5,
+        duration: Duration::from_secs(2),
+        concurrency: 16,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--rounds" => {
+                let v = value()?;
+                options.rounds = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| (1..=20).contains(&n))
+                    .ok_or_else(|| format!("--rounds: {v:?} is not a whole number in 1..=20"))?;
+            }
+            "--secs" => {
+                let v = value()?;
+                options.duration = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| (0.1..=10.0).contains(s))
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| format!("--secs: {v:?} is not a number in 0.1..=10"))?;
+            }
+            "--concurrency" => {
+                let v = value()?;
+                options.concurrency = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| (1..=1024).contains(&n))
+                    .ok_or_else(|| {
+                        format!("--concurrency: {v:?} is not a whole number in 1..=1024")
+                    })?;
+            }
+            // `cargo bench` adds `--bench`, and a filter when one is given on its command line.
+            _ => {}
+        }
+    }
+    Ok(options)
+}
+
+async fn run(options: &Options, variants: &[Variant; 2], uri: &http::Uri) {
+    println!(
+        "client_overhead: cargo bench --bench client_overhead -- --rounds {} --secs {} --concurrency {}",
+        options.rounds,
+        options.duration.as_secs_f64(),
+        options.concurrency
+    );
+    println!(
+        "  {} keep-alive GETs in flight on one current-thread runtime; server: hyper HTTP/1 on its own thread",
+        options.concurrency
+    );
+    for v in variants {
+        load(v, uri, options.concurrency, WARM_UP).await;
+    }
+    // results[variant][round]
+    let mut results: [Vec<Measurement>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..options.rounds {
+        for k in 0..2 {
+            let i = (round + k) % 2;
+            let v = &variants[i];
+            let m = load(v, uri, options.concurrency, options.duration).await;
+            println!(
+                "round {}/{}  {:<9} {:>9.0} req/s  p99 {:>7.3} ms  cpu {:>6.2} us/req{}",
+                round + 1,
+                options.rounds,
+                v.name(),
+                m.requests_per_sec,
+                m.p99.as_secs_f64() * 1e3,
+                m.cpu_per_request.map_or(f64::NAN, micros),
+                if m.errors > 0 {
+                    format!("  ({} errors)", m.errors)
+                } else {
+                    String::new()
+                }
+            );
+            results[i].push(m);
+        }
+    }
+
+    let rps = |r: &Measurement| r.requests_per_sec;
+    let p99 = |r: &Measurement| r.p99.as_secs_f64() * 1e3;
+    let cpu = |r: &Measurement| r.cpu_per_request.map_or(f64::NAN, micros);
+    println!();
+    println!(
+        "{:<10} {:>10} {:>10} {:>12} {:>7}",
+        "client", "req/s", "p99 ms", "cpu us/req", "errors"
+    );
+    for (i, v) in variants.iter().enumerate() {
+        println!(
+            "{:<10} {:>10.0} {:>10.3} {:>12.2} {:>7}",
+            v.name(),
+            median(results[i].iter().map(rps).collect()),
+            median(results[i].iter().map(p99).collect()),
+            median(results[i].iter().map(cpu).collect()),
+            results[i].iter().map(|r| r.errors).sum::<u64>()
+        );
+    }
+    let ratio =
+        median(results[1].iter().map(rps).collect()) / median(results[0].iter().map(rps).collect());
+    let p99_ratio =
+        median(results[1].iter().map(p99).collect()) / median(results[0].iter().map(p99).collect());
+    println!();
+    println!(
+        "hygienic/bare  req/s {ratio:.3}x (target >= {THROUGHPUT_TARGET:.2}x {})   per round: {}",
+        if ratio >= THROUGHPUT_TARGET {
+            "ok"
+        } else {
+            "MISS"
+        },
+        per_round(&results[1], &results[0], rps)
+    );
+    println!(
+        "hygienic/bare  p99   {p99_ratio:.3}x   per round: {}",
+        per_round(&results[1], &results[0], p99)
+    );
+    let cpu_ratio =
+        median(results[1].iter().map(cpu).collect()) / median(results[0].iter().map(cpu).collect());
+    println!(
+        "hygienic/bare  cpu   {cpu_ratio:.3}x   per round: {}",
+        per_round(&results[1], &results[0], cpu)
+    );
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// `concurrency` tasks sending GETs back to back until `duration` has passed.
+async fn load(v: &Variant, uri: &http::Uri, concurrency: usize, duration: Duration) -> Measurement {
+    let started = Instant::now();
+    let cpu_before = thread_cpu();
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (v, uri) = (v.clone(), uri.clone());
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 14);
+            let mut errors = 0u64;
+            while tokio::time::Instant::now() < deadline {
+                let t = Instant::now();
+                match tokio::time::timeout(REQUEST_TIMEOUT, v.get(uri.clone())).await {
+                    Ok(Ok(())) => latencies.push(t.elapsed()),
+                    Ok(Err(e)) => {
+                        errors += 1;
+                        if errors == 1 {
+                            eprintln!("{}: {e}", v.name());
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (l, e) = done.expect("load task");
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed();
+    let cpu_per_request = match (cpu_before, thread_cpu()) {
+        (Some(before), Some(after)) if !latencies.is_empty() => {
+            Some(after.saturating_sub(before) / latencies.len() as u32)
+        }
+        _ => None,
+    };
+    latencies.sort_unstable();
+    let p99 = match latencies.len() {
+        0 => Duration::ZERO,
+        n => latencies[(n * 99).div_ceil(100) - 1],
+    };
+    Measurement {
+        requests_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p99,
+        errors,
+        cpu_per_request,
+    }
+}
+
+/// CPU time of the calling thread so far: the first field of `/proc/thread-self/schedstat`, in
+/// nanoseconds. The client runtime is current-thread, so this is all of the client's work.
+fn thread_cpu() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    parse_schedstat(&text)
+}
+
+/// The run time (first field, nanoseconds) of a `schedstat` line.
+fn parse_schedstat(text: &str) -> Option<Duration> {
+    text.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .map(Duration::from_nanos)
+}
+
+/// The ratios of `a` to `b` within each round, as `median [lowest..highest]`.
+fn per_round(a: &[Measurement], b: &[Measurement], f: impl Fn(&Measurement) -> f64) -> String {
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| f(x) / f(y)).collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.3} [{lo:.3}..{hi:.3}]", median(ratios))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+// ---- the server ----
+
+/// A minimal hyper HTTP/1 server on a current-thread runtime of its own thread; stopped and
+/// joined by [`ServerThread::stop`] (or on drop).
+struct ServerThread {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServerThread {
+    fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local_addr");
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    loop {
+                        let (stream, _) = tokio::select! {
+                            _ = &mut rx => return,
+                            accepted = listener.accept() => match accepted {
+                                Ok(a) => a,
+                                Err(_) => continue,
+                            },
+                        };
+                        let _ = stream.set_nodelay(true);
+                        tokio::spawn(async move {
+                            let service =
+                                hyper::service::service_fn(|_req: Request<Incoming>| async {
+                                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                        Bytes::from_static(b"ok\n"),
+                                    )))
+                                });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+            })
+            .expect("spawn the server thread");
+        Self {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerThread {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
