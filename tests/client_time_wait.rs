@@ -144,9 +144,11 @@ fn inner_time_wait_by_close_order() {
                     .map(|c| (c.state, c.requests))
                     .collect::<Vec<_>>()
             );
-            assert_eq!(
-                server.opened, t.connects,
-                "{name}: both sides saw the same connections"
+            // A connection attempt the pool started for a request that went elsewhere may
+            // still land after the snapshot, so the server's count is the reference.
+            assert!(
+                t.connects <= server.opened,
+                "{name}: the server saw every connection the client opened: {server:?}"
             );
             assert_eq!(
                 tw.server, 0,
@@ -156,8 +158,8 @@ fn inner_time_wait_by_close_order() {
                 CloseOrder::ClientFirst => {
                     // Every connection the client opened, it closed: one TIME_WAIT each.
                     assert_eq!(
-                        tw.client as u64, t.connects,
-                        "{name}: one client TIME_WAIT per connection opened: {tw:?}"
+                        tw.client as u64, server.opened,
+                        "{name}: one client TIME_WAIT per connection: {tw:?}"
                     );
                     // The pool holds at most max_idle = P; hyper-util's pool opens a connection
                     // more now and then, when a request misses a connection on its way back
