@@ -37,6 +37,8 @@ pub mod client;
 mod close;
 #[cfg(feature = "lease")]
 pub mod lease;
+#[cfg(feature = "census")]
+pub mod census;
 pub mod metrics;
 pub mod policy;
 #[cfg(feature = "server")]

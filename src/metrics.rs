@@ -63,6 +63,57 @@ pub mod names {
     pub const LEASE_LEAKS_RETURNED_TOTAL: &str = "conn_hygiene_lease_leaks_returned_total";
     /// Counter `{pool}`: leases not listed because the tracker's bound was reached.
     pub const LEASES_UNTRACKED_TOTAL: &str = "conn_hygiene_leases_untracked_total";
+
+    /// Gauge `{state}`: TCP sockets of the network namespace by state (all eleven, `ss` names).
+    pub const HOST_TCP_SOCKETS: &str = "conn_hygiene_host_tcp_sockets";
+    /// Gauge `{state}`: TCP sockets this process holds, by state.
+    pub const PROCESS_TCP_SOCKETS: &str = "conn_hygiene_process_tcp_sockets";
+    /// Gauge `{listener, state}`: sockets on a listener's address the process holds no
+    /// descriptor for or cannot close (`TIME_WAIT`: our server closed first; `SYN_RECV`;
+    /// `CLOSE_WAIT` held by us).
+    pub const LISTENER_TCP_SOCKETS: &str = "conn_hygiene_listener_tcp_sockets";
+    /// Gauge `{listener, kind}`: accept queue `length` and `max`.
+    pub const LISTENER_ACCEPT_QUEUE: &str = "conn_hygiene_listener_accept_queue";
+    /// Gauge `{upstream, state}`: sockets toward an upstream's destinations (`TIME_WAIT`: our
+    /// client closed first; `CLOSE_WAIT` held by us).
+    pub const UPSTREAM_TCP_SOCKETS: &str = "conn_hygiene_upstream_tcp_sockets";
+    /// Gauge `{upstream}`: local ports left over the port range size, worst destination and
+    /// source address.
+    pub const UPSTREAM_PORT_HEADROOM_RATIO: &str = "conn_hygiene_upstream_port_headroom_ratio";
+    /// Gauge `{upstream}`: seconds until no local port is left at the current rate (`+Inf` when
+    /// not growing).
+    pub const UPSTREAM_PORT_EXHAUSTION_SECONDS: &str =
+        "conn_hygiene_upstream_port_exhaustion_seconds";
+    /// Counter: `TcpExt ListenOverflows` of the network namespace.
+    pub const HOST_TCP_LISTEN_OVERFLOWS_TOTAL: &str = "conn_hygiene_host_tcp_listen_overflows_total";
+    /// Counter: `TcpExt ListenDrops`.
+    pub const HOST_TCP_LISTEN_DROPS_TOTAL: &str = "conn_hygiene_host_tcp_listen_drops_total";
+    /// Counter: `TcpExt TCPTimeWaitOverflow`.
+    pub const HOST_TCP_TIME_WAIT_OVERFLOWS_TOTAL: &str =
+        "conn_hygiene_host_tcp_time_wait_overflows_total";
+    /// Counter: `Tcp OutRsts`, resets sent.
+    pub const HOST_TCP_RESETS_SENT_TOTAL: &str = "conn_hygiene_host_tcp_resets_sent_total";
+    /// Counter: `Tcp EstabResets`, connections reset in `ESTABLISHED` or `CLOSE_WAIT`.
+    pub const HOST_TCP_ESTABLISHED_RESETS_TOTAL: &str =
+        "conn_hygiene_host_tcp_established_resets_total";
+    /// Counter: `Tcp RetransSegs`.
+    pub const HOST_TCP_RETRANSMITTED_SEGMENTS_TOTAL: &str =
+        "conn_hygiene_host_tcp_retransmitted_segments_total";
+    /// Gauge: this process's open descriptors over its soft limit.
+    pub const PROCESS_FD_USAGE_RATIO: &str = "conn_hygiene_process_fd_usage_ratio";
+    /// Gauge: the host's allocated file handles over `fs.file-max`.
+    pub const HOST_FILE_USAGE_RATIO: &str = "conn_hygiene_host_file_usage_ratio";
+    /// Gauge: tracked connections over `nf_conntrack_max`.
+    pub const HOST_CONNTRACK_USAGE_RATIO: &str = "conn_hygiene_host_conntrack_usage_ratio";
+    /// Gauge `{check, severity}`: census findings of each check at each severity.
+    pub const CENSUS_FINDINGS: &str = "conn_hygiene_census_findings";
+    /// Histogram `{tier}`: what one census sample cost (`counters`, `full`).
+    pub const SAMPLER_DURATION_SECONDS: &str = "conn_hygiene_sampler_duration_seconds";
+    /// Gauge `{part}`: 1 while a part of the census is unavailable (`counters`, `walk`,
+    /// `process`, `netlink`).
+    pub const CENSUS_DEGRADED: &str = "conn_hygiene_census_degraded";
+    /// Gauge: ticks between full walks, after adaptive stretching.
+    pub const CENSUS_WALK_PERIOD_TICKS: &str = "conn_hygiene_census_walk_period_ticks";
 }
 
 /// Publishes the unit and help text of every metric to the installed recorder.
@@ -179,5 +230,100 @@ pub fn describe() {
         LEASES_UNTRACKED_TOTAL,
         Unit::Count,
         "Leases not listed in snapshots because the tracker's bound was reached."
+    );
+    describe_gauge!(
+        HOST_TCP_SOCKETS,
+        Unit::Count,
+        "TCP sockets of the network namespace by state."
+    );
+    describe_gauge!(
+        PROCESS_TCP_SOCKETS,
+        Unit::Count,
+        "TCP sockets this process holds a descriptor for, by state."
+    );
+    describe_gauge!(
+        LISTENER_TCP_SOCKETS,
+        Unit::Count,
+        "Sockets on a listener's address: TIME_WAIT (server closed first), SYN_RECV, CLOSE_WAIT held by us."
+    );
+    describe_gauge!(
+        LISTENER_ACCEPT_QUEUE,
+        Unit::Count,
+        "A listener's accept queue: current length and maximum."
+    );
+    describe_gauge!(
+        UPSTREAM_TCP_SOCKETS,
+        Unit::Count,
+        "Sockets toward an upstream: TIME_WAIT (client closed first), CLOSE_WAIT held by us."
+    );
+    describe_gauge!(
+        UPSTREAM_PORT_HEADROOM_RATIO,
+        "Local ports left toward an upstream over the port range size, worst destination and source."
+    );
+    describe_gauge!(
+        UPSTREAM_PORT_EXHAUSTION_SECONDS,
+        Unit::Seconds,
+        "Time until no local port is left toward an upstream at the current rate (+Inf when not growing)."
+    );
+    describe_counter!(
+        HOST_TCP_LISTEN_OVERFLOWS_TOTAL,
+        Unit::Count,
+        "Completed connections dropped because an accept queue was full (TcpExt ListenOverflows)."
+    );
+    describe_counter!(
+        HOST_TCP_LISTEN_DROPS_TOTAL,
+        Unit::Count,
+        "Connection requests dropped by listeners (TcpExt ListenDrops)."
+    );
+    describe_counter!(
+        HOST_TCP_TIME_WAIT_OVERFLOWS_TOTAL,
+        Unit::Count,
+        "TIME_WAIT sockets not created because tcp_max_tw_buckets was reached."
+    );
+    describe_counter!(
+        HOST_TCP_RESETS_SENT_TOTAL,
+        Unit::Count,
+        "TCP resets sent (Tcp OutRsts)."
+    );
+    describe_counter!(
+        HOST_TCP_ESTABLISHED_RESETS_TOTAL,
+        Unit::Count,
+        "Connections reset in ESTABLISHED or CLOSE_WAIT (Tcp EstabResets)."
+    );
+    describe_counter!(
+        HOST_TCP_RETRANSMITTED_SEGMENTS_TOTAL,
+        Unit::Count,
+        "TCP segments retransmitted (Tcp RetransSegs)."
+    );
+    describe_gauge!(
+        PROCESS_FD_USAGE_RATIO,
+        "This process's open descriptors over its soft RLIMIT_NOFILE."
+    );
+    describe_gauge!(
+        HOST_FILE_USAGE_RATIO,
+        "Allocated file handles over fs.file-max."
+    );
+    describe_gauge!(
+        HOST_CONNTRACK_USAGE_RATIO,
+        "Tracked connections over nf_conntrack_max."
+    );
+    describe_gauge!(
+        CENSUS_FINDINGS,
+        Unit::Count,
+        "Census findings by check and severity (OK, WARNING, CRITICAL, UNKNOWN)."
+    );
+    describe_histogram!(
+        SAMPLER_DURATION_SECONDS,
+        Unit::Seconds,
+        "Cost of one census sample, by tier (counters, full walk)."
+    );
+    describe_gauge!(
+        CENSUS_DEGRADED,
+        "1 while a part of the census is unavailable (counters, walk, process, netlink)."
+    );
+    describe_gauge!(
+        CENSUS_WALK_PERIOD_TICKS,
+        Unit::Count,
+        "Sampler ticks between full socket walks, after adaptive stretching."
     );
 }

@@ -1,0 +1,290 @@
+//! The join: one pass over the socket table, each socket attributed to a listener, an
+//! upstream, or nobody.
+//!
+//! Kept apart from reading so it can be tested on made-up sockets.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use conn_hygiene_census::process::SocketInodes;
+use conn_hygiene_census::{SockInfo, StateCounts, TcpState};
+
+use super::{MAX_CLOSE_WAIT_ENTRIES, MAX_PORT_KEYS};
+
+/// Compares addresses the way the kernel reports them: an IPv4-mapped IPv6 address (a
+/// dual-stack socket talking IPv4) is its IPv4 address.
+pub(crate) fn canon(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    }
+}
+
+/// Who a socket is attributed to, by index into the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerIdx {
+    Listener(usize),
+    Upstream(usize),
+    Untracked,
+}
+
+/// Per listener counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ListenerCounts {
+    pub(crate) time_wait: u64,
+    pub(crate) syn_recv: u64,
+    pub(crate) not_accepted: u64,
+    pub(crate) close_wait: u64,
+}
+
+/// Per upstream counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamCounts {
+    pub(crate) time_wait: u64,
+    pub(crate) close_wait: u64,
+}
+
+/// Local ports toward one destination from one source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PortCount {
+    pub(crate) used: u64,
+    pub(crate) time_wait: u64,
+}
+
+/// The key of a [`PortCount`]: upstream index, destination, source address.
+pub(crate) type PortKey = (usize, SocketAddr, IpAddr);
+
+/// What the join looks for, and what it found. Memory: the targets, one small record per
+/// listener and upstream, one per (upstream, destination, source) up to [`MAX_PORT_KEYS`],
+/// and at most [`MAX_CLOSE_WAIT_ENTRIES`] `CLOSE_WAIT` addresses; nothing per socket.
+#[derive(Debug)]
+pub(crate) struct Join<'a> {
+    listener_exact: HashMap<SocketAddr, usize>,
+    /// Listeners bound to an unspecified address, by port; `true` when IPv6 (dual-stack).
+    listener_any: HashMap<u16, (usize, bool)>,
+    upstream_dest: HashMap<SocketAddr, usize>,
+    own: Option<&'a SocketInodes>,
+    range: Option<(u16, u16)>,
+
+    pub(crate) host: StateCounts,
+    pub(crate) process: StateCounts,
+    pub(crate) listeners: Vec<ListenerCounts>,
+    pub(crate) upstreams: Vec<UpstreamCounts>,
+    pub(crate) ports: HashMap<PortKey, PortCount>,
+    /// Port keys not recorded because [`MAX_PORT_KEYS`] was reached.
+    pub(crate) ports_dropped: u64,
+    pub(crate) close_wait: Vec<(SocketAddr, SocketAddr, OwnerIdx)>,
+    pub(crate) close_wait_unlisted: u64,
+}
+
+impl<'a> Join<'a> {
+    /// A join for listeners on `listeners`, upstreams at `upstreams` (destinations per
+    /// upstream), our socket inodes `own` (`None`: unknown), and the port range.
+    pub(crate) fn new(
+        listeners: &[SocketAddr],
+        upstreams: &[Vec<SocketAddr>],
+        own: Option<&'a SocketInodes>,
+        range: Option<(u16, u16)>,
+    ) -> Self {
+        let mut listener_exact = HashMap::new();
+        let mut listener_any = HashMap::new();
+        for (i, addr) in listeners.iter().enumerate() {
+            let addr = canon(*addr);
+            if addr.ip().is_unspecified() {
+                listener_any
+                    .entry(addr.port())
+                    .or_insert((i, addr.is_ipv6()));
+            } else {
+                listener_exact.entry(addr).or_insert(i);
+            }
+        }
+        let mut upstream_dest = HashMap::new();
+        for (i, dests) in upstreams.iter().enumerate() {
+            for d in dests {
+                // A destination shared by two upstreams counts for the first.
+                upstream_dest.entry(canon(*d)).or_insert(i);
+            }
+        }
+        Join {
+            listener_exact,
+            listener_any,
+            upstream_dest,
+            own,
+            range: range.filter(|(lo, hi)| lo <= hi),
+            host: StateCounts::new(),
+            process: StateCounts::new(),
+            listeners: vec![ListenerCounts::default(); listeners.len()],
+            upstreams: vec![UpstreamCounts::default(); upstreams.len()],
+            ports: HashMap::new(),
+            ports_dropped: 0,
+            close_wait: Vec::new(),
+            close_wait_unlisted: 0,
+        }
+    }
+
+    fn listener_of(&self, local: SocketAddr) -> Option<usize> {
+        if let Some(i) = self.listener_exact.get(&local) {
+            return Some(*i);
+        }
+        match self.listener_any.get(&local.port()) {
+            Some((i, v6)) if *v6 || local.is_ipv4() => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// Attributes one socket.
+    pub(crate) fn visit(&mut self, s: &SockInfo) {
+        self.host.record(s.state);
+        let ours = s.inode != 0 && self.own.is_some_and(|own| own.contains(s.inode));
+        if ours {
+            self.process.record(s.state);
+        }
+        if s.state == TcpState::Listen {
+            return;
+        }
+        let local = canon(s.local);
+        let remote = canon(s.remote);
+        let listener = self.listener_of(local);
+        let upstream = match listener {
+            Some(_) => None,
+            None => self.upstream_dest.get(&remote).copied(),
+        };
+        match (s.state, listener, upstream) {
+            (TcpState::TimeWait, Some(l), _) => self.listeners[l].time_wait += 1,
+            (TcpState::TimeWait, None, Some(u)) => self.upstreams[u].time_wait += 1,
+            (TcpState::SynRecv, Some(l), _) => self.listeners[l].syn_recv += 1,
+            // Completed, waiting in the accept queue: no process holds it yet.
+            (TcpState::Established, Some(l), _) if s.inode == 0 => {
+                self.listeners[l].not_accepted += 1
+            }
+            (TcpState::CloseWait, l, u) => {
+                // A CLOSE_WAIT socket on our listener's address is ours whoever the inode
+                // says; toward an upstream's destination only when we hold it.
+                let owner = match (l, u) {
+                    (Some(l), _) if s.inode != 0 => Some(OwnerIdx::Listener(l)),
+                    (None, Some(u)) if ours => Some(OwnerIdx::Upstream(u)),
+                    _ if ours => Some(OwnerIdx::Untracked),
+                    _ => None,
+                };
+                if let Some(owner) = owner {
+                    match owner {
+                        OwnerIdx::Listener(l) => self.listeners[l].close_wait += 1,
+                        OwnerIdx::Upstream(u) => self.upstreams[u].close_wait += 1,
+                        OwnerIdx::Untracked => {}
+                    }
+                    if self.close_wait.len() < MAX_CLOSE_WAIT_ENTRIES {
+                        self.close_wait.push((local, remote, owner));
+                    } else {
+                        self.close_wait_unlisted += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let (Some(u), Some((lo, hi))) = (upstream, self.range) {
+            if (lo..=hi).contains(&local.port()) {
+                let key = (u, remote, local.ip());
+                let len = self.ports.len();
+                match self.ports.get_mut(&key) {
+                    Some(c) => {
+                        c.used += 1;
+                        c.time_wait += u64::from(s.state == TcpState::TimeWait);
+                    }
+                    None if len < MAX_PORT_KEYS => {
+                        self.ports.insert(
+                            key,
+                            PortCount {
+                                used: 1,
+                                time_wait: u64::from(s.state == TcpState::TimeWait),
+                            },
+                        );
+                    }
+                    None => self.ports_dropped += 1,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sock(state: TcpState, local: &str, remote: &str, inode: u64) -> SockInfo {
+        let mut s = SockInfo::default();
+        s.state = state;
+        s.local = local.parse().unwrap();
+        s.remote = remote.parse().unwrap();
+        s.inode = inode;
+        s
+    }
+
+    #[test]
+    fn attributes_by_four_tuple() {
+        let own = SocketInodes::new(vec![10, 11, 12]);
+        let listeners = [
+            "127.0.0.1:8080".parse().unwrap(),
+            "0.0.0.0:9090".parse().unwrap(),
+        ];
+        let upstreams = vec![vec!["10.0.0.5:5432".parse().unwrap()]];
+        let mut j = Join::new(&listeners, &upstreams, Some(&own), Some((32768, 60999)));
+        let socks = [
+            sock(TcpState::Listen, "127.0.0.1:8080", "0.0.0.0:0", 10),
+            // Server closed first: TIME_WAIT on the listener's address.
+            sock(TcpState::TimeWait, "127.0.0.1:8080", "127.0.0.1:40000", 0),
+            // Wildcard listener, any local IPv4 address, IPv4-mapped included.
+            sock(
+                TcpState::TimeWait,
+                "[::ffff:10.1.1.1]:9090",
+                "[::ffff:10.9.9.9]:1",
+                0,
+            ),
+            // Client closed first: toward the upstream, from two sources.
+            sock(TcpState::TimeWait, "10.0.0.1:40001", "10.0.0.5:5432", 0),
+            sock(TcpState::TimeWait, "10.0.0.2:40001", "10.0.0.5:5432", 0),
+            sock(TcpState::Established, "10.0.0.2:40002", "10.0.0.5:5432", 11),
+            // Someone else's.
+            sock(TcpState::TimeWait, "127.0.0.1:7000", "127.0.0.1:40003", 0),
+            sock(
+                TcpState::Established,
+                "127.0.0.1:8080",
+                "127.0.0.1:40004",
+                0,
+            ),
+            sock(TcpState::SynRecv, "127.0.0.1:8080", "127.0.0.1:40005", 0),
+            sock(TcpState::CloseWait, "127.0.0.1:8080", "127.0.0.1:40006", 12),
+            sock(TcpState::CloseWait, "10.0.0.1:40007", "10.0.0.5:5432", 11),
+            sock(TcpState::CloseWait, "10.0.0.1:40008", "10.0.0.6:1", 999),
+        ];
+        for s in &socks {
+            j.visit(s);
+        }
+        assert_eq!(j.host.total(), socks.len() as u64);
+        assert_eq!(j.process.total(), 4);
+        assert_eq!(j.listeners[0].time_wait, 1);
+        assert_eq!(j.listeners[1].time_wait, 1);
+        assert_eq!(j.listeners[0].not_accepted, 1);
+        assert_eq!(j.listeners[0].syn_recv, 1);
+        assert_eq!(j.listeners[0].close_wait, 1);
+        assert_eq!(j.upstreams[0].time_wait, 2);
+        assert_eq!(j.upstreams[0].close_wait, 1);
+        let dest: SocketAddr = "10.0.0.5:5432".parse().unwrap();
+        let from2 = j.ports[&(0, dest, "10.0.0.2".parse().unwrap())];
+        assert_eq!((from2.used, from2.time_wait), (2, 1));
+        let from1 = j.ports[&(0, dest, "10.0.0.1".parse().unwrap())];
+        assert_eq!((from1.used, from1.time_wait), (2, 1));
+        assert_eq!(j.close_wait.len(), 2, "the foreign CLOSE_WAIT is not ours");
+        assert_eq!(j.close_wait[1].2, OwnerIdx::Upstream(0));
+    }
+
+    #[test]
+    fn unknown_inodes_and_ranges_are_harmless() {
+        let mut j = Join::new(&[], &[vec![]], None, Some((10, 5)));
+        j.visit(&sock(TcpState::CloseWait, "1.1.1.1:1", "2.2.2.2:2", 5));
+        assert_eq!(j.process.total(), 0);
+        assert!(j.close_wait.is_empty() && j.ports.is_empty());
+    }
+}

@@ -1,0 +1,533 @@
+//! Taking one sample: the counters tier, the full walk with its join, the findings.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant, SystemTime};
+
+use conn_hygiene_census::findings::{
+    evaluate, Check, HostSample, PortUse, ProcessCount, ProcessFd, Thresholds,
+};
+use conn_hygiene_census::{
+    listeners as walk_listeners, Backend, CensusError, Listener, ProcRoot, Severity, StateCounts,
+    TcpState, WalkOptions, Walker,
+};
+
+use super::join::{canon, Join, OwnerIdx};
+use super::snapshot::{
+    CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
+    PortHeadroom, SampleCost, Tier, UpstreamCensus,
+};
+use super::{MAX_HOST_LISTENERS, MAX_SOURCES_PER_UPSTREAM, MAX_UPSTREAMS};
+use crate::client::{ClientView, UpstreamSnapshot};
+use crate::server::ConnectionRegistry;
+
+/// A full walk may cost this fraction of the tick interval, on average.
+const WALK_BUDGET: f64 = 0.05;
+/// A stretched walk period is at most this many times the configured one.
+const MAX_STRETCH: u32 = 64;
+
+/// Checks judged on the socket walk; `UNKNOWN` while no walk succeeded.
+const WALK_CHECKS: [Check; 8] = [
+    Check::TimeWait,
+    Check::CloseWait,
+    Check::CloseWaitGrowing,
+    Check::SynRecv,
+    Check::FinWait2,
+    Check::LocalPortHeadroom,
+    Check::ListenerBacklog,
+    Check::AcceptQueueFull,
+];
+
+/// Everything a sampler needs, and what it carries from one sample to the next: bounded by
+/// the number of listeners, upstreams and their sources, never by the number of sockets.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) root: ProcRoot,
+    pub(crate) pid: u32,
+    walker: Walker,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) registries: Vec<ConnectionRegistry>,
+    pub(crate) clients: Vec<ClientView>,
+    pub(crate) interval: Duration,
+    pub(crate) walk_every: u32,
+    /// The walk period in force, in ticks.
+    pub(crate) effective_every: u32,
+    seq: u64,
+    /// Ticks since the last full walk; `None` before the first.
+    since_walk: Option<u32>,
+    last: Option<WalkData>,
+    prev_host: Option<HostSample>,
+    prev_ports: HashMap<(String, SocketAddr, IpAddr), u64>,
+    prev_walk: Option<Instant>,
+    /// Parts already warned about, so an outage is logged once.
+    warned: [bool; DegradedPart::ALL.len()],
+    /// Parts degraded in the last walk (kept between walks).
+    walk_degraded: Vec<(DegradedPart, String)>,
+}
+
+/// The socket-derived part of a sample, kept until the next walk.
+#[derive(Debug, Clone)]
+struct WalkData {
+    walked_at: SystemTime,
+    host: StateCounts,
+    process: StateCounts,
+    listeners: Vec<ListenerCensus>,
+    upstreams: Vec<UpstreamCensus>,
+    close_wait: Vec<CloseWaitEntry>,
+    close_wait_unlisted: u64,
+    host_listeners: Vec<Listener>,
+    port_usage: Vec<PortUse>,
+    sockets: u64,
+}
+
+/// Settings of a [`Core`].
+#[derive(Debug)]
+pub(crate) struct CoreConfig {
+    pub(crate) root: Option<ProcRoot>,
+    pub(crate) pid: Option<u32>,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) registries: Vec<ConnectionRegistry>,
+    pub(crate) clients: Vec<ClientView>,
+    pub(crate) interval: Duration,
+    pub(crate) walk_every: u32,
+}
+
+impl Core {
+    pub(crate) fn new(cfg: CoreConfig) -> Self {
+        // A proc root other than the live one is a fixture or another namespace's /proc:
+        // read its socket tables too, never this namespace's netlink.
+        let (root, backend) = match cfg.root {
+            Some(root) if root != ProcRoot::default() => (root, Backend::Proc),
+            _ => (ProcRoot::default(), Backend::Auto),
+        };
+        let opts = WalkOptions::new().proc_root(root.clone()).backend(backend);
+        let walk_every = cfg.walk_every.max(1);
+        Core {
+            root,
+            pid: cfg.pid.unwrap_or_else(std::process::id),
+            walker: Walker::new(opts),
+            thresholds: cfg.thresholds,
+            registries: cfg.registries,
+            clients: cfg.clients,
+            interval: cfg.interval,
+            walk_every,
+            effective_every: walk_every,
+            seq: 0,
+            since_walk: None,
+            last: None,
+            prev_host: None,
+            prev_ports: HashMap::new(),
+            prev_walk: None,
+            warned: [false; DegradedPart::ALL.len()],
+            walk_degraded: Vec::new(),
+        }
+    }
+
+    /// Takes the sample of one tick: a full one when `force`, before any walk, or when the
+    /// walk period has passed; the counters tier otherwise.
+    pub(crate) fn tick(&mut self, force: bool) -> CensusSnapshot {
+        let full = match self.since_walk {
+            None => true,
+            Some(n) => force || n.saturating_add(1) >= self.effective_every,
+        };
+        self.since_walk = Some(match (full, self.since_walk) {
+            (true, _) | (_, None) => 0,
+            (false, Some(n)) => n.saturating_add(1),
+        });
+        self.sample(full)
+    }
+
+    /// Takes one sample, with a full walk when `full`.
+    pub(crate) fn sample(&mut self, full: bool) -> CensusSnapshot {
+        let started = Instant::now();
+        let mut degraded: Vec<(DegradedPart, String)> = Vec::new();
+        let counters = self.read_counters(&mut degraded);
+        let counters_cost = started.elapsed();
+
+        let mut walk_cost = None;
+        if full {
+            let walk_started = Instant::now();
+            self.walk_degraded.clear();
+            match self.walk(&counters) {
+                Ok((data, notes)) => {
+                    self.walk_degraded = notes;
+                    self.last = Some(data);
+                }
+                Err(e) => self
+                    .walk_degraded
+                    .push((DegradedPart::Walk, format!("socket table walk failed: {e}"))),
+            }
+            let cost = walk_started.elapsed();
+            walk_cost = Some(cost);
+            self.stretch(cost);
+        }
+        degraded.extend(self.walk_degraded.iter().cloned());
+
+        let host = self.host_sample(&counters);
+        let mut report = evaluate(&host, self.prev_host.as_ref(), &self.thresholds);
+        if self.last.is_none() {
+            let why = self
+                .walk_degraded
+                .iter()
+                .find(|(p, _)| *p == DegradedPart::Walk)
+                .map_or("no socket walk yet", |(_, r)| r.as_str());
+            for f in report
+                .findings
+                .iter_mut()
+                .filter(|f| WALK_CHECKS.contains(&f.check))
+            {
+                f.severity = Severity::Unknown;
+                f.message = format!("{}: {why}", f.check);
+            }
+        }
+        self.prev_host = Some(host);
+        self.warn_once(&degraded);
+
+        let seq = self.seq;
+        self.seq += 1;
+        let walk = self.last.as_ref();
+        let total_cost = started.elapsed();
+        CensusSnapshot {
+            seq,
+            tier: if full { Tier::Full } else { Tier::Counters },
+            taken_at: Some(SystemTime::now()),
+            walked_at: walk.map(|w| w.walked_at),
+            pid: self.pid,
+            host: walk.map(|w| w.host).unwrap_or_default(),
+            process: walk.map(|w| w.process).unwrap_or_default(),
+            listeners: walk.map(|w| w.listeners.clone()).unwrap_or_default(),
+            upstreams: walk.map(|w| w.upstreams.clone()).unwrap_or_default(),
+            close_wait: walk.map(|w| w.close_wait.clone()).unwrap_or_default(),
+            close_wait_unlisted: walk.map_or(0, |w| w.close_wait_unlisted),
+            counters,
+            report,
+            cost: SampleCost {
+                counters: counters_cost,
+                walk: walk_cost.map(|_| total_cost.saturating_sub(counters_cost)),
+                sockets_walked: if full {
+                    walk.map_or(0, |w| w.sockets)
+                } else {
+                    0
+                },
+                walk_every: self.effective_every,
+            },
+            degraded: (!degraded.is_empty()).then(|| Degraded {
+                parts: degraded.iter().map(|(p, _)| *p).collect(),
+                reason: degraded
+                    .iter()
+                    .map(|(_, r)| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+
+    /// The walk period rule: a walk should cost at most [`WALK_BUDGET`] of the interval on
+    /// average, so after each walk the period becomes `max(walk_every, ⌈cost ÷ (5 % of the
+    /// interval)⌉)` ticks, capped at `64 × walk_every`. It shrinks back as walks get cheaper.
+    fn stretch(&mut self, cost: Duration) {
+        let budget = self.interval.as_secs_f64() * WALK_BUDGET;
+        let needed = if budget > 0.0 {
+            (cost.as_secs_f64() / budget)
+                .ceil()
+                .min(f64::from(u32::MAX)) as u32
+        } else {
+            self.walk_every
+        };
+        self.effective_every = needed
+            .max(self.walk_every)
+            .min(self.walk_every.saturating_mul(MAX_STRETCH));
+    }
+
+    fn read_counters(&self, degraded: &mut Vec<(DegradedPart, String)>) -> Counters {
+        let root = &self.root;
+        let sockstat = root.sockstat();
+        let tcp = root.tcp_counters();
+        if let (Err(e), Err(_)) = (&sockstat, &tcp) {
+            degraded.push((
+                DegradedPart::Counters,
+                format!("kernel counters unavailable: {e}"),
+            ));
+        }
+        Counters {
+            sockstat: sockstat.ok(),
+            tcp: tcp.ok(),
+            file_nr: root.file_nr().ok(),
+            fd_usage: root.fd_usage(self.pid).ok(),
+            conntrack: root.conntrack().ok().flatten(),
+            sysctls: root.sysctls().unwrap_or_default(),
+        }
+    }
+
+    fn walk(
+        &mut self,
+        counters: &Counters,
+    ) -> Result<(WalkData, Vec<(DegradedPart, String)>), CensusError> {
+        let mut notes = Vec::new();
+        let registries: Vec<(String, SocketAddr)> = self
+            .registries
+            .iter()
+            .map(|r| (r.name().to_owned(), r.local_addr()))
+            .collect();
+        let upstreams = upstream_targets(&self.clients);
+        let own = match self.root.socket_inodes(self.pid) {
+            Ok(own) => Some(own),
+            Err(e) => {
+                notes.push((
+                    DegradedPart::Process,
+                    format!(
+                        "descriptors of process {} unreadable, no socket can be called ours: {e}",
+                        self.pid
+                    ),
+                ));
+                None
+            }
+        };
+        let listener_addrs: Vec<SocketAddr> = registries.iter().map(|(_, a)| *a).collect();
+        let dests: Vec<Vec<SocketAddr>> = upstreams.iter().map(|u| u.dests.clone()).collect();
+        let range = counters.sysctls.ip_local_port_range;
+        let mut join = Join::new(&listener_addrs, &dests, own.as_ref(), range);
+        let stats = self.walker.walk(|s| join.visit(s))?;
+        if let Some(reason) = &stats.fallback {
+            notes.push((DegradedPart::Netlink, reason.to_string()));
+        }
+        let now = Instant::now();
+        let walked_at = SystemTime::now();
+
+        // The listening sockets, for queue lengths and the listener findings: a second,
+        // LISTEN-only dump (the kernel filters it when netlink is used).
+        let mut host_listeners = walk_listeners(self.walker.options()).unwrap_or_default();
+        host_listeners.truncate(MAX_HOST_LISTENERS);
+
+        let listeners: Vec<ListenerCensus> = registries
+            .iter()
+            .zip(&join.listeners)
+            .map(|((name, addr), c)| {
+                let l = host_listeners
+                    .iter()
+                    .find(|l| canon(l.local) == canon(*addr));
+                ListenerCensus {
+                    name: name.clone(),
+                    addr: *addr,
+                    time_wait: c.time_wait,
+                    syn_recv: c.syn_recv,
+                    not_accepted: c.not_accepted,
+                    accept_queue_len: l.map(|l| l.queue_len),
+                    accept_queue_max: l.and_then(|l| l.queue_max),
+                    close_wait: c.close_wait,
+                }
+            })
+            .collect();
+
+        let range_size = counters.port_range_size();
+        let dt = self.prev_walk.map(|p| now.duration_since(p).as_secs_f64());
+        let mut next_ports = HashMap::new();
+        let mut out_upstreams: Vec<UpstreamCensus> = Vec::with_capacity(upstreams.len());
+        for (i, (u, c)) in upstreams.iter().zip(&join.upstreams).enumerate() {
+            let mut ports: Vec<PortHeadroom> = Vec::new();
+            if let Some(size) = range_size {
+                for ((ui, dest, source), pc) in &join.ports {
+                    if *ui != i {
+                        continue;
+                    }
+                    let key = (u.name.clone(), *dest, *source);
+                    let rate = match (self.prev_ports.get(&key), dt) {
+                        (Some(prev), Some(dt)) if pc.used > *prev && dt > 0.0 => {
+                            Some((pc.used - prev) as f64 / dt)
+                        }
+                        _ => None,
+                    };
+                    let headroom = size.saturating_sub(pc.used);
+                    next_ports.insert(key, pc.used);
+                    ports.push(PortHeadroom {
+                        destination: *dest,
+                        source: *source,
+                        used: pc.used,
+                        time_wait: pc.time_wait,
+                        headroom,
+                        range_size: size,
+                        rate_per_second: rate,
+                        time_to_exhaustion: rate
+                            .map(|r| Duration::from_secs_f64((headroom as f64 / r).min(1e12))),
+                    });
+                }
+            }
+            ports.sort_by(|a, b| {
+                a.headroom
+                    .cmp(&b.headroom)
+                    .then(a.destination.cmp(&b.destination))
+                    .then(a.source.cmp(&b.source))
+            });
+            ports.truncate(MAX_SOURCES_PER_UPSTREAM);
+            out_upstreams.push(UpstreamCensus {
+                name: u.name.clone(),
+                authority: u.authority.clone(),
+                destinations: u.dests.clone(),
+                time_wait: c.time_wait,
+                close_wait: c.close_wait,
+                ports,
+            });
+        }
+        self.prev_ports = next_ports;
+        self.prev_walk = Some(now);
+
+        // Destination port use for the findings: per destination, its busiest source.
+        let mut by_dest: HashMap<SocketAddr, u64> = HashMap::new();
+        for u in &out_upstreams {
+            for p in &u.ports {
+                let e = by_dest.entry(p.destination).or_default();
+                *e = (*e).max(p.used);
+            }
+        }
+        let mut port_usage: Vec<PortUse> = by_dest
+            .into_iter()
+            .map(|(d, used)| PortUse::new(d, used))
+            .collect();
+        port_usage.sort_by(|a, b| b.used.cmp(&a.used).then(a.destination.cmp(&b.destination)));
+
+        // CLOSE_WAIT entries: owner names, and the lease site of a leased upstream connection.
+        let mut registry_snaps: HashMap<usize, Vec<(SocketAddr, SocketAddr, u64)>> = HashMap::new();
+        let close_wait = join
+            .close_wait
+            .iter()
+            .map(|(local, remote, owner)| {
+                let mut entry = CloseWaitEntry {
+                    local: *local,
+                    remote: *remote,
+                    owner: Owner::Untracked,
+                    lease_site: None,
+                    connection_id: None,
+                };
+                match owner {
+                    OwnerIdx::Listener(l) => {
+                        entry.owner = Owner::Listener(registries[*l].0.clone());
+                        let conns = registry_snaps.entry(*l).or_insert_with(|| {
+                            self.registries[*l]
+                                .snapshot()
+                                .connections
+                                .iter()
+                                .map(|c| (canon(c.local_addr), canon(c.peer_addr), c.id))
+                                .collect()
+                        });
+                        entry.connection_id = conns
+                            .iter()
+                            .find(|(l, r, _)| l == local && r == remote)
+                            .map(|(_, _, id)| *id);
+                    }
+                    OwnerIdx::Upstream(u) => {
+                        let target = &upstreams[*u];
+                        entry.owner = Owner::Upstream(target.name.clone());
+                        let conn = target.snaps.iter().flat_map(|s| &s.connections).find(|c| {
+                            canon(c.local_addr) == *local && canon(c.peer_addr) == *remote
+                        });
+                        if let Some(c) = conn {
+                            entry.lease_site = c.lease_site;
+                            entry.connection_id = Some(c.id);
+                        }
+                    }
+                    OwnerIdx::Untracked => {}
+                }
+                entry
+            })
+            .collect();
+
+        Ok((
+            WalkData {
+                walked_at,
+                host: join.host,
+                process: join.process,
+                listeners,
+                upstreams: out_upstreams,
+                close_wait,
+                close_wait_unlisted: join.close_wait_unlisted,
+                host_listeners,
+                port_usage,
+                sockets: stats.sockets,
+            },
+            notes,
+        ))
+    }
+
+    /// The findings' view of this sample: our process only.
+    fn host_sample(&self, counters: &Counters) -> HostSample {
+        let mut h = HostSample::default();
+        h.pid = Some(self.pid);
+        h.counters = counters.tcp.clone();
+        h.sysctls = counters.sysctls.clone();
+        h.file_nr = counters.file_nr;
+        h.conntrack = counters.conntrack;
+        if let Some(usage) = counters.fd_usage {
+            h.process_fds = vec![ProcessFd::new(self.pid, "", usage)];
+        }
+        if let Some(w) = &self.last {
+            h.states = w.host;
+            h.listeners = w.host_listeners.clone();
+            h.port_usage = w.port_usage.clone();
+            let ours = w.process[TcpState::CloseWait];
+            if ours > 0 {
+                h.close_wait_by_process = vec![ProcessCount::new(self.pid, "", ours)];
+            }
+        }
+        h
+    }
+
+    fn warn_once(&mut self, degraded: &[(DegradedPart, String)]) {
+        for part in DegradedPart::ALL {
+            let now = degraded.iter().find(|(p, _)| *p == part);
+            let i = part.index();
+            match now {
+                Some((_, reason)) if !self.warned[i] => {
+                    self.warned[i] = true;
+                    tracing::warn!(
+                        part = part.as_str(),
+                        "connection census degraded, the rest keeps working: {reason}"
+                    );
+                }
+                None if self.warned[i] => {
+                    self.warned[i] = false;
+                    tracing::info!(part = part.as_str(), "connection census recovered");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One upstream to attribute sockets to: merged over clients by name.
+struct UpstreamTarget {
+    name: String,
+    authority: String,
+    dests: Vec<SocketAddr>,
+    snaps: Vec<UpstreamSnapshot>,
+}
+
+fn upstream_targets(clients: &[ClientView]) -> Vec<UpstreamTarget> {
+    let mut out: Vec<UpstreamTarget> = Vec::new();
+    for view in clients {
+        for snap in view.snapshot() {
+            let mut dests: Vec<SocketAddr> = snap.remote_addrs.iter().map(|a| canon(*a)).collect();
+            if let Ok(a) = snap.authority.parse::<SocketAddr>() {
+                dests.push(canon(a));
+            }
+            let full = out.len() >= MAX_UPSTREAMS;
+            match out.iter_mut().find(|t| t.name == snap.name) {
+                Some(t) => {
+                    t.dests.extend(dests);
+                    t.snaps.push(snap);
+                }
+                None if !full => out.push(UpstreamTarget {
+                    name: snap.name.clone(),
+                    authority: snap.authority.clone(),
+                    dests,
+                    snaps: vec![snap],
+                }),
+                None => {}
+            }
+        }
+    }
+    for t in &mut out {
+        t.dests.sort();
+        t.dests.dedup();
+    }
+    out
+}

@@ -1,0 +1,303 @@
+//! The background sampler, its builder and its handle.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conn_hygiene_census::findings::Thresholds;
+use conn_hygiene_census::ProcRoot;
+use tokio::sync::watch;
+
+use super::export::CensusMetrics;
+use super::sample::{Core, CoreConfig};
+use super::snapshot::CensusSnapshot;
+use crate::client::ClientView;
+use crate::server::ConnectionRegistry;
+
+/// Shortest tick interval accepted.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// A census taken in the background: cheap counters every tick, a full walk of the socket
+/// table every few ticks, attributed to the listeners and clients it was given, judged,
+/// and exported as metrics. See the [module docs](super).
+#[derive(Debug)]
+pub struct Sampler {
+    _private: (),
+}
+
+impl Sampler {
+    /// A builder with the defaults: a tick every 5 s, a full walk every tick, the default
+    /// [`Thresholds`], no listener, no client, `/proc`.
+    pub fn builder() -> SamplerBuilder {
+        SamplerBuilder::default()
+    }
+}
+
+/// Configures a [`Sampler`]. Every setter names its default.
+#[derive(Debug, Clone)]
+pub struct SamplerBuilder {
+    interval: Duration,
+    walk_every: u32,
+    thresholds: Thresholds,
+    registries: Vec<ConnectionRegistry>,
+    clients: Vec<ClientView>,
+    proc_root: Option<PathBuf>,
+    pid: Option<u32>,
+}
+
+impl Default for SamplerBuilder {
+    fn default() -> Self {
+        SamplerBuilder {
+            interval: Duration::from_secs(5),
+            walk_every: 1,
+            thresholds: Thresholds::default(),
+            registries: Vec::new(),
+            clients: Vec::new(),
+            proc_root: None,
+            pid: None,
+        }
+    }
+}
+
+impl SamplerBuilder {
+    /// Time between ticks; the counters tier runs on every tick. Default: 5 s. Values below
+    /// 1 ms are taken as 1 ms.
+    pub fn interval(mut self, d: Duration) -> Self {
+        self.interval = d.max(MIN_INTERVAL);
+        self
+    }
+
+    /// Walk the whole socket table every `n` ticks (0 is taken as 1). Default: 1.
+    ///
+    /// The period stretches when walks are expensive: a walk should cost at most 5 % of the
+    /// interval on average, so after each walk the period becomes
+    /// `max(n, ⌈walk time ÷ (interval × 5 %)⌉)` ticks, at most `64 × n`, and shrinks back
+    /// when walks get cheaper. The period in force is in [`SampleCost::walk_every`] and in
+    /// `conn_hygiene_census_walk_period_ticks`.
+    ///
+    /// [`SampleCost::walk_every`]: super::SampleCost::walk_every
+    pub fn walk_every(mut self, n: u32) -> Self {
+        self.walk_every = n.max(1);
+        self
+    }
+
+    /// The thresholds findings are judged against. Default: [`Thresholds::default`].
+    pub fn thresholds(mut self, t: Thresholds) -> Self {
+        self.thresholds = t;
+        self
+    }
+
+    /// A listener whose sockets are ours: `TIME_WAIT`, half-open and not yet accepted
+    /// connections on its address are attributed to it by name. May be called several times.
+    /// Default: none.
+    pub fn listener(mut self, registry: &ConnectionRegistry) -> Self {
+        self.registries.push(registry.clone());
+        self
+    }
+
+    /// A client whose upstreams are ours: `TIME_WAIT` toward their destinations, port use
+    /// and `CLOSE_WAIT` with lease sites are attributed to them by name. May be called several
+    /// times. Default: none.
+    pub fn client(mut self, view: ClientView) -> Self {
+        self.clients.push(view);
+        self
+    }
+
+    /// Where the proc file system is. Default: `/proc`, with the socket table read through
+    /// netlink `sock_diag` (falling back to `/proc/net/tcp`). Any other root is read for
+    /// everything, the socket tables included, never this namespace's netlink: a fixture
+    /// directory in tests, or another namespace's `/proc`.
+    pub fn proc_root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.proc_root = Some(root.into());
+        self
+    }
+
+    /// The process whose sockets are ours. Default: this process. For fixtures under
+    /// [`proc_root`](Self::proc_root).
+    pub fn pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
+    }
+
+    fn core(self) -> Core {
+        Core::new(CoreConfig {
+            root: self.proc_root.map(ProcRoot::new),
+            pid: self.pid,
+            thresholds: self.thresholds,
+            registries: self.registries,
+            clients: self.clients,
+            interval: self.interval,
+            walk_every: self.walk_every,
+        })
+    }
+
+    /// Takes one full sample now, on this thread, without a runtime and without metrics.
+    pub fn sample_once(self) -> CensusSnapshot {
+        self.core().sample(true)
+    }
+
+    /// Starts the sampler on the current tokio runtime and takes the first (full) sample at
+    /// once. Metric handles are resolved here, through the recorder in force now.
+    ///
+    /// Without a runtime the sampler does not run (one warning says so); the handle still
+    /// answers [`SamplerHandle::latest`] with `None`.
+    pub fn spawn(self) -> SamplerHandle {
+        let interval = self.interval;
+        let upstreams: Vec<String> = self
+            .clients
+            .iter()
+            .flat_map(|c| c.snapshot())
+            .map(|u| u.name)
+            .collect();
+        let metrics = CensusMetrics::new(self.registries.iter().map(|r| r.name()), upstreams);
+        let engine = Arc::new(Engine {
+            state: Mutex::new((self.core(), metrics)),
+            latest: watch::Sender::new(None),
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(());
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(run(engine.clone(), interval, stop_rx, done_tx));
+            }
+            Err(e) => {
+                tracing::warn!("connection census sampler not started: no tokio runtime ({e})");
+                drop(done_tx);
+            }
+        }
+        SamplerHandle {
+            inner: Arc::new(HandleInner {
+                engine,
+                _stop: stop_tx,
+                done: done_rx,
+            }),
+        }
+    }
+}
+
+/// What the task and the handles share.
+#[derive(Debug)]
+struct Engine {
+    state: Mutex<(Core, CensusMetrics)>,
+    latest: watch::Sender<Option<Arc<CensusSnapshot>>>,
+}
+
+impl Engine {
+    /// One sample: a full one when `force`, else as the walk period says.
+    fn sample(&self, force: bool) -> Arc<CensusSnapshot> {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (core, metrics) = &mut *guard;
+        let snap = Arc::new(core.tick(force));
+        metrics.record(&snap);
+        self.latest.send_replace(Some(snap.clone()));
+        snap
+    }
+}
+
+async fn run(
+    engine: Arc<Engine>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+    _done: watch::Sender<()>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut panicked = false;
+    loop {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+                continue;
+            }
+            _ = ticks.tick() => {}
+        }
+        let e = engine.clone();
+        // The walk makes system calls that take milliseconds on big tables: off the runtime.
+        if let Err(err) = tokio::task::spawn_blocking(move || e.sample(false)).await {
+            if !panicked {
+                panicked = true;
+                tracing::error!("connection census sample failed, sampler keeps ticking: {err}");
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    engine: Arc<Engine>,
+    /// Dropped with the last handle: the task sees it and ends.
+    _stop: watch::Sender<bool>,
+    done: watch::Receiver<()>,
+}
+
+/// A running [`Sampler`]. Cheap to clone; when the last clone is dropped the background task
+/// stops at its next wake-up.
+#[derive(Debug, Clone)]
+pub struct SamplerHandle {
+    inner: Arc<HandleInner>,
+}
+
+impl SamplerHandle {
+    /// The latest sample, if one was taken.
+    pub fn latest(&self) -> Option<Arc<CensusSnapshot>> {
+        self.inner.engine.latest.borrow().clone()
+    }
+
+    /// Takes a full sample now (off the runtime's worker threads), publishes it as the latest,
+    /// and returns it. It restarts the walk period.
+    pub async fn sample_now(&self) -> Arc<CensusSnapshot> {
+        let e = self.inner.engine.clone();
+        match tokio::task::spawn_blocking(move || e.sample(true)).await {
+            Ok(snap) => snap,
+            Err(err) => {
+                tracing::error!("connection census sample failed: {err}");
+                self.latest().unwrap_or_default()
+            }
+        }
+    }
+
+    /// Waits for the next sample published after this call; `None` once the sampler stopped.
+    pub async fn changed(&self) -> Option<Arc<CensusSnapshot>> {
+        let mut rx = self.inner.engine.latest.subscribe();
+        let mut done = self.inner.done.clone();
+        tokio::select! {
+            r = rx.changed() => r.ok().and_then(|()| rx.borrow_and_update().clone()),
+            _ = done.changed() => None,
+        }
+    }
+
+    /// Stops the background task; the handle keeps answering [`latest`](Self::latest) and
+    /// [`sample_now`](Self::sample_now).
+    pub fn stop(&self) {
+        self.inner._stop.send_replace(true);
+    }
+
+    /// A watch on the background task that does not keep it running.
+    pub fn task(&self) -> SamplerTask {
+        SamplerTask {
+            done: self.inner.done.clone(),
+        }
+    }
+}
+
+/// Tells whether a sampler's background task has ended. Holding one does not keep the
+/// sampler running.
+#[derive(Debug, Clone)]
+pub struct SamplerTask {
+    done: watch::Receiver<()>,
+}
+
+impl SamplerTask {
+    /// Whether the task has ended (stopped, its last handle dropped, or its runtime gone).
+    pub fn is_finished(&self) -> bool {
+        self.done.has_changed().is_err()
+    }
+
+    /// Waits until the task has ended.
+    pub async fn finished(mut self) {
+        while self.done.changed().await.is_ok() {}
+    }
+}
