@@ -35,6 +35,8 @@
 #[cfg(feature = "client")]
 pub mod client;
 mod close;
+#[cfg(feature = "exporter")]
+pub mod exporter;
 #[cfg(feature = "lease")]
 pub mod lease;
 #[cfg(feature = "census")]
