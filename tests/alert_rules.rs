@@ -1,0 +1,70 @@
+//! The alerting rules in `deploy/prometheus/` load (`promtool check rules`) and fire exactly
+//! when their unit tests say (`promtool test rules`: for every alert, series that fire it and
+//! series that do not).
+//!
+//! Needs `promtool` (Debian package `prometheus`); without it the test fails and names the
+//! install script, it never passes silently.
+
+#[path = "support/prometheus.rs"]
+mod prom;
+
+use std::{path::PathBuf, process::Command};
+
+fn rules_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus")
+}
+
+fn promtool(args: &[&str]) -> String {
+    let tool = prom::require_tool("promtool");
+    let out = Command::new(&tool)
+        .args(args)
+        .current_dir(rules_dir())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", tool.display()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {} failed ({}):\n{text}",
+        args.join(" "),
+        out.status
+    );
+    text
+}
+
+#[test]
+fn rules_load() {
+    let text = promtool(&["check", "rules", "conn-hygiene.rules.yml"]);
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+#[test]
+fn rules_fire_when_their_tests_say() {
+    let text = promtool(&["test", "rules", "conn-hygiene.rules.test.yml"]);
+    assert!(text.contains("SUCCESS"), "{text}");
+}
+
+/// Every alert in the rules file has a test case where it fires and one where it stays quiet.
+#[test]
+fn every_alert_is_tested() {
+    let rules = std::fs::read_to_string(rules_dir().join("conn-hygiene.rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(rules_dir().join("conn-hygiene.rules.test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert!(alerts.len() >= 14, "{alerts:?}");
+    for alert in alerts {
+        let fired = tests
+            .split("alertname: ")
+            .skip(1)
+            .filter(|case| case.starts_with(&format!("{alert}\n")))
+            .any(|case| case.contains("exp_labels:"));
+        let quiet = tests.contains(&format!("alertname: {alert}\n        exp_alerts: []"));
+        assert!(fired, "no test case where {alert} fires");
+        assert!(quiet, "no test case where {alert} stays quiet");
+    }
+}
