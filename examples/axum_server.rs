@@ -2,15 +2,20 @@
 //!
 //! ```text
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
-//!     [--max-requests N] [--max-age SECS] [--shutdown-deadline SECS] [--hyper-loop] [--bare]
+//!     [--max-requests N] [--max-age SECS] [--shutdown-deadline SECS] [--sample-interval SECS]
+//!     [--hyper-loop] [--bare]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
-//! connection served the request), `/slow?ms=N` (answers after N ms). Runs until SIGINT or
-//! SIGTERM, then shuts down gracefully and prints the connection totals to stderr.
+//! connection served the request), `/slow?ms=N` (answers after N ms), and `/metrics` (the
+//! Prometheus page: the example installs the exporter's recorder, as an executable may). With
+//! feature `census` the connection census samples every `--sample-interval` seconds (default 5),
+//! so `/metrics` also carries the host's and the process's TCP sockets by state. Runs until
+//! SIGINT or SIGTERM, then shuts down gracefully and prints the connection totals to stderr.
 //!
-//! `--bare` serves the same routes with plain `axum::serve` on a tokio listener, for comparisons;
-//! `--hyper-loop` uses the crate's own serve loop instead of `axum::serve`.
+//! `--bare` serves the same routes, without `/metrics`, with plain `axum::serve` on a tokio
+//! listener and no recorder or sampler, for comparisons; `--hyper-loop` uses the crate's own
+//! serve loop instead of `axum::serve`.
 
 use std::{collections::HashMap, io::Write, time::Duration};
 
@@ -20,6 +25,7 @@ use axum::{
     Router,
 };
 use conn_hygiene::{
+    exporter::PrometheusExporter,
     policy::SocketPolicy,
     server::{
         Closer, ConnectionInfo, ConnectionLimits, ConnectionRegistry, HygienicListener, Server,
@@ -34,6 +40,8 @@ struct Args {
     max_requests: Option<u64>,
     max_age: Option<Duration>,
     shutdown_deadline: Duration,
+    #[cfg_attr(not(feature = "census"), allow(dead_code))]
+    sample_interval: Duration,
     hyper_loop: bool,
     bare: bool,
 }
@@ -46,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         max_requests: None,
         max_age: None,
         shutdown_deadline: Duration::from_secs(10),
+        sample_interval: Duration::from_secs(5),
         hyper_loop: false,
         bare: false,
     };
@@ -64,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
             "--header-timeout" => args.header_timeout = Some(secs(&flag, it.next())?),
             "--max-age" => args.max_age = Some(secs(&flag, it.next())?),
             "--shutdown-deadline" => args.shutdown_deadline = secs(&flag, it.next())?,
+            "--sample-interval" => args.sample_interval = secs(&flag, it.next())?,
             "--max-requests" => {
                 let v = it.next().ok_or("--max-requests needs a value")?;
                 args.max_requests = Some(
@@ -171,6 +181,12 @@ async fn main() {
         return;
     }
 
+    // The executable decides to export: the library itself only emits through the facade.
+    // Installed before the listener exists, since it takes its metric handles when bound.
+    let exporter = PrometheusExporter::install().unwrap_or_else(|e| {
+        eprintln!("axum_server: {e}");
+        std::process::exit(1);
+    });
     let limits = ConnectionLimits::builder()
         .idle_timeout(args.idle_timeout)
         .header_timeout(args.header_timeout)
@@ -199,15 +215,23 @@ async fn main() {
         );
     }
     let registry = listener.registry().clone();
+
+    let app = app().merge(exporter.router());
+    // Samples until the handle is dropped at the end of main.
+    #[cfg(feature = "census")]
+    let _sampler = conn_hygiene::census::Sampler::builder()
+        .interval(args.sample_interval)
+        .listener(&registry)
+        .spawn();
     announce(listener.local_addr());
 
     if args.hyper_loop {
         let report = Server::new()
-            .serve_with_shutdown(listener, app(), shutdown_signal(), args.shutdown_deadline)
+            .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
             .await;
         eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
     } else {
-        axum::serve(listener, TrackConnection::new(app()))
+        axum::serve(listener, TrackConnection::new(app))
             .with_graceful_shutdown(
                 registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
             )

@@ -11,6 +11,10 @@
 //! - sets the recorder as the global one, or returns
 //!   [`ExporterError::RecorderAlreadyInstalled`] if the process already has one.
 //!
+//! Install first, before binding listeners or building clients and pools: they take their
+//! metric handles when created, from the recorder installed at that moment (with none, the
+//! facade's no-op one, whose numbers are lost).
+//!
 //! The returned [`PrometheusExporter`] serves the metrics page in the text exposition format
 //! ([`CONTENT_TYPE`]) three ways:
 //!
