@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and benchmarks talk to, when they are missing:
-# curl, nginx, wrk, ss and ip, unshare, sysctl, promtool, nghttp; and cargo-nextest.
+# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp; and cargo-nextest.
 #
 # Idempotent: a tool already on the PATH is left alone, and apt-get runs (update once, then one
 # install) only when something is missing. Needs root, or sudo when not root. Debian/Ubuntu.
@@ -29,11 +29,12 @@ declare -A package_of=(
     [ip]=iproute2
     [unshare]=util-linux
     [sysctl]=procps
+    [prometheus]=prometheus
     [promtool]=prometheus
     [nghttp]=nghttp2-client
 )
 # A fixed order, so the log reads the same on every run.
-commands=(curl nginx wrk ss ip unshare sysctl promtool nghttp)
+commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp)
 
 missing=()
 for cmd in "${commands[@]}"; do
