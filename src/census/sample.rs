@@ -471,24 +471,38 @@ impl Core {
         h
     }
 
+    /// Logs one warning when parts become unavailable (naming them all, with the reasons),
+    /// nothing while they stay so, and one notice when they come back.
     fn warn_once(&mut self, degraded: &[(DegradedPart, String)]) {
+        let mut newly = Vec::new();
+        let mut recovered = Vec::new();
         for part in DegradedPart::ALL {
             let now = degraded.iter().find(|(p, _)| *p == part);
-            let i = part.index();
+            let warned = &mut self.warned[part.index()];
             match now {
-                Some((_, reason)) if !self.warned[i] => {
-                    self.warned[i] = true;
-                    tracing::warn!(
-                        part = part.as_str(),
-                        "connection census degraded, the rest keeps working: {reason}"
-                    );
+                Some(d) if !*warned => {
+                    *warned = true;
+                    newly.push(d);
                 }
-                None if self.warned[i] => {
-                    self.warned[i] = false;
-                    tracing::info!(part = part.as_str(), "connection census recovered");
+                None if *warned => {
+                    *warned = false;
+                    recovered.push(part.as_str());
                 }
                 _ => {}
             }
+        }
+        if !newly.is_empty() {
+            let parts: Vec<&str> = newly.iter().map(|(p, _)| p.as_str()).collect();
+            let reasons: Vec<&str> = newly.iter().map(|(_, r)| r.as_str()).collect();
+            tracing::warn!(
+                parts = %parts.join(","),
+                "connection census degraded ({}), the rest keeps working: {}",
+                parts.join(", "),
+                reasons.join("; ")
+            );
+        }
+        if !recovered.is_empty() {
+            tracing::info!("connection census recovered: {}", recovered.join(", "));
         }
     }
 }

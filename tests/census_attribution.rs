@@ -1,0 +1,374 @@
+//! The census against real sockets in a private network namespace, where the kernel's table
+//! holds only this test's sockets, so every count is exact.
+//!
+//! - `attribution`: TIME_WAIT left by our server closing first is our listener's; TIME_WAIT
+//!   left by our client closing first is its upstream's, from the right source address;
+//!   TIME_WAIT of a listener that is not ours is nobody's; connections waiting in the accept
+//!   queue of a listener we never accept from are that listener's; a CLOSE_WAIT our client
+//!   holds under an unread response names its upstream and the line of the request; the
+//!   host and process counts equal `ss`'s.
+//! - `port_headroom`: with a 100-port `ip_local_port_range`, TIME_WAIT toward one upstream
+//!   eats the ports: the headroom ratio, its rate and time to exhaustion, and the
+//!   `local_port_headroom` finding.
+#![cfg(feature = "census")]
+
+#[path = "support/census_netns.rs"]
+mod census_netns;
+mod support;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use bytes::Bytes;
+use conn_hygiene::census::{Owner, Sampler};
+use conn_hygiene::client::{HygienicClient, UpstreamConfig};
+use conn_hygiene::server::{ConnectionLimits, HygienicListener};
+use conn_hygiene_census::findings::Check;
+use conn_hygiene_census::{count_states, Severity, StateCounts, TcpState, WalkOptions};
+use http_body_util::{BodyExt, Empty};
+use support::Mode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+type Client = HygienicClient<Empty<Bytes>>;
+
+/// Connections our server closes first (one request each, then `Connection: close`).
+const K_SRV: usize = 5;
+/// Connections our client closes first (one request each).
+const K_CLI: usize = 4;
+/// Connections of the foreign listener, closed by its server first.
+const K_FOREIGN: usize = 3;
+/// Connections left in our unaccepted listener's queue.
+const N_QUEUED: usize = 3;
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn host_counts() -> StateCounts {
+    count_states(&WalkOptions::new()).expect("walk")
+}
+
+#[test]
+fn attribution() {
+    census_netns::run_in_netns("inner_attribution", &[]);
+}
+
+#[test]
+#[ignore = "runs inside a private network namespace, started by `attribution`"]
+fn inner_attribution() {
+    if !census_netns::in_netns() {
+        return attribution();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // Every listener first.
+        let limits = ConnectionLimits::builder()
+            .max_requests(Some(1))
+            .build()
+            .unwrap();
+        let api = support::start(
+            Mode::Axum,
+            HygienicListener::builder().name("api").limits(limits),
+            Duration::from_secs(5),
+        )
+        .await;
+        let backend = support::start(
+            Mode::Axum,
+            HygienicListener::builder().name("backend"),
+            Duration::from_secs(5),
+        )
+        .await;
+        let queue = HygienicListener::builder()
+            .name("queue")
+            .bind("127.0.0.1:0")
+            .await
+            .expect("bind queue");
+        let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let raw = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw_addr = raw.local_addr().unwrap();
+
+        // (1) Our server closes first: it retires each connection after one request.
+        for _ in 0..K_SRV {
+            let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .unwrap();
+            let mut sink = Vec::new();
+            tokio::time::timeout(SETTLE, s.read_to_end(&mut sink))
+                .await
+                .expect("the server closes after one request")
+                .unwrap();
+            assert!(sink.starts_with(b"HTTP/1.1 200"), "{sink:?}");
+        }
+
+        // (2) Our client closes first, from 127.0.0.2: one request per connection.
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let client: Client = HygienicClient::builder()
+            .upstream(
+                backend.addr.to_string(),
+                UpstreamConfig::new()
+                    .name("backend")
+                    .max_requests(Some(1))
+                    .local_addrs(vec![source]),
+            )
+            .build()
+            .unwrap();
+        for _ in 0..K_CLI {
+            let res = client.get(backend.url("/").parse().unwrap()).await.unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+        let reg = backend.registry.clone();
+        support::eventually("the backend saw every close", SETTLE, || {
+            reg.totals().closed == K_CLI as u64
+        })
+        .await;
+
+        // (3) A listener that is not ours, its server closing first.
+        for _ in 0..K_FOREIGN {
+            let c = std::net::TcpStream::connect(foreign.local_addr().unwrap()).unwrap();
+            let (srv, _) = foreign.accept().unwrap();
+            drop(srv);
+            let mut c = c;
+            let mut buf = [0u8; 1];
+            use std::io::Read as _;
+            assert_eq!(c.read(&mut buf).unwrap(), 0, "the foreign server closed");
+            drop(c);
+        }
+
+        // (4) Connections our listener never accepts.
+        let queued: Vec<_> = (0..N_QUEUED)
+            .map(|_| std::net::TcpStream::connect(queue.local_addr()).unwrap())
+            .collect();
+
+        // (5) An upstream closes while our client holds its response unread.
+        let raw_task = tokio::spawn(async move {
+            let (mut s, _) = raw.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request head");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let body = vec![b'x'; 48 * 1024];
+            s.write_all(
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
+            )
+            .await
+            .unwrap();
+            s.write_all(&body).await.unwrap();
+            // Dropped: the upstream closes first.
+        });
+        let leaky: Client = HygienicClient::builder()
+            .upstream(raw_addr.to_string(), UpstreamConfig::new().name("leaky"))
+            .build()
+            .unwrap();
+        let unread = leaky
+            .get(format!("http://{raw_addr}/").parse().unwrap())
+            .await
+            .unwrap();
+        let lease_line = line!() - 3;
+        raw_task.await.unwrap();
+
+        // Settled: the namespace holds exactly these sockets.
+        let mut expected = StateCounts::new();
+        // api, backend, queue, foreign; the raw upstream stopped listening after its one accept.
+        expected.set(TcpState::Listen, 4);
+        expected.set(TcpState::TimeWait, (K_SRV + K_CLI + K_FOREIGN) as u64);
+        expected.set(TcpState::Established, 2 * N_QUEUED as u64);
+        expected.set(TcpState::CloseWait, 1);
+        expected.set(TcpState::FinWait2, 1);
+        tokio::task::spawn_blocking(move || {
+            let mut last = StateCounts::new();
+            let settled = census_netns::poll_until(SETTLE, || {
+                last = host_counts();
+                last == expected
+            });
+            assert!(settled, "the crafted states: want {expected}, have {last}");
+        })
+        .await
+        .unwrap();
+
+        let census = Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .listener(&api.registry)
+            .listener(&backend.registry)
+            .listener(queue.registry())
+            .client(client.view())
+            .client(leaky.view())
+            .spawn();
+        let snap = census.sample_now().await;
+        let pid = std::process::id();
+        let (ss_host, ss_mine) = tokio::task::spawn_blocking(move || {
+            (
+                census_netns::ss_counts(None),
+                census_netns::ss_counts(Some(pid)),
+            )
+        })
+        .await
+        .unwrap();
+        println!("host: {}\nprocess: {}", snap.host, snap.process);
+        for l in &snap.listeners {
+            println!("{l:?}");
+        }
+        for u in &snap.upstreams {
+            println!("{u:?}");
+        }
+        println!("{:?}", snap.close_wait);
+
+        // Host and process counts, exact and equal to ss.
+        assert_eq!(snap.host, expected);
+        assert_eq!(snap.host, ss_host);
+        let mut mine = StateCounts::new();
+        mine.set(TcpState::Listen, 4);
+        mine.set(TcpState::Established, N_QUEUED as u64);
+        mine.set(TcpState::CloseWait, 1);
+        assert_eq!(snap.process, mine);
+        assert_eq!(snap.process, ss_mine);
+
+        // TIME_WAIT: our server's, our client's (from its source address), nobody's.
+        let api_c = snap.listener("api").unwrap();
+        assert_eq!(api_c.addr, api.addr);
+        assert_eq!(api_c.time_wait, K_SRV as u64);
+        let backend_l = snap.listener("backend").unwrap();
+        assert_eq!(backend_l.time_wait, 0, "the client closed first there");
+        let up = snap.upstream("backend").unwrap();
+        assert_eq!(up.time_wait, K_CLI as u64);
+        assert_eq!(up.time_wait_from(source), K_CLI as u64);
+        assert_eq!(up.time_wait_from(IpAddr::V4(Ipv4Addr::LOCALHOST)), 0);
+        assert!(up.destinations.contains(&backend.addr), "{up:?}");
+        assert_eq!(up.ports.len(), 1, "{up:?}");
+        assert_eq!(up.ports[0].source, source);
+        assert_eq!(
+            snap.time_wait_ours(),
+            (K_SRV + K_CLI) as u64,
+            "the foreign listener's TIME_WAIT is not ours"
+        );
+
+        // The unaccepted connections are the queue listener's.
+        let q = snap.listener("queue").unwrap();
+        assert_eq!(q.not_accepted, N_QUEUED as u64);
+        assert_eq!(q.accept_queue_len, Some(N_QUEUED as u32));
+        assert!(q.accept_queue_max.is_some_and(|m| m > 0), "{q:?}");
+
+        // The CLOSE_WAIT names its upstream and the request's line.
+        assert_eq!(snap.close_wait.len(), 1, "{:?}", snap.close_wait);
+        let cw = &snap.close_wait[0];
+        assert_eq!(cw.owner, Owner::Upstream("leaky".into()));
+        assert_eq!(cw.remote, raw_addr);
+        let site = cw.lease_site.expect("a leased connection has its site");
+        assert_eq!((site.file(), site.line()), (file!(), lease_line));
+        assert_eq!(snap.upstream("leaky").unwrap().close_wait, 1);
+        assert!(snap.degraded.is_none(), "{:?}", snap.degraded);
+
+        drop(unread);
+        drop(queued);
+        census.stop();
+        api.stop().await;
+        backend.stop().await;
+    });
+}
+
+#[test]
+fn port_headroom() {
+    census_netns::run_in_netns(
+        "inner_port_headroom",
+        &["net.ipv4.ip_local_port_range=40000 40099"],
+    );
+}
+
+#[test]
+#[ignore = "runs inside a private network namespace, started by `port_headroom`"]
+fn inner_port_headroom() {
+    if !census_netns::in_netns() {
+        return port_headroom();
+    }
+    const FIRST: usize = 60;
+    const TOTAL: usize = 90;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let backend = support::start(
+            Mode::Axum,
+            HygienicListener::builder().name("backend"),
+            Duration::from_secs(5),
+        )
+        .await;
+        let client: Client = HygienicClient::builder()
+            .upstream(
+                backend.addr.to_string(),
+                UpstreamConfig::new().name("backend").max_requests(Some(1)),
+            )
+            .build()
+            .unwrap();
+        let census = Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .listener(&backend.registry)
+            .client(client.view())
+            .spawn();
+        let reg = backend.registry.clone();
+        let mut snaps = Vec::new();
+        for target in [FIRST, TOTAL] {
+            while (reg.totals().opened as usize) < target {
+                let res = client.get(backend.url("/").parse().unwrap()).await.unwrap();
+                res.into_body().collect().await.unwrap();
+            }
+            support::eventually("every close landed", SETTLE, || {
+                reg.totals().closed == target as u64
+            })
+            .await;
+            let want = target as u64;
+            tokio::task::spawn_blocking(move || {
+                census_netns::wait_until("TIME_WAIT toward the backend", SETTLE, || {
+                    host_counts()[TcpState::TimeWait] == want
+                })
+            })
+            .await
+            .unwrap();
+            snaps.push(census.sample_now().await);
+        }
+        let snap = &snaps[1];
+        let up = snap.upstream("backend").unwrap();
+        println!("{up:?}");
+        assert_eq!(snap.counters.port_range_size(), Some(100));
+        assert_eq!(up.time_wait, TOTAL as u64);
+        let p = &up.ports[0];
+        assert_eq!(p.destination, backend.addr);
+        assert_eq!(p.source, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!((p.used, p.time_wait, p.headroom), (90, 90, 10));
+        assert_eq!(up.headroom_ratio(), Some(0.1));
+        let rate = p
+            .rate_per_second
+            .expect("ports were taken since the first walk");
+        assert!(rate > 0.0, "{rate}");
+        let tte = up.time_to_exhaustion().expect("growing");
+        let expect = 10.0 / rate;
+        assert!(
+            (tte.as_secs_f64() - expect).abs() < 1e-3 * expect.max(1.0),
+            "{tte:?}"
+        );
+        assert_eq!(snaps[0].upstream("backend").unwrap().ports[0].headroom, 40);
+
+        let findings: Vec<_> = snap.report.of(Check::LocalPortHeadroom).collect();
+        println!("{findings:?}");
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert_eq!(
+            findings[0].severity,
+            Severity::Warning,
+            "10 % left: below 20 %, above 5 %"
+        );
+        assert_eq!(
+            findings[0].subject.as_deref(),
+            Some(backend.addr.to_string().as_str())
+        );
+        assert_eq!(findings[0].value.as_percent(), Some(10.0));
+
+        census.stop();
+        drop(client);
+        backend.stop().await;
+    });
+}
