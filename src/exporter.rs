@@ -5,8 +5,9 @@
 //! [`ExporterBuilder::install`]) from your executable. Installing:
 //!
 //! - builds a Prometheus recorder with histogram buckets chosen for the crate's histograms
-//!   ([`DURATION_BUCKETS`] for every `conn_hygiene_*_seconds`, [`REQUESTS_PER_CONNECTION_BUCKETS`]
-//!   for requests per connection), so they render as real, aggregatable Prometheus histograms;
+//!   ([`DURATION_BUCKETS`] for connection and lease durations, [`SAMPLE_COST_BUCKETS`] for the
+//!   census sample cost, [`REQUESTS_PER_CONNECTION_BUCKETS`] for requests per connection), so
+//!   they render as real, aggregatable Prometheus histograms;
 //! - publishes every help text and unit ([`crate::metrics::describe`]);
 //! - sets the recorder as the global one, or returns
 //!   [`ExporterError::RecorderAlreadyInstalled`] if the process already has one.
@@ -122,6 +123,13 @@ pub const REQUESTS_PER_CONNECTION_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 10000.0,
 ];
 
+/// Bucket bounds, in seconds, for what one census sample costs
+/// (`conn_hygiene_sampler_duration_seconds`): 100 µs (the counters tier) to 5 s (a full walk of
+/// a very large socket table).
+pub const SAMPLE_COST_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
 /// How often histogram upkeep runs unless told otherwise.
 const DEFAULT_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -198,9 +206,9 @@ impl ExporterBuilder {
     /// replacing) the crate's defaults. Checked when built: at least one bound, all finite and
     /// strictly increasing. Histograms that no matcher selects render as summaries.
     ///
-    /// Default: [`DURATION_BUCKETS`] for every crate metric ending in `_seconds` (and, as a
-    /// fallback, any other `conn_hygiene_` histogram), [`REQUESTS_PER_CONNECTION_BUCKETS`] for
-    /// the requests-per-connection histograms.
+    /// Default: [`DURATION_BUCKETS`] for connection and lease durations (and, as a fallback,
+    /// any other `conn_hygiene_` histogram), [`REQUESTS_PER_CONNECTION_BUCKETS`] for the
+    /// requests-per-connection histograms, [`SAMPLE_COST_BUCKETS`] for the census sample cost.
     pub fn buckets(mut self, matcher: Matcher, bounds: &[f64]) -> Self {
         self.buckets.push((matcher, bounds.to_vec()));
         self
@@ -280,6 +288,7 @@ fn default_buckets() -> Vec<(Matcher, Vec<f64>)> {
     vec![
         full(names::SERVER_CONNECTION_DURATION_SECONDS, DURATION_BUCKETS),
         full(names::LEASE_DURATION_SECONDS, DURATION_BUCKETS),
+        full(names::SAMPLER_DURATION_SECONDS, SAMPLE_COST_BUCKETS),
         full(
             names::SERVER_REQUESTS_PER_CONNECTION,
             REQUESTS_PER_CONNECTION_BUCKETS,

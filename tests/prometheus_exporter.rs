@@ -114,6 +114,12 @@ fn page_has_names_types_help_and_buckets() {
         }
         all_closed(&app.registry, 3).await;
         app.stop().await;
+        // As the census sampler records the cost of a counters-only sample.
+        metrics::histogram!(
+            conn_hygiene::metrics::names::SAMPLER_DURATION_SECONDS,
+            "tier" => "counters"
+        )
+        .record(0.0003);
     });
 
     let page = exporter.render();
@@ -135,6 +141,9 @@ fn page_has_names_types_help_and_buckets() {
         // One request per connection: all three in the `le="1"` bucket.
         "conn_hygiene_server_requests_per_connection_bucket{listener=\"app\",le=\"1\"} 3",
         "conn_hygiene_server_requests_per_connection_sum{listener=\"app\"} 3",
+        "# TYPE conn_hygiene_sampler_duration_seconds histogram",
+        "conn_hygiene_sampler_duration_seconds_bucket{tier=\"counters\",le=\"0.00025\"} 0",
+        "conn_hygiene_sampler_duration_seconds_bucket{tier=\"counters\",le=\"0.0005\"} 1",
     ];
     for line in expect {
         assert!(page.contains(line), "missing {line:?} in:\n{page}");
