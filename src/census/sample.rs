@@ -147,16 +147,14 @@ impl Core {
         let mut walk_cost = None;
         if full {
             let walk_started = Instant::now();
-            self.walk_degraded.clear();
-            match self.walk(&counters) {
-                Ok((data, notes)) => {
-                    self.walk_degraded = notes;
-                    self.last = Some(data);
+            let mut notes = Vec::new();
+            match self.walk(&counters, &mut notes) {
+                Ok(data) => self.last = Some(data),
+                Err(e) => {
+                    notes.push((DegradedPart::Walk, format!("socket table walk failed: {e}")))
                 }
-                Err(e) => self
-                    .walk_degraded
-                    .push((DegradedPart::Walk, format!("socket table walk failed: {e}"))),
             }
+            self.walk_degraded = notes;
             let cost = walk_started.elapsed();
             walk_cost = Some(cost);
             self.stretch(cost);
@@ -262,8 +260,8 @@ impl Core {
     fn walk(
         &mut self,
         counters: &Counters,
-    ) -> Result<(WalkData, Vec<(DegradedPart, String)>), CensusError> {
-        let mut notes = Vec::new();
+        notes: &mut Vec<(DegradedPart, String)>,
+    ) -> Result<WalkData, CensusError> {
         let registries: Vec<(String, SocketAddr)> = self
             .registries
             .iter()
@@ -431,21 +429,18 @@ impl Core {
             })
             .collect();
 
-        Ok((
-            WalkData {
-                walked_at,
-                host: join.host,
-                process: join.process,
-                listeners,
-                upstreams: out_upstreams,
-                close_wait,
-                close_wait_unlisted: join.close_wait_unlisted,
-                host_listeners,
-                port_usage,
-                sockets: stats.sockets,
-            },
-            notes,
-        ))
+        Ok(WalkData {
+            walked_at,
+            host: join.host,
+            process: join.process,
+            listeners,
+            upstreams: out_upstreams,
+            close_wait,
+            close_wait_unlisted: join.close_wait_unlisted,
+            host_listeners,
+            port_usage,
+            sockets: stats.sockets,
+        })
     }
 
     /// The findings' view of this sample: our process only.

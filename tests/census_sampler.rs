@@ -1,0 +1,299 @@
+//! The census sampler's timing and failure modes under paused tokio time, on the census
+//! crate's recorded `/proc` fixture (so every sample reads the same files), and its metrics
+//! through a local `DebuggingRecorder`.
+//!
+//! - Ticks come at the interval, the counters tier every tick, the full walk every n ticks.
+//! - Dropping the last handle ends the task; `stop()` does too.
+//! - A proc root that does not exist: one warning, then counters-tier snapshots that keep
+//!   coming with the degraded reason, and no panic.
+//! - Metrics: host and process sockets by state equal the snapshot, every state present,
+//!   no label holds an address.
+#![cfg(feature = "census")]
+
+use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use conn_hygiene::census::{DegradedPart, Sampler, Tier};
+use conn_hygiene::metrics::names;
+use conn_hygiene::server::HygienicListener;
+use conn_hygiene_census::findings::Check;
+use conn_hygiene_census::{Severity, TcpState};
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use tokio::time::Instant;
+
+const FIXTURE_PID: u32 = 4242;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("crates/conn-hygiene-census/tests/fixtures/proc")
+}
+
+/// Every log line of this test binary (the sampler logs from blocking threads, so the
+/// subscriber has to be global).
+fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = Shared(buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buf
+    })
+}
+
+#[derive(Clone)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ticks_at_the_interval_and_walks_every_n_ticks() {
+    let census = Sampler::builder()
+        .interval(Duration::from_secs(5))
+        .walk_every(3)
+        .proc_root(fixture())
+        .pid(FIXTURE_PID)
+        .spawn();
+    let start = Instant::now();
+    for k in 0..7u64 {
+        let snap = census.changed().await.expect("a sample per tick");
+        assert_eq!(snap.seq, k);
+        assert_eq!(start.elapsed(), Duration::from_secs(5 * k), "tick {k}");
+        let want = if k % 3 == 0 {
+            Tier::Full
+        } else {
+            Tier::Counters
+        };
+        assert_eq!(snap.tier, want, "tick {k}");
+        assert_eq!(snap.cost.walk.is_some(), want == Tier::Full, "tick {k}");
+        assert_eq!(
+            snap.cost.walk_every, 3,
+            "a fixture walk is far below 5 % of 5 s"
+        );
+        // The fixture's sockets, on every tick (counters ticks keep the last walk's).
+        assert_eq!(snap.pid, FIXTURE_PID);
+        assert!(snap.host.total() > 0, "{:?}", snap.host);
+        assert!(snap.walked_at.is_some());
+        assert!(snap.counters.sockstat.is_some() && snap.counters.tcp.is_some());
+        assert!(snap.degraded.is_none(), "{:?}", snap.degraded);
+    }
+    assert_eq!(census.latest().unwrap().seq, 6);
+
+    // A forced sample is full and restarts the period: the next full walk is 3 ticks later.
+    let forced = census.sample_now().await;
+    assert_eq!((forced.seq, forced.tier), (7, Tier::Full));
+    let tiers: Vec<Tier> = {
+        let mut v = Vec::new();
+        for _ in 0..3 {
+            v.push(census.changed().await.unwrap().tier);
+        }
+        v
+    };
+    assert_eq!(tiers, [Tier::Counters, Tier::Counters, Tier::Full]);
+
+    // Dropping the last handle ends the task.
+    let task = census.task();
+    let clone = census.clone();
+    drop(census);
+    assert!(!task.is_finished(), "a clone still holds it");
+    drop(clone);
+    tokio::time::timeout(Duration::from_secs(60), task.clone().finished())
+        .await
+        .expect("the task ends once the last handle is gone");
+    assert!(task.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stop_ends_the_task_and_the_handle_still_answers() {
+    let census = Sampler::builder()
+        .proc_root(fixture())
+        .pid(FIXTURE_PID)
+        .spawn();
+    let first = census.changed().await.unwrap();
+    census.stop();
+    census.task().finished().await;
+    assert!(census.changed().await.is_none(), "no sample after stop");
+    assert_eq!(census.latest().unwrap().seq, first.seq);
+    assert_eq!(census.sample_now().await.seq, first.seq + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_proc_root_degrades_with_one_warning() {
+    let logs = logs();
+    let missing = std::env::temp_dir().join(format!(
+        "conn-hygiene-census-missing-{}",
+        std::process::id()
+    ));
+    assert!(!missing.exists());
+    let census = Sampler::builder()
+        .interval(Duration::from_secs(1))
+        .walk_every(2)
+        .proc_root(&missing)
+        .spawn();
+    for k in 0..6u64 {
+        let snap = census.changed().await.expect("samples keep coming");
+        assert_eq!(snap.seq, k);
+        let tier = if k % 2 == 0 {
+            Tier::Full
+        } else {
+            Tier::Counters
+        };
+        assert_eq!(snap.tier, tier);
+        let d = snap.degraded.as_ref().expect("degraded");
+        for part in [
+            DegradedPart::Counters,
+            DegradedPart::Walk,
+            DegradedPart::Process,
+        ] {
+            assert!(d.has(part), "{part:?} in {d:?}");
+        }
+        assert!(d.reason.contains(missing.to_str().unwrap()), "{}", d.reason);
+        assert!(snap.walked_at.is_none() && snap.host.total() == 0);
+        assert!(snap.counters.sockstat.is_none());
+        // What needs the walk is unknown, not OK.
+        let tw = snap.report.of(Check::TimeWait).next().unwrap();
+        assert_eq!(tw.severity, Severity::Unknown);
+    }
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains(missing.to_str().unwrap()))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(
+        warnings[0].contains("connection census degraded (counters, walk, process)"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[test]
+fn sample_once_without_a_runtime() {
+    let snap = Sampler::builder()
+        .proc_root(fixture())
+        .pid(FIXTURE_PID)
+        .sample_once();
+    assert_eq!(snap.tier, Tier::Full);
+    assert!(snap.host.total() > 0);
+    // No runtime: spawning does not panic, the handle answers None.
+    let handle = Sampler::builder().proc_root(fixture()).spawn();
+    assert!(handle.latest().is_none());
+    assert!(handle.task().is_finished());
+}
+
+fn looks_like_address(v: &str) -> bool {
+    v.parse::<IpAddr>().is_ok()
+        || v.parse::<SocketAddr>().is_ok()
+        || v.contains("127.0.0.1")
+        || v.contains("::1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_match_the_snapshot_and_carry_no_address() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let listener = HygienicListener::builder()
+        .name("api")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let client = conn_hygiene::client::HygienicClient::builder()
+        .upstream(
+            listener.local_addr().to_string(),
+            conn_hygiene::client::UpstreamConfig::new().name("self"),
+        )
+        .build::<http_body_util::Empty<bytes::Bytes>>()
+        .unwrap();
+    let census = metrics::with_local_recorder(&recorder, || {
+        Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .listener(listener.registry())
+            .client(client.view())
+            .spawn()
+    });
+    // The first tick's sample, then one forced: the metrics are the forced one's.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while census.latest().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no first sample");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let snap = census.sample_now().await;
+
+    let mut host = [None; TcpState::COUNT];
+    let mut process = [None; TcpState::COUNT];
+    let mut seen_duration = 0;
+    let all = snapshotter.snapshot().into_vec();
+    for (key, _, _, value) in &all {
+        let k = key.key();
+        for l in k.labels() {
+            assert!(
+                !looks_like_address(l.value()),
+                "{} has an address label {}={}",
+                k.name(),
+                l.key(),
+                l.value()
+            );
+        }
+        let state = || {
+            let v = k
+                .labels()
+                .find(|l| l.key() == "state")
+                .unwrap()
+                .value()
+                .to_owned();
+            v.parse::<TcpState>().unwrap()
+        };
+        match (k.name(), value) {
+            (names::HOST_TCP_SOCKETS, DebugValue::Gauge(g)) => host[state().index()] = Some(g.0),
+            (names::PROCESS_TCP_SOCKETS, DebugValue::Gauge(g)) => {
+                process[state().index()] = Some(g.0)
+            }
+            (names::SAMPLER_DURATION_SECONDS, DebugValue::Histogram(h)) => seen_duration += h.len(),
+            _ => {}
+        }
+    }
+    for s in TcpState::ALL {
+        assert_eq!(host[s.index()], Some(snap.host[s] as f64), "host {s}");
+        assert_eq!(
+            process[s.index()],
+            Some(snap.process[s] as f64),
+            "process {s}"
+        );
+    }
+    assert!(snap.process[TcpState::Listen] >= 1);
+    assert!(seen_duration >= 2, "both samples' cost recorded");
+    let names_seen: Vec<&str> = all.iter().map(|(k, ..)| k.key().name()).collect();
+    for name in [
+        names::LISTENER_TCP_SOCKETS,
+        names::LISTENER_ACCEPT_QUEUE,
+        names::UPSTREAM_TCP_SOCKETS,
+        names::UPSTREAM_PORT_HEADROOM_RATIO,
+        names::CENSUS_FINDINGS,
+        names::CENSUS_DEGRADED,
+        names::PROCESS_FD_USAGE_RATIO,
+        names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL,
+    ] {
+        assert!(names_seen.contains(&name), "{name} missing");
+    }
+    // One findings series per check and severity: a closed set.
+    let findings = all
+        .iter()
+        .filter(|(k, ..)| k.key().name() == names::CENSUS_FINDINGS)
+        .count();
+    assert_eq!(findings, Check::ALL.len() * 4);
+    census.stop();
+}
