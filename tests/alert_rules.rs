@@ -68,3 +68,30 @@ fn every_alert_is_tested() {
         assert!(quiet, "no test case where {alert} stays quiet");
     }
 }
+
+/// Every metric the rules (and their texts) name is one the crate emits: a renamed metric
+/// must not leave an alert silently watching nothing.
+#[test]
+fn rules_name_only_metrics_the_crate_emits() {
+    let rules = std::fs::read_to_string(rules_dir().join("conn-hygiene.rules.yml")).unwrap();
+    let names =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/metrics.rs"))
+            .unwrap();
+    let mut checked = 0;
+    for line in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("conn_hygiene_") {
+            let token: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + token.len()..];
+            assert!(
+                names.contains(&format!("\"{token}\"")),
+                "the rules use {token}, which src/metrics.rs does not name"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} metric names found");
+}
