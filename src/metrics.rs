@@ -85,7 +85,8 @@ pub mod names {
     pub const UPSTREAM_PORT_EXHAUSTION_SECONDS: &str =
         "conn_hygiene_upstream_port_exhaustion_seconds";
     /// Counter: `TcpExt ListenOverflows` of the network namespace.
-    pub const HOST_TCP_LISTEN_OVERFLOWS_TOTAL: &str = "conn_hygiene_host_tcp_listen_overflows_total";
+    pub const HOST_TCP_LISTEN_OVERFLOWS_TOTAL: &str =
+        "conn_hygiene_host_tcp_listen_overflows_total";
     /// Counter: `TcpExt ListenDrops`.
     pub const HOST_TCP_LISTEN_DROPS_TOTAL: &str = "conn_hygiene_host_tcp_listen_drops_total";
     /// Counter: `TcpExt TCPTimeWaitOverflow`.
