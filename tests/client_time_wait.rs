@@ -277,7 +277,6 @@ async fn settle(s: &TestServer) -> TimeWait {
 /// serves the second request; once it closes at its idle timeout, the waiting attempt connects
 /// into the pool, unused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a connection opened but not used by its request stays Leased and never idles out"]
 async fn unused_pooled_connection_idles_out() {
     let server = support::start(
         Mode::Axum,

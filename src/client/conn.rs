@@ -176,8 +176,9 @@ impl ClientConn {
             peer,
             opened: Instant::now(),
             opened_system: SystemTime::now(),
-            // A connection is opened for a request, so it starts leased.
-            state: AtomicU8::new(1),
+            // Idle until a request is written on it: the pool may open a connection it then
+            // does not use (checkout and connect race), and that one must idle out too.
+            state: AtomicU8::new(0),
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
@@ -234,7 +235,7 @@ impl ClientConn {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The IO saw a request written on an idle HTTP/1 connection: it is leased again.
+    /// The IO saw a request written on an idle HTTP/1 connection: it is leased.
     pub(crate) fn request_written(&self) {
         self.awaiting_response.store(true, Ordering::Release);
         self.set_state(ClientConnState::Idle, ClientConnState::Leased);

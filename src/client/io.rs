@@ -35,7 +35,6 @@ pub struct UpstreamStream {
     timer: Option<Pin<Box<Sleep>>>,
     deadline: Option<(Instant, ClientCloseReason)>,
     timer_epoch: u32,
-    idle_epoch: Option<u32>,
     eof_injected: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
@@ -64,7 +63,6 @@ impl UpstreamStream {
             timer: None,
             deadline: None,
             timer_epoch: u32::MAX,
-            idle_epoch: None,
             eof_injected: false,
             shutdown_started: false,
             peer_fin_first: false,
@@ -218,12 +216,9 @@ impl UpstreamStream {
     fn before_write(&mut self) {
         let c = &*self.conn;
         if !c.http2 && c.state() == ClientConnState::Idle {
-            // A new request on a pooled HTTP/1 connection.
+            // A request on an idle HTTP/1 connection (new or pooled): it is leased.
             c.request_written();
-        } else if !c.http2 && self.idle_epoch.is_none() {
-            c.awaiting_response.store(true, Ordering::Release);
         }
-        self.idle_epoch = Some(c.epoch.load(Ordering::Acquire));
     }
 
     fn after_write(&mut self, res: &Poll<io::Result<usize>>) {

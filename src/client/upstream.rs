@@ -292,8 +292,8 @@ impl Upstream {
         let conn = Arc::new(ClientConn::new(id, self.clone(), local, peer, http2));
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.metrics.connects.increment(1);
-        self.leased.fetch_add(1, Ordering::AcqRel);
-        self.metrics.leased.increment(1.0);
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        self.metrics.idle.increment(1.0);
         {
             let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
             if !remotes.contains(&peer) && remotes.len() < 64 {

@@ -416,13 +416,14 @@ impl ConnShared {
                 .store(since.as_nanos() as u64, Ordering::Release);
             self.transition(ConnState::Idle);
             self.bump();
-            // Wake the reader so it arms the idle timer (or closes a retiring connection): the
-            // stack may have polled the stream before this response ended, and may not poll it
-            // again on its own.
-            self.io_waker.wake();
-            let retiring = self.is_retiring();
-            if retiring {
+            // The stream keeps a timer armed while requests are in flight (see its `Recheck`),
+            // so the end of a request needs no wake-up, except where the stream must act now:
+            // a retiring connection closes, a hidden peer FIN is delivered.
+            if self.is_retiring() {
+                self.io_waker.wake();
                 self.driver.notify_one();
+            } else if self.has(flags::PEER_FIN) {
+                self.io_waker.wake();
             }
         }
     }

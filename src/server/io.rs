@@ -31,6 +31,9 @@ enum Expiry {
     Idle,
     MaxAge,
     Retire,
+    /// No limit is due yet, but one may start before the stream is polled again (a request in
+    /// flight may end in another task): wake up by then and recompute.
+    Recheck,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +68,7 @@ pub struct TrackedStream {
     inner: Option<TcpStream>,
     conn: Connection,
     timer: Option<Pin<Box<Sleep>>>,
+    timer_armed: Option<Instant>,
     deadline: Option<(Instant, Expiry)>,
     timer_epoch: u32,
     timer_dirty: bool,
@@ -97,6 +101,7 @@ impl TrackedStream {
             inner: Some(stream),
             conn: Connection(conn),
             timer: None,
+            timer_armed: None,
             deadline: None,
             timer_epoch: u32::MAX,
             timer_dirty: true,
@@ -140,8 +145,13 @@ impl TrackedStream {
         if !(c.has(flags::TRACKED) || reg.layer_seen.load(Ordering::Acquire)) {
             return None;
         }
+        let limits = &reg.limits;
         if c.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            // The idle period cannot start before now, so no idle deadline can come earlier
+            // than this: a timer armed by then lets request ends skip waking the stream.
+            return limits
+                .idle_timeout
+                .map(|t| (Instant::now() + t, Expiry::Recheck));
         }
         if c.is_retiring() {
             return if self.driver_told {
@@ -150,7 +160,6 @@ impl TrackedStream {
                 Some((Instant::now(), Expiry::Retire))
             };
         }
-        let limits = &reg.limits;
         let header_start = if c.has(flags::H2) {
             None
         } else if c.requests.load(Ordering::Acquire) == 0 {
@@ -180,12 +189,7 @@ impl TrackedStream {
                 self.timer_dirty = false;
                 self.timer_epoch = epoch;
                 self.deadline = self.compute_deadline(epoch);
-                if let Some((at, _)) = self.deadline {
-                    match &mut self.timer {
-                        Some(t) => t.as_mut().reset(at),
-                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
-                    }
-                }
+                self.arm();
             }
             let (_, kind) = self.deadline?;
             if kind == Expiry::Retire {
@@ -195,12 +199,41 @@ impl TrackedStream {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
-            // Fired: act only if nothing changed since the deadline was computed.
-            if self.shared().epoch.load(Ordering::Acquire) == self.timer_epoch {
+            // Fired: act only if it was a real limit and nothing changed since it was computed;
+            // otherwise recompute (an early timer) and poll again.
+            self.timer_armed = None;
+            if kind != Expiry::Recheck
+                && self.shared().epoch.load(Ordering::Acquire) == self.timer_epoch
+            {
                 return Some(kind);
             }
+            self.timer_dirty = true;
         }
         None
+    }
+
+    /// Points the timer at the current deadline. A timer already armed for an earlier instant
+    /// that has not passed is kept, as a recheck: it fires early and the deadline is recomputed
+    /// then. In steady keep-alive traffic this keeps timer-wheel work off the per-request path.
+    fn arm(&mut self) {
+        let Some((at, kind)) = self.deadline else {
+            return;
+        };
+        if let Some(armed) = self.timer_armed {
+            if armed <= at && armed > Instant::now() {
+                if armed < at {
+                    self.deadline = Some((armed, Expiry::Recheck));
+                } else {
+                    self.deadline = Some((at, kind));
+                }
+                return;
+            }
+        }
+        match &mut self.timer {
+            Some(t) => t.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.timer_armed = Some(at);
     }
 
     /// Acts on an expired deadline; `None` means keep reading.
@@ -211,6 +244,7 @@ impl TrackedStream {
                 c.set_close_reason(CloseReason::HeaderTimeout);
                 return Some(self.inject(Injected::HeaderTimeout));
             }
+            Expiry::Recheck => return None,
             Expiry::Idle => CloseReason::IdleTimeout,
             Expiry::MaxAge => CloseReason::MaxAge,
             Expiry::Retire => c
