@@ -763,11 +763,13 @@ async fn plain_hyper_service_fn_through_the_crate_loop() {
             );
         }
     }
-    assert_eq!(registry.totals().opened, 3);
+    // curl's connection, then one per hyper client (which may open a spare it never uses).
+    let opened = registry.totals().opened;
+    assert!((3..=5).contains(&opened), "{opened}");
     let _ = tx.send(());
     let report = server.await.unwrap();
     assert_eq!(report.cut, 0);
     let t = registry.totals();
-    assert_eq!(t.closed, 3);
+    assert_eq!(t.closed, opened);
     assert_eq!(t.requests_on_closed, 6);
 }

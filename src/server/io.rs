@@ -140,6 +140,24 @@ impl TrackedStream {
     }
 
     fn compute_deadline(&self, epoch: u32) -> Option<(Instant, Expiry)> {
+        let limit = self.limit_deadline(epoch);
+        // A whole request can start and end in other code without this stream being polled
+        // (no wake-up is sent for it), and its idle period cannot start before now: so never
+        // sleep past now + idle timeout without rechecking.
+        let recheck = self
+            .shared()
+            .registry
+            .limits
+            .idle_timeout
+            .map(|t| Instant::now() + t);
+        match (limit, recheck) {
+            (Some((at, kind)), Some(r)) if at <= r || kind == Expiry::Retire => Some((at, kind)),
+            (_, Some(r)) => Some((r, Expiry::Recheck)),
+            (limit, None) => limit,
+        }
+    }
+
+    fn limit_deadline(&self, epoch: u32) -> Option<(Instant, Expiry)> {
         let c = self.shared();
         let reg = &c.registry;
         if !(c.has(flags::TRACKED) || reg.layer_seen.load(Ordering::Acquire)) {
@@ -147,11 +165,7 @@ impl TrackedStream {
         }
         let limits = &reg.limits;
         if c.in_flight.load(Ordering::Acquire) > 0 {
-            // The idle period cannot start before now, so no idle deadline can come earlier
-            // than this: a timer armed by then lets request ends skip waking the stream.
-            return limits
-                .idle_timeout
-                .map(|t| (Instant::now() + t, Expiry::Recheck));
+            return None;
         }
         if c.is_retiring() {
             return if self.driver_told {
