@@ -2,8 +2,17 @@
 #![cfg_attr(not(any(feature = "server", feature = "client")), allow(dead_code))]
 
 /// Kernel TCP state numbers (`include/net/tcp_states.h`).
-pub(crate) const TCP_CLOSE_WAIT: u8 = 8;
-pub(crate) const TCP_LAST_ACK: u8 = 9;
+const TCP_CLOSE_WAIT: u8 = 8;
+const TCP_LAST_ACK: u8 = 9;
+
+/// True when the peer's FIN has arrived on this socket, read or not (the kernel then holds it
+/// in CLOSE_WAIT, or LAST_ACK once we sent ours): the peer closed first.
+pub(crate) fn peer_sent_fin(stream: &impl std::os::fd::AsRawFd) -> bool {
+    matches!(
+        tcp_state(stream.as_raw_fd()),
+        Some(TCP_CLOSE_WAIT | TCP_LAST_ACK)
+    )
+}
 
 /// The kernel's TCP state of a socket (`tcpi_state` of `TCP_INFO`), `None` if it cannot be read.
 #[cfg(target_os = "linux")]

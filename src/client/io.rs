@@ -2,7 +2,6 @@ use std::{
     fmt,
     future::Future,
     io::{self, IoSlice},
-    os::fd::AsRawFd,
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll},
@@ -127,12 +126,7 @@ impl UpstreamStream {
         if self.peer_fin_first {
             return;
         }
-        if let Some(s) = &self.inner {
-            self.peer_fin_first = matches!(
-                sys::tcp_state(s.as_raw_fd()),
-                Some(sys::TCP_CLOSE_WAIT | sys::TCP_LAST_ACK)
-            );
-        }
+        self.peer_fin_first = self.inner.as_ref().is_some_and(sys::peer_sent_fin);
     }
 
     fn record_error(&mut self, e: &io::Error) {
