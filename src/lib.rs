@@ -32,15 +32,16 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "census")]
+pub mod census;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(any(feature = "server", feature = "client"))]
 mod close;
 #[cfg(feature = "exporter")]
 pub mod exporter;
 #[cfg(feature = "lease")]
 pub mod lease;
-#[cfg(feature = "census")]
-pub mod census;
 pub mod metrics;
 pub mod policy;
 #[cfg(feature = "server")]
