@@ -49,7 +49,7 @@ impl ListenerBuilder {
     }
 
     /// Caps concurrent connections: beyond it, new connections wait in the kernel's accept queue
-    /// until one closes. Default: no cap.
+    /// until one closes. Default: no cap. `Some(0)` is refused when binding.
     pub fn max_connections(mut self, max: Option<usize>) -> Self {
         self.max_connections = max;
         self
@@ -58,6 +58,8 @@ impl ListenerBuilder {
     /// Binds to the first address `addr` resolves to that can be bound.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<HygienicListener, BindError> {
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.validate()
+            .map_err(|e| BindError::new("validate the listener settings", unspecified, e))?;
         let addrs = tokio::net::lookup_host(addr)
             .await
             .map_err(|e| BindError::new("resolve the listen address", unspecified, e))?;
@@ -85,6 +87,7 @@ impl ListenerBuilder {
     /// Adopts an already bound listener (from systemd socket activation, say). Its backlog was
     /// chosen by whoever called `listen()`; the policy still applies to accepted sockets.
     pub fn from_std(self, listener: std::net::TcpListener) -> io::Result<HygienicListener> {
+        self.validate()?;
         listener.set_nonblocking(true)?;
         let report = self
             .policy
@@ -92,6 +95,17 @@ impl ListenerBuilder {
         let backlog = EffectiveBacklog::new(self.policy.backlog(), crate::policy::read_somaxconn());
         let listener = TcpListener::from_std(listener)?;
         Ok(self.finish(listener, report, backlog))
+    }
+
+    /// A cap of zero connections would never accept anything: refuse it, naming the setting.
+    fn validate(&self) -> io::Result<()> {
+        if self.max_connections == Some(0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid listener setting: max connections = 0; expected at least 1, or None for no cap",
+            ));
+        }
+        Ok(())
     }
 
     fn finish(

@@ -1,0 +1,339 @@
+//! Every configuration value is validated: each builder, given a bad value for each of its
+//! settings, returns a typed error whose message names the setting and the value.
+#![cfg(all(
+    feature = "server",
+    feature = "client",
+    feature = "exporter",
+    feature = "census"
+))]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use conn_hygiene::{
+    client::{ClientConfigError, HygienicClient, UpstreamConfig},
+    exporter::{ExporterBuilder, ExporterError, Matcher},
+    lease::{LeaseConfigError, LeaseTracker},
+    policy::{Keepalive, Linger, PolicyError, SocketPolicy},
+    server::{ConnectionLimits, HygienicListener, LimitsError},
+};
+use conn_hygiene_census::{findings::ThresholdError, Thresholds};
+use http_body_util::Empty;
+
+/// Asserts that `err` is the expected variant and that its message carries every fragment
+/// (the setting's name, the bad value).
+fn check<E: std::fmt::Display + std::fmt::Debug + PartialEq>(
+    err: E,
+    expected: E,
+    fragments: &[&str],
+) {
+    assert_eq!(err, expected);
+    let msg = err.to_string();
+    for f in fragments {
+        assert!(msg.contains(f), "{msg:?} should name {f:?}");
+    }
+}
+
+fn ka(idle: Duration, interval: Duration, probes: u32) -> Option<Keepalive> {
+    Some(Keepalive::new(idle, interval, probes))
+}
+
+#[test]
+fn socket_policy_names_each_bad_setting_and_value() {
+    let s = Duration::from_secs;
+    let b = SocketPolicy::builder;
+    let cases: Vec<(_, PolicyError, &[&str])> = vec![
+        (
+            b().keepalive(ka(Duration::from_millis(500), s(1), 3)),
+            PolicyError::KeepaliveIdle {
+                value: Duration::from_millis(500),
+            },
+            &["keepalive idle", "500ms"],
+        ),
+        (
+            b().keepalive(ka(s(10), s(40_000), 3)),
+            PolicyError::KeepaliveInterval { value: s(40_000) },
+            &["keepalive interval", "40000s"],
+        ),
+        (
+            b().keepalive(ka(s(10), s(1), 128)).user_timeout(None),
+            PolicyError::KeepaliveProbes { value: 128 },
+            &["keepalive probes", "128"],
+        ),
+        (
+            b().keepalive(None).user_timeout(Some(s(30 * 24 * 3600))),
+            PolicyError::UserTimeout {
+                value: s(30 * 24 * 3600),
+                probing_window: None,
+            },
+            &["user timeout", "2592000s"],
+        ),
+        (
+            b().keepalive(ka(s(10), s(5), 2)).user_timeout(Some(s(19))),
+            PolicyError::UserTimeout {
+                value: s(19),
+                probing_window: Some(s(20)),
+            },
+            &["user timeout", "19s", "20s"],
+        ),
+        (
+            b().linger(Linger::Graceful(s(301))),
+            PolicyError::LingerTimeout { value: s(301) },
+            &["linger", "301s"],
+        ),
+        (
+            b().recv_buffer_size(Some(512)),
+            PolicyError::RecvBufferSize { value: 512 },
+            &["recv buffer size", "512"],
+        ),
+        (
+            b().send_buffer_size(Some(0)),
+            PolicyError::SendBufferSize { value: 0 },
+            &["send buffer size", "0"],
+        ),
+        (
+            b().backlog(70_000),
+            PolicyError::Backlog { value: 70_000 },
+            &["backlog", "70000"],
+        ),
+    ];
+    for (builder, expected, fragments) in cases {
+        check(builder.build().unwrap_err(), expected, fragments);
+    }
+}
+
+#[test]
+fn connection_limits_name_each_bad_setting_and_value() {
+    let tiny = Duration::from_micros(999);
+    let b = ConnectionLimits::builder;
+    let cases: Vec<(_, LimitsError, &[&str])> = vec![
+        (
+            b().idle_timeout(Some(tiny)),
+            LimitsError::IdleTimeout { value: tiny },
+            &["idle timeout", "999µs"],
+        ),
+        (
+            b().header_timeout(Some(Duration::ZERO)),
+            LimitsError::HeaderTimeout {
+                value: Duration::ZERO,
+            },
+            &["header timeout", "0ns"],
+        ),
+        (
+            b().max_age(Some(tiny)),
+            LimitsError::MaxAge { value: tiny },
+            &["max age", "999µs"],
+        ),
+        (
+            b().max_requests(Some(0)),
+            LimitsError::MaxRequests { value: 0 },
+            &["max requests", "0"],
+        ),
+        (
+            b().max_tracked(0),
+            LimitsError::MaxTracked { value: 0 },
+            &["max tracked", "0"],
+        ),
+    ];
+    for (builder, expected, fragments) in cases {
+        check(builder.build().unwrap_err(), expected, fragments);
+    }
+}
+
+#[tokio::test]
+async fn listener_refuses_a_zero_connection_cap() {
+    // A cap of zero would accept nothing, ever: refused when binding, naming the setting.
+    let err = HygienicListener::builder()
+        .max_connections(Some(0))
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("max connections = 0"), "{msg}");
+    let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let err = HygienicListener::builder()
+        .max_connections(Some(0))
+        .from_std(std)
+        .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("max connections = 0"), "{err}");
+}
+
+#[test]
+fn client_names_each_bad_setting_and_value() {
+    let tiny = Duration::from_micros(10);
+    let u = UpstreamConfig::new;
+    let cases: Vec<(_, ClientConfigError, &[&str])> = vec![
+        (
+            u().idle_timeout(tiny),
+            ClientConfigError::IdleTimeout { value: tiny },
+            &["idle timeout", "10µs"],
+        ),
+        (
+            u().server_keep_alive(Some(tiny)),
+            ClientConfigError::ServerKeepAlive { value: tiny },
+            &["server keep-alive", "10µs"],
+        ),
+        (
+            u().max_open(Some(0)),
+            ClientConfigError::MaxOpen { value: 0 },
+            &["max open", "0"],
+        ),
+        (
+            u().acquire_timeout(Duration::ZERO),
+            ClientConfigError::AcquireTimeout {
+                value: Duration::ZERO,
+            },
+            &["acquire timeout", "0ns"],
+        ),
+        (
+            u().connect_timeout(Some(tiny)),
+            ClientConfigError::ConnectTimeout { value: tiny },
+            &["connect timeout", "10µs"],
+        ),
+        (
+            u().max_age(Some(tiny)),
+            ClientConfigError::MaxAge { value: tiny },
+            &["max age", "10µs"],
+        ),
+        (
+            u().max_requests(Some(0)),
+            ClientConfigError::MaxRequests { value: 0 },
+            &["max requests", "0"],
+        ),
+        (
+            u().leak_threshold(Some(tiny)),
+            ClientConfigError::LeakThreshold { value: tiny },
+            &["leak threshold", "10µs"],
+        ),
+    ];
+    for (config, expected, fragments) in cases {
+        // As the default and as one upstream's settings.
+        let err = HygienicClient::builder()
+            .default_upstream(config.clone())
+            .build::<Empty<Bytes>>()
+            .unwrap_err();
+        check(err, expected.clone(), fragments);
+        let err = HygienicClient::builder()
+            .upstream("127.0.0.1:80", config)
+            .build::<Empty<Bytes>>()
+            .unwrap_err();
+        check(err, expected, fragments);
+    }
+    let err = HygienicClient::builder()
+        .upstream("no-port", UpstreamConfig::new())
+        .build::<Empty<Bytes>>()
+        .unwrap_err();
+    check(
+        err,
+        ClientConfigError::Upstream {
+            value: "no-port".into(),
+        },
+        &["upstream", "no-port"],
+    );
+}
+
+#[test]
+fn lease_tracker_names_each_bad_setting_and_value() {
+    let err = LeaseTracker::builder("pool")
+        .leak_threshold(Some(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    check(
+        err,
+        LeaseConfigError::ZeroLeakThreshold,
+        &["leak_threshold", "0ns"],
+    );
+    let err = LeaseTracker::builder("pool")
+        .max_tracked(0)
+        .build()
+        .unwrap_err();
+    check(err, LeaseConfigError::ZeroMaxTracked, &["max_tracked", "0"]);
+}
+
+#[test]
+fn census_thresholds_name_each_bad_setting_and_value() {
+    let b = Thresholds::builder;
+    let cases: Vec<(_, ThresholdError, &[&str])> = vec![
+        (
+            b().time_wait(200, 100),
+            ThresholdError::TimeWait {
+                warning: 200,
+                critical: 100,
+            },
+            &["time_wait", "200", "100"],
+        ),
+        (
+            b().port_headroom_percent(5.0, 20.0),
+            ThresholdError::PortHeadroom {
+                warning: 5.0,
+                critical: 20.0,
+            },
+            &["port_headroom_percent", "5", "20"],
+        ),
+        (
+            b().fd_usage_percent(80.0, 150.0),
+            ThresholdError::FdUsage {
+                warning: 80.0,
+                critical: 150.0,
+            },
+            &["fd_usage_percent", "150"],
+        ),
+        (
+            b().conntrack_percent(-1.0, 95.0),
+            ThresholdError::Conntrack {
+                warning: -1.0,
+                critical: 95.0,
+            },
+            &["conntrack_percent", "-1"],
+        ),
+        (
+            b().min_port_range_width(70_000),
+            ThresholdError::MinPortRangeWidth(70_000),
+            &["min_port_range_width", "70000"],
+        ),
+    ];
+    for (builder, expected, fragments) in cases {
+        check(builder.build().unwrap_err(), expected, fragments);
+    }
+}
+
+#[test]
+fn exporter_names_each_bad_setting_and_value() {
+    let m = || Matcher::Full("conn_hygiene_x_seconds".into());
+    let err = ExporterBuilder::default()
+        .buckets(m(), &[])
+        .build()
+        .unwrap_err();
+    check(
+        err,
+        ExporterError::EmptyBuckets { matcher: m() },
+        &["buckets", "conn_hygiene_x_seconds", "empty"],
+    );
+    let err = ExporterBuilder::default()
+        .buckets(m(), &[1.0, 0.5])
+        .build()
+        .unwrap_err();
+    check(
+        err,
+        ExporterError::InvalidBuckets {
+            matcher: m(),
+            bounds: vec![1.0, 0.5],
+        },
+        &["buckets", "conn_hygiene_x_seconds", "[1.0, 0.5]"],
+    );
+    let err = ExporterBuilder::default()
+        .buckets(m(), &[0.1, f64::NAN])
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("NaN"), "{err}");
+    let err = ExporterBuilder::default()
+        .upkeep_interval(Some(Duration::ZERO))
+        .build()
+        .unwrap_err();
+    check(
+        err,
+        ExporterError::ZeroUpkeepInterval,
+        &["upkeep_interval", "0s"],
+    );
+}
