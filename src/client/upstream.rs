@@ -367,13 +367,6 @@ impl Upstream {
         }
         self.metrics.closed[closer as usize][reason.index()].increment(1);
         self.metrics.requests_per_connection.record(requests as f64);
-        eprintln!(
-            "DEBUG close id={} reqs={} closer={} reason={}",
-            conn.id,
-            requests,
-            closer.as_str(),
-            reason.as_str()
-        );
         tracing::trace!(upstream = %self.name, id = conn.id, closer = closer.as_str(),
             reason = reason.as_str(), requests, "outbound connection closed");
     }
