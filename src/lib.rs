@@ -6,29 +6,62 @@
 //! - [`server`] (feature `server`): a [`HygienicListener`](server::HygienicListener) and a tower
 //!   layer that track every connection from accept to close, enforce idle, header, age and
 //!   request limits, close half-closed connections, drain on shutdown, and count who closed
-//!   first.
+//!   first. Works with `axum::serve`, the crate's own hyper-util loop, and tonic.
+//! - [`client`] (feature `client`): a pooled HTTP client over hyper-util with explicit close
+//!   ordering, per-upstream pool limits, and leases that record the line that took them.
+//! - [`lease`] (feature `lease`): lease tracking and leak reports for any pool; [`testing`] fails
+//!   a test that leaks.
+//! - `census` (feature `census`, Linux): the host's TCP table through netlink, attributed to your
+//!   listeners, upstreams and lease sites by a background sampler, with findings.
+//! - `exporter` (feature `exporter`): a Prometheus page for all of it.
 //! - [`metrics`]: every metric name, emitted through the `metrics` facade.
 //!
 //! # Example
 //!
-//! Two lines turn an axum service into a hygienic one:
+//! A service behind the hygienic listener, called through the pooled client; both ends then
+//! report what happened to the connection.
 //!
-//! ```no_run
-//! use axum::{routing::get, Router};
-//! use conn_hygiene::server::{HygienicListener, TrackConnection};
-//!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let app = Router::new().route("/", get(|| async { "hello" }));
-//! let listener = HygienicListener::bind("0.0.0.0:8080").await?;
-//! axum::serve(listener, TrackConnection::new(app)).await?;
-//! # Ok(()) }
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+//! # #[cfg(all(feature = "axum", feature = "client"))]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use axum::{routing::get, Router};
+//! use bytes::Bytes;
+//! use conn_hygiene::{
+//!     client::{Closer, HygienicClient},
+//!     server::{HygienicListener, TrackConnection},
+//! };
+//! use http_body_util::{BodyExt, Empty};
+//!
+//! let app = Router::new().route("/", get(|| async { "hello" }));
+//! let listener = HygienicListener::bind("127.0.0.1:0").await?;
+//! let (addr, registry) = (listener.local_addr(), listener.registry().clone());
+//! tokio::spawn(async move { axum::serve(listener, TrackConnection::new(app)).await });
+//!
+//! let client = HygienicClient::builder().build::<Empty<Bytes>>()?;
+//! for _ in 0..3 {
+//!     let res = client.get(format!("http://{addr}/").parse()?).await?;
+//!     assert_eq!(res.into_body().collect().await?.to_bytes(), "hello");
+//! }
+//! // One pooled connection carried the three requests; the server advertised its idle timeout.
+//! let upstream = &client.snapshot()[0];
+//! assert_eq!(upstream.totals.connects, 1);
+//! assert_eq!(upstream.learned_keep_alive, Some(std::time::Duration::from_secs(75)));
+//! assert_eq!(registry.snapshot().connections[0].requests, 3);
+//!
+//! // Dropping the client closes its idle connection: the client closed first, and the server
+//! // saw it that way.
+//! drop(client);
+//! while registry.totals().closed == 0 {
+//!     tokio::task::yield_now().await;
+//! }
+//! assert_eq!(registry.totals().closed_by(Closer::Peer), 1);
+//! # Ok(()) }
+//! # #[cfg(not(all(feature = "axum", feature = "client")))]
+//! # fn main() {}
+//! ```
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

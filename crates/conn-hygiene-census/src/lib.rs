@@ -48,12 +48,8 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, rust_2018_idioms, unreachable_pub)]
 #![deny(unsafe_code)]
 
 pub mod counters;
