@@ -420,6 +420,21 @@ fn summary(
         snap.host.get(TcpState::CloseWait),
         snap.process.get(TcpState::CloseWait)
     );
+    let walk = snap
+        .cost
+        .walk
+        .map(|w| {
+            format!(
+                "{:.2} ms for {} sockets",
+                w.as_secs_f64() * 1e3,
+                snap.cost.sockets_walked
+            )
+        })
+        .unwrap_or_else(|| "-".into());
+    println!(
+        "   sampler cost: counters tier {:.0} us, full walk {walk}",
+        snap.cost.counters.as_secs_f64() * 1e6
+    );
     let t = service.totals();
     println!("   service: {} connections, {} closed", t.opened, t.closed);
     for u in client.snapshot() {
