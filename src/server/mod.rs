@@ -26,6 +26,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # `axum::serve` or [`Server`]
+//!
+//! Both track every connection and enforce every limit. `axum::serve` owns its connections, so
+//! there a retiring HTTP/2 connection (max requests, max age, shutdown) is closed at a moment no
+//! stream is in flight rather than with a GOAWAY, and a graceful shutdown's deadline is applied
+//! through [`ConnectionRegistry::graceful_shutdown`]. [`Server`] sends GOAWAY, takes hyper-util's
+//! HTTP/1 and HTTP/2 settings, and returns a [`ShutdownReport`] of what drained and what was cut.
+//!
 //! # Who closes first
 //!
 //! The side that sends the first FIN holds TIME_WAIT for 60 s. By default the listener
