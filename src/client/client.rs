@@ -22,7 +22,7 @@ use hyper_util::{
 use pin_project_lite::pin_project;
 
 use super::{
-    config::{ClientConfigError, CloseOrder, UpstreamConfig},
+    config::{ClientConfigError, UpstreamConfig},
     conn::UpstreamConnection,
     connector::HygienicConnector,
     upstream::{authority_of, AcquireTimeout, Upstream, UpstreamSnapshot, Upstreams},
@@ -215,9 +215,10 @@ where
             || cfg.max_age.is_some()
             || cfg.max_idle < self.upstreams.pool_max_idle)
             .then(|| capture_connection(&mut req));
-        let replay = (upstream.config.close_order == CloseOrder::ServerFirst
-            && is_replayable(&req))
-        .then(|| clone_request(&req));
+        // Whatever the close order: closing first only avoids the keep-alive race with a
+        // server that keeps its advertised timeout, and an upstream may close an idle
+        // connection at any time (a restart, a load balancer's idle reset).
+        let replay = is_replayable(&req).then(|| clone_request(&req));
         let client = self.inner.clone();
         ResponseFuture {
             inner: Box::pin(send(client, upstream, req, replay, lease, capture)),
@@ -279,16 +280,20 @@ async fn send<B>(
     client: Client<HygienicConnector, B>,
     upstream: Arc<Upstream>,
     req: Request<B>,
-    mut replay: Option<Request<B>>,
+    replay: Option<Request<B>>,
     lease: Lease,
     capture: Option<CaptureConnection>,
 ) -> Result<Response<LeasedBody>, Error>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Clone + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     let mut req = req;
+    // Each stale failure discards one pooled connection, and a fresh connection never counts
+    // as stale, so the retries are bounded by the idle connections the pool can hold; the
+    // bound below only guards against a pool refilled by other requests meanwhile.
+    let mut retries_left = upstream.config.max_idle + 1;
     loop {
         match client.request(req).await {
             Ok(res) => {
@@ -317,12 +322,13 @@ where
                             .awaiting_response
                             .load(std::sync::atomic::Ordering::Acquire)
                 });
-                match replay.take() {
-                    Some(again) if stale => {
+                match replay.as_ref() {
+                    Some(again) if stale && retries_left > 0 => {
+                        retries_left -= 1;
                         upstream.retried();
                         tracing::debug!(upstream = %upstream.name, error = %e,
-                            "reused connection closed by the server; retrying the replayable request once");
-                        req = again;
+                            "reused connection closed by the server; retrying the replayable request");
+                        req = clone_request(again);
                     }
                     _ => return Err(Error::from_client(e, upstream.name.clone())),
                 }

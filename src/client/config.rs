@@ -4,7 +4,7 @@ use std::{fmt, net::IpAddr, sync::Arc, time::Duration};
 ///
 /// | order | who closes idle connections | TIME_WAIT | keep-alive race |
 /// |---|---|---|---|
-/// | [`ClientFirst`](CloseOrder::ClientFirst) | the client, before the server's keep-alive timeout | on the client, spread over its ephemeral ports (one per closed connection) | avoided: the connection is retired before the server could close it |
+/// | [`ClientFirst`](CloseOrder::ClientFirst) | the client, before the server's keep-alive timeout | on the client, spread over its ephemeral ports (one per closed connection) | avoided: the connection is retired before the server could close it; a server that closes earlier anyway is handled as below |
 /// | [`AbortOnIdle`](CloseOrder::AbortOnIdle) | the client, with a reset (`SO_LINGER` 0) | none, on either side | avoided, as above |
 /// | [`ServerFirst`](CloseOrder::ServerFirst) | the server, at its keep-alive timeout | on the server, on its listening port | handled: a replayable request that fails on a reused connection before any response byte is retried once |
 ///
