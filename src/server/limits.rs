@@ -141,7 +141,8 @@ impl ConnectionLimitsBuilder {
     }
 
     /// Hard bound on connections listed in registry snapshots; connections beyond it are still
-    /// served and counted (`untracked`), but not listed. Default: 262144.
+    /// served, retired and cut by shutdown, and counted (`untracked`), but not listed.
+    /// Default: 262144.
     pub fn max_tracked(mut self, n: usize) -> Self {
         self.limits.max_tracked = n;
         self

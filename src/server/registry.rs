@@ -117,7 +117,8 @@ pub struct RegistryTotals {
     pub half_closed_in_flight: u64,
     /// Connections cut at the shutdown deadline.
     pub shutdown_cut: u64,
-    /// Connections served but not listed in snapshots because the tracking bound was reached.
+    /// Connections opened while the tracking bound was reached: served, and reached by
+    /// shutdown, but not listed in snapshots.
     pub untracked: u64,
     closed_by_reason: [u64; 12],
     closed_by_closer: [u64; 5],
@@ -141,7 +142,7 @@ impl RegistryTotals {
 pub struct RegistrySnapshot {
     /// The listener's name.
     pub listener: String,
-    /// Live connections, in accept order.
+    /// Live connections, in accept order (at most the tracking bound, the oldest first).
     pub connections: Vec<ConnectionSnapshot>,
     /// Cumulative counters.
     pub totals: RegistryTotals,
@@ -281,12 +282,14 @@ impl RegistryInner {
         self.opened.fetch_add(1, Ordering::Relaxed);
         self.live_count.fetch_add(1, Ordering::AcqRel);
         {
+            // Every live connection stays reachable, so that shutdown can retire it and cut it
+            // at the deadline; the bound caps what snapshots list (and copy), and connections
+            // opened beyond it are counted as untracked.
             let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            if live.len() < self.limits.max_tracked {
-                live.insert(id, conn.clone());
-            } else {
+            if live.len() >= self.limits.max_tracked {
                 self.untracked.fetch_add(1, Ordering::Relaxed);
             }
+            live.insert(id, conn.clone());
         }
         self.metrics.opened.increment(1);
         if let Some(g) = self.metrics.state(ConnState::New) {
@@ -507,6 +510,7 @@ impl ConnectionRegistry {
                 .inner
                 .live_conns()
                 .iter()
+                .take(self.inner.limits.max_tracked)
                 .map(|c| c.snapshot())
                 .collect(),
             totals: self.totals(),
