@@ -131,6 +131,7 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
         let server = start(mode, listener(limits), LONG).await;
         let port = server.addr.port();
         let mut client = TcpStream::connect(server.addr).await.unwrap();
+        let client_port = client.local_addr().unwrap().port();
         let res = get(&mut client, "/").await.unwrap();
         assert_eq!(res.status, 200);
         // A sub-second idle timeout cannot be advertised in whole seconds: no header.
@@ -149,7 +150,7 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
                 "-tan",
                 "state",
                 "time-wait",
-                &format!("( sport = :{port} )"),
+                &format!("( sport = :{port} and dport = :{client_port} )"),
             ])
             .len()
                 == 1
