@@ -19,7 +19,7 @@ use std::{
 pub const INNER_ENV: &str = "CONN_HYGIENE_IN_NETNS";
 
 /// How long an inner run may take.
-const INNER_TIMEOUT: Duration = Duration::from_secs(90);
+const INNER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Whether this is the inner run, inside the private namespace.
 pub fn in_netns() -> bool {
@@ -29,11 +29,20 @@ pub fn in_netns() -> bool {
 /// Runs the `#[ignore]` test `inner` of this test binary in a fresh network namespace and
 /// panics, with its output, unless it passes. Prints the inner run's output when it passes.
 pub fn run_in_netns(inner: &str) {
+    run_in_netns_with(inner, &[]);
+}
+
+/// Like [`run_in_netns`], setting `sysctls` (`name=value`) in the namespace first.
+pub fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
     assert!(!in_netns(), "{inner}: already inside the namespace");
     let exe = std::env::current_exe().expect("current_exe");
-    let script = "ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0 && exec \"$0\" \"$@\"";
+    let mut script = String::from("ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0");
+    for s in sysctls {
+        script.push_str(&format!(" && sysctl -qw '{s}'"));
+    }
+    script.push_str(" && exec \"$0\" \"$@\"");
     let mut child = Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", script])
+        .args(["-n", "--", "sh", "-c", &script])
         .arg(&exe)
         .args([
             "--exact",
