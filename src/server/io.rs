@@ -71,7 +71,8 @@ pub struct TrackedStream {
     deadline: Option<(Instant, Expiry)>,
     timer_epoch: u32,
     timer_dirty: bool,
-    header_started: Option<(Instant, u32)>,
+    /// Epoch at which the first byte of a request arrived, and when (taken lazily).
+    header_started: Option<(Option<Instant>, u32)>,
     preface_pos: u8,
     peer_eof: bool,
     driver_told: bool,
@@ -135,20 +136,15 @@ impl TrackedStream {
     fn header_epoch_valid(&self, epoch: u32) -> Option<Instant> {
         self.header_started
             .filter(|(_, e)| *e == epoch)
-            .map(|(t, _)| t)
+            .map(|(t, _)| t.unwrap_or_else(Instant::now))
     }
 
-    fn compute_deadline(&self, epoch: u32) -> Option<(Instant, Expiry)> {
-        let limit = self.limit_deadline(epoch);
+    fn compute_deadline(&self, epoch: u32, now: Instant) -> Option<(Instant, Expiry)> {
+        let limit = self.limit_deadline(epoch, now);
         // A whole request can start and end in other code without this stream being polled
         // (no wake-up is sent for it), and its idle period cannot start before now: so never
         // sleep past now + idle timeout without rechecking.
-        let recheck = self
-            .shared()
-            .registry
-            .limits
-            .idle_timeout
-            .map(|t| Instant::now() + t);
+        let recheck = self.shared().registry.limits.idle_timeout.map(|t| now + t);
         match (limit, recheck) {
             (Some((at, kind)), Some(r)) if at <= r || kind == Expiry::Retire => Some((at, kind)),
             (_, Some(r)) => Some((r, Expiry::Recheck)),
@@ -156,7 +152,7 @@ impl TrackedStream {
         }
     }
 
-    fn limit_deadline(&self, epoch: u32) -> Option<(Instant, Expiry)> {
+    fn limit_deadline(&self, epoch: u32, now: Instant) -> Option<(Instant, Expiry)> {
         let c = self.shared();
         let reg = &c.registry;
         if !(c.has(flags::TRACKED) || reg.layer_seen.load(Ordering::Acquire)) {
@@ -170,7 +166,7 @@ impl TrackedStream {
             return if self.driver_told {
                 None
             } else {
-                Some((Instant::now(), Expiry::Retire))
+                Some((now, Expiry::Retire))
             };
         }
         let header_start = if c.has(flags::H2) {
@@ -201,8 +197,16 @@ impl TrackedStream {
             if self.timer_dirty || epoch != self.timer_epoch {
                 self.timer_dirty = false;
                 self.timer_epoch = epoch;
-                self.deadline = self.compute_deadline(epoch);
-                self.arm();
+                let now = Instant::now();
+                // The header timer starts when the first byte of a request was seen; the time
+                // is taken here, on the first recompute after it, not on the read itself.
+                if let Some((None, e)) = self.header_started {
+                    if e == epoch {
+                        self.header_started = Some((Some(now), e));
+                    }
+                }
+                self.deadline = self.compute_deadline(epoch, now);
+                self.arm(now);
             }
             let (_, kind) = self.deadline?;
             if kind == Expiry::Retire {
@@ -228,12 +232,12 @@ impl TrackedStream {
     /// Points the timer at the current deadline. A timer already armed for an earlier instant
     /// that has not passed is kept, as a recheck: it fires early and the deadline is recomputed
     /// then. In steady keep-alive traffic this keeps timer-wheel work off the per-request path.
-    fn arm(&mut self) {
+    fn arm(&mut self, now: Instant) {
         let Some((at, kind)) = self.deadline else {
             return;
         };
         if let Some(armed) = self.timer_armed {
-            if armed <= at && armed > Instant::now() {
+            if armed <= at && armed > now {
                 if armed < at {
                     self.deadline = Some((armed, Expiry::Recheck));
                 } else {
@@ -284,7 +288,7 @@ impl TrackedStream {
         what.result()
     }
 
-    fn on_peer_eof(&mut self) -> Poll<io::Result<()>> {
+    fn on_peer_eof(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let conn = self.conn.0.clone();
         let c = &*conn;
         c.set(flags::PEER_FIN);
@@ -302,6 +306,7 @@ impl TrackedStream {
             HalfClose::Finish => {
                 // Hide the EOF until the response in flight is done; the in-flight guard wakes us.
                 self.peer_eof = true;
+                c.io_waker.register(cx.waker());
                 if c.in_flight.load(Ordering::Acquire) == 0 {
                     Poll::Ready(Ok(()))
                 } else {
@@ -379,19 +384,15 @@ impl AsyncRead for TrackedStream {
         if this.conn.0.has(flags::CUT) {
             return Poll::Ready(this.inject(Injected::Cut));
         }
-        this.conn.0.io_waker.register(cx.waker());
         if this.peer_eof {
+            this.conn.0.io_waker.register(cx.waker());
             return if this.conn.0.in_flight.load(Ordering::Acquire) == 0 {
                 Poll::Ready(Ok(()))
             } else {
                 Poll::Pending
             };
         }
-        if let Some(kind) = this.poll_expiry(cx) {
-            if let Some(result) = this.expire(kind) {
-                return Poll::Ready(result);
-            }
-        }
+        // Read first: timers and wake-ups only matter on the way to `Pending`.
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
@@ -400,7 +401,7 @@ impl AsyncRead for TrackedStream {
             Poll::Ready(Ok(())) => {
                 let read = &buf.filled()[before..];
                 if read.is_empty() {
-                    return this.on_peer_eof();
+                    return this.on_peer_eof(cx);
                 }
                 let c: &ConnShared = &this.conn.0;
                 if usize::from(this.preface_pos) < H2_PREFACE.len() {
@@ -423,8 +424,17 @@ impl AsyncRead for TrackedStream {
                 {
                     let epoch = c.epoch.load(Ordering::Acquire);
                     if this.header_started.is_none_or(|(_, e)| e != epoch) {
-                        this.header_started = Some((Instant::now(), epoch));
+                        this.header_started = Some((None, epoch));
                         this.timer_dirty = true;
+                    }
+                }
+                // A peer that keeps trickling bytes never lets the read go `Pending`: check the
+                // timer here too (a flag read, no clock) so a header timeout still cuts it.
+                if this.timer.as_ref().is_some_and(|t| t.is_elapsed()) {
+                    if let Some(kind) = this.poll_expiry(cx) {
+                        if let Some(result) = this.expire(kind) {
+                            return Poll::Ready(result);
+                        }
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -433,7 +443,15 @@ impl AsyncRead for TrackedStream {
                 this.record_io_error(&e);
                 Poll::Ready(Err(e))
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                this.conn.0.io_waker.register(cx.waker());
+                if let Some(kind) = this.poll_expiry(cx) {
+                    if let Some(result) = this.expire(kind) {
+                        return Poll::Ready(result);
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 }
