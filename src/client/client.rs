@@ -193,11 +193,19 @@ where
     /// Sends a request. The lease it takes records this call's location.
     #[track_caller]
     pub fn request(&self, req: Request<B>) -> ResponseFuture {
-        let upstream = match authority_of(req.uri()) {
-            Some(a) => match self.upstreams.get(&a) {
-                Ok(u) => u,
-                Err(e) => return ResponseFuture::failed(Error::config(e)),
-            },
+        // A URI with an explicit port names its upstream as is: no allocation on the hot path.
+        let explicit = req
+            .uri()
+            .authority()
+            .filter(|a| a.port().is_some() && !a.as_str().contains('@'))
+            .map(|a| a.as_str());
+        let found = match explicit {
+            Some(a) => Some(self.upstreams.get(a)),
+            None => authority_of(req.uri()).map(|a| self.upstreams.get(&a)),
+        };
+        let upstream = match found {
+            Some(Ok(u)) => u,
+            Some(Err(e)) => return ResponseFuture::failed(Error::config(e)),
             None => {
                 return ResponseFuture::failed(Error::new(
                     Kind::InvalidUri,

@@ -275,8 +275,13 @@ impl ClientConn {
             self.retire(ClientCloseReason::MaxIdle);
         }
         self.set_state(ClientConnState::Leased, ClientConnState::Idle);
-        self.io_waker.wake();
-        self.retire_reason().is_some()
+        // The stream keeps a recheck timer armed while leased, so only a retirement needs it
+        // woken now.
+        let retiring = self.retire_reason().is_some();
+        if retiring {
+            self.io_waker.wake();
+        }
+        retiring
     }
 
     pub(crate) fn idle_since(&self) -> Instant {

@@ -32,7 +32,8 @@ pub struct UpstreamStream {
     inner: Option<TcpStream>,
     conn: Arc<ClientConn>,
     timer: Option<Pin<Box<Sleep>>>,
-    deadline: Option<(Instant, ClientCloseReason)>,
+    timer_armed: Option<Instant>,
+    deadline: Option<(Instant, Option<ClientCloseReason>)>,
     timer_epoch: u32,
     eof_injected: bool,
     shutdown_started: bool,
@@ -60,6 +61,7 @@ impl UpstreamStream {
             inner: Some(stream),
             conn,
             timer: None,
+            timer_armed: None,
             deadline: None,
             timer_epoch: u32::MAX,
             eof_injected: false,
@@ -76,23 +78,27 @@ impl UpstreamStream {
         UpstreamConnection(self.conn.clone())
     }
 
-    fn compute_deadline(&self) -> Option<(Instant, ClientCloseReason)> {
+    /// The next deadline, `None` as reason for a recheck: a response can end in another task
+    /// without waking this stream, and the idle period cannot start before `now`, so the
+    /// stream never sleeps past `now + idle timeout` without recomputing.
+    fn compute_deadline(&self, now: Instant) -> (Instant, Option<ClientCloseReason>) {
         let c = &*self.conn;
+        let recheck = (now + c.upstream.effective_idle_timeout(), None);
         if c.state() != ClientConnState::Idle || c.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
+            return recheck;
         }
         if let Some(reason) = c.retire_reason() {
-            return Some((Instant::now(), reason));
+            return (now, Some(reason));
         }
         let idle = (
             c.idle_since() + c.upstream.effective_idle_timeout(),
-            ClientCloseReason::IdleTimeout,
+            Some(ClientCloseReason::IdleTimeout),
         );
         match c.upstream.config.max_age {
             Some(age) if c.opened + age < idle.0 => {
-                Some((c.opened + age, ClientCloseReason::MaxAge))
+                (c.opened + age, Some(ClientCloseReason::MaxAge))
             }
-            _ => Some(idle),
+            _ => idle,
         }
     }
 
@@ -102,11 +108,20 @@ impl UpstreamStream {
             let epoch = self.conn.epoch.load(Ordering::Acquire);
             if epoch != self.timer_epoch {
                 self.timer_epoch = epoch;
-                self.deadline = self.compute_deadline();
-                if let Some((at, _)) = self.deadline {
-                    match &mut self.timer {
-                        Some(t) => t.as_mut().reset(at),
-                        None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                let now = Instant::now();
+                let (at, reason) = self.compute_deadline(now);
+                // Keep an earlier timer that has not fired: it becomes a recheck.
+                match self.timer_armed {
+                    Some(armed) if armed > now && armed <= at => {
+                        self.deadline = Some((armed, if armed < at { None } else { reason }));
+                    }
+                    _ => {
+                        match &mut self.timer {
+                            Some(t) => t.as_mut().reset(at),
+                            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                        }
+                        self.timer_armed = Some(at);
+                        self.deadline = Some((at, reason));
                     }
                 }
             }
@@ -115,8 +130,13 @@ impl UpstreamStream {
             if timer.as_mut().poll(cx).is_pending() {
                 return None;
             }
-            if self.conn.epoch.load(Ordering::Acquire) == self.timer_epoch {
-                return Some(reason);
+            self.timer_armed = None;
+            match reason {
+                Some(r) if self.conn.epoch.load(Ordering::Acquire) == self.timer_epoch => {
+                    return Some(r)
+                }
+                // A recheck, or the connection changed: recompute.
+                _ => self.timer_epoch = self.timer_epoch.wrapping_sub(1),
             }
         }
         None
