@@ -229,9 +229,16 @@ impl AsyncRead for UpstreamStream {
 impl UpstreamStream {
     fn before_write(&mut self) {
         let c = &*self.conn;
-        if !c.http2 && c.state() == ClientConnState::Idle {
-            // A request on an idle HTTP/1 connection (new or pooled): it is leased.
-            c.request_written();
+        if !c.http2 {
+            // Request bytes: until a response byte arrives, a failure of this connection is a
+            // failure before any response byte (what makes a replayable request safe to retry).
+            // Set on every write, not only on a connection seen idle: the pool can hand a
+            // connection out again before its previous response's body is marked done.
+            c.awaiting_response.store(true, Ordering::Release);
+            if c.state() == ClientConnState::Idle {
+                // A request on an idle HTTP/1 connection (new or pooled): it is leased.
+                c.request_written();
+            }
         }
     }
 
