@@ -13,29 +13,11 @@ set -euo pipefail
 
 log() { printf 'install-bench-deps: %s\n' "$*" >&2; }
 
-# command -v, also looking in the sbin directories a non-root PATH may lack.
-have() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    local dir
-    for dir in /usr/local/sbin /usr/sbin /sbin; do
-        [[ -x "$dir/$1" ]] && return 0
-    done
-    return 1
-}
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 # node_exporter is `prometheus-node-exporter` in Debian's package, `node_exporter` upstream.
 have_node_exporter() { have prometheus-node-exporter || have node_exporter; }
-
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        log "not root and no sudo: cannot run $*"
-        return 1
-    fi
-}
 
 missing=()
 have wrk || missing+=(wrk)
@@ -49,32 +31,7 @@ if ((${#missing[@]} == 0)); then
     log "all present"
     exit 0
 fi
-if ! command -v apt-get >/dev/null 2>&1; then
-    log "missing ${missing[*]} and there is no apt-get; install them by hand"
-    exit 1
-fi
-
-log "installing: ${missing[*]}"
-# The package's scripts must not start node_exporter as a system service (it would listen on
-# :9100 in the host's namespace). policy-rc.d exiting 101 tells invoke-rc.d not to start
-# anything; add one for the duration of the install unless the machine has its own.
-policy_rc=/usr/sbin/policy-rc.d
-added_policy=0
-if [[ ! -e $policy_rc ]]; then
-    as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy_rc && chmod 755 $policy_rc"
-    added_policy=1
-fi
-remove_policy() {
-    if ((added_policy)); then
-        as_root rm -f "$policy_rc"
-    fi
-}
-trap remove_policy EXIT
-as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-# --no-install-recommends: prometheus-node-exporter recommends the textfile collectors'
-# scripts and their interpreters, which the benchmark does not use.
-as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${missing[@]}"
+apt_install_quietly "${missing[@]}"
 
 still_missing=()
 have wrk || still_missing+=(wrk)

@@ -9,16 +9,8 @@
 set -euo pipefail
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
-
-# command -v, also looking in the sbin directories a non-root PATH may lack (nginx, sysctl, ip).
-have() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    local dir
-    for dir in /usr/local/sbin /usr/sbin /sbin; do
-        [[ -x "$dir/$1" ]] && return 0
-    done
-    return 1
-}
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/apt.sh"
 
 # command -> Debian package that provides it.
 declare -A package_of=(
@@ -47,46 +39,10 @@ for cmd in "${commands[@]}"; do
     fi
 done
 
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        log "not root and no sudo: cannot run $*"
-        return 1
-    fi
-}
-
 if ((${#missing[@]} == 0)); then
     log "system packages: all present"
 else
-    if ! command -v apt-get >/dev/null 2>&1; then
-        log "missing ${missing[*]} and there is no apt-get; install them by hand"
-        exit 1
-    fi
-    log "installing: ${missing[*]}"
-    # Package scripts must not start nginx or prometheus as system services: the tests start
-    # their own instances on loopback ports. policy-rc.d exiting 101 tells invoke-rc.d not to
-    # start anything; add one for the duration of the install unless the machine has its own.
-    policy_rc=/usr/sbin/policy-rc.d
-    added_policy=0
-    if [[ ! -e $policy_rc ]]; then
-        as_root sh -c "printf '#!/bin/sh\nexit 101\n' > $policy_rc && chmod 755 $policy_rc"
-        added_policy=1
-    fi
-    remove_policy() {
-        if ((added_policy)); then
-            as_root rm -f "$policy_rc"
-        fi
-    }
-    trap remove_policy EXIT
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-        "${missing[@]}"
-    remove_policy
-    added_policy=0
-    trap - EXIT
+    apt_install_quietly "${missing[@]}"
 fi
 
 # Check what the tests will look for, so a failed install shows here and not as a skipped test.
