@@ -3,13 +3,13 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, RwLock},
+    sync::{Arc, OnceLock, RwLock},
     task::{ready, Context, Poll},
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{Extensions, Method, Request, Response};
+use http::{Extensions, HeaderName, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -100,7 +100,8 @@ impl ClientBuilder {
             policy: self.policy,
             default: self.default,
             overrides: self.overrides,
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Default::default()),
+            primary: OnceLock::new(),
             http2_only: self.http2_only,
         });
         // Upstreams configured by name exist from the start, so their metrics do too.
@@ -117,7 +118,9 @@ impl ClientBuilder {
             .build(HygienicConnector {
                 upstreams: upstreams.clone(),
             });
-        Ok(HygienicClient { inner, upstreams })
+        Ok(HygienicClient {
+            shared: Arc::new(Shared { inner, upstreams }),
+        })
     }
 }
 
@@ -128,7 +131,14 @@ impl ClientBuilder {
 /// from the call until its response body is fully read or dropped, recorded with the call's
 /// file and line: an unread body holds its connection, and is reported as a leak after the
 /// upstream's leak threshold.
+///
+/// Cheap to clone: the clones share one pool (an `Arc` inside).
 pub struct HygienicClient<B = http_body_util::Full<Bytes>> {
+    shared: Arc<Shared<B>>,
+}
+
+/// What the clones of a client share, and what each request's future holds for a retry.
+struct Shared<B> {
     inner: Client<HygienicConnector, B>,
     upstreams: Arc<Upstreams>,
 }
@@ -136,8 +146,7 @@ pub struct HygienicClient<B = http_body_util::Full<Bytes>> {
 impl<B> Clone for HygienicClient<B> {
     fn clone(&self) -> Self {
         Self {
-            inner: self.inner.clone(),
-            upstreams: self.upstreams.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -145,7 +154,7 @@ impl<B> Clone for HygienicClient<B> {
 impl<B> fmt::Debug for HygienicClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HygienicClient")
-            .field("upstreams", &self.upstreams.all().len())
+            .field("upstreams", &self.shared.upstreams.all().len())
             .finish_non_exhaustive()
     }
 }
@@ -176,12 +185,17 @@ impl fmt::Debug for ClientView {
     }
 }
 
+/// The `Idempotency-Key` request header, which makes any method replayable.
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// The `Keep-Alive` response header, from which a server's keep-alive timeout is learned.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
 /// Whether a request may be sent twice: idempotent methods, or an `Idempotency-Key` header.
 pub fn is_replayable<B>(req: &Request<B>) -> bool {
     matches!(
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    ) || req.headers().contains_key("idempotency-key")
+    ) || req.headers().contains_key(&IDEMPOTENCY_KEY)
 }
 
 impl<B> HygienicClient<B>
@@ -192,16 +206,18 @@ where
 {
     /// Sends a request. The lease it takes records this call's location.
     #[track_caller]
-    pub fn request(&self, req: Request<B>) -> ResponseFuture {
-        // A URI with an explicit port names its upstream as is: no allocation on the hot path.
-        let explicit = req
+    pub fn request(&self, req: Request<B>) -> ResponseFuture<B> {
+        let upstreams = &self.shared.upstreams;
+        // The authority as written is looked up first: an upstream's key is its `host:port`,
+        // so a URI with an explicit port and no user info finds its upstream without
+        // normalising (or allocating) anything.
+        let found = match req
             .uri()
             .authority()
-            .filter(|a| a.port().is_some() && !a.as_str().contains('@'))
-            .map(|a| a.as_str());
-        let found = match explicit {
-            Some(a) => Some(self.upstreams.get(a)),
-            None => authority_of(req.uri()).map(|a| self.upstreams.get(&a)),
+            .and_then(|a| upstreams.find(a.as_str()))
+        {
+            Some(u) => Some(Ok(u)),
+            None => authority_of(req.uri()).map(|a| upstreams.get(&a)),
         };
         let upstream = match found {
             Some(Ok(u)) => u,
@@ -221,21 +237,33 @@ where
         let cfg = &upstream.config;
         let capture = (cfg.max_requests.is_some()
             || cfg.max_age.is_some()
-            || cfg.max_idle < self.upstreams.pool_max_idle)
+            || cfg.max_idle < upstreams.pool_max_idle)
             .then(|| capture_connection(&mut req));
         // Whatever the close order: closing first only avoids the keep-alive race with a
         // server that keeps its advertised timeout, and an upstream may close an idle
         // connection at any time (a restart, a load balancer's idle reset).
-        let replay = is_replayable(&req).then(|| clone_request(&req));
-        let client = self.inner.clone();
+        // Boxed: the future stays small, and moving it does not copy a whole request around.
+        let replay = is_replayable(&req).then(|| Box::new(clone_request(&req)));
+        // Each stale failure discards one pooled connection, and a fresh connection never
+        // counts as stale, so the retries are bounded by the idle connections the pool can
+        // hold; the bound only guards against a pool refilled by other requests meanwhile.
+        let retries_left = upstream.config.max_idle + 1;
         ResponseFuture {
-            inner: Box::pin(send(client, upstream, req, replay, lease, capture)),
+            state: State::Sending {
+                sending: self.shared.inner.request(req),
+                shared: self.shared.clone(),
+                upstream,
+                replay,
+                lease: Some(lease),
+                capture,
+                retries_left,
+            },
         }
     }
 
     /// `GET uri`.
     #[track_caller]
-    pub fn get(&self, uri: http::Uri) -> ResponseFuture
+    pub fn get(&self, uri: http::Uri) -> ResponseFuture<B>
     where
         B: Default,
     {
@@ -246,21 +274,27 @@ where
 
     /// A snapshot of every upstream's pool, connections and leases.
     pub fn snapshot(&self) -> Vec<UpstreamSnapshot> {
-        self.upstreams.all().iter().map(|u| u.snapshot()).collect()
+        self.shared
+            .upstreams
+            .all()
+            .iter()
+            .map(|u| u.snapshot())
+            .collect()
     }
 
     /// A cheap, type-erased view of this client's upstreams, for observers such as a census
     /// sampler that attributes TIME_WAIT and CLOSE_WAIT to upstreams and lease sites.
     pub fn view(&self) -> ClientView {
         ClientView {
-            upstreams: self.upstreams.clone(),
+            upstreams: self.shared.upstreams.clone(),
         }
     }
 
     /// The lease trackers, one per upstream, for test assertions
     /// ([`testing`](crate::testing)).
     pub fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
-        self.upstreams
+        self.shared
+            .upstreams
             .all()
             .iter()
             .map(|u| u.tracker.clone())
@@ -273,7 +307,9 @@ fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
-    *copy.headers_mut() = req.headers().clone();
+    if !req.headers().is_empty() {
+        *copy.headers_mut() = req.headers().clone();
+    }
     copy
 }
 
@@ -282,67 +318,6 @@ fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<UpstreamConn
     let mut ext = Extensions::new();
     info.get_extras(&mut ext);
     ext.remove::<UpstreamConnection>()
-}
-
-async fn send<B>(
-    client: Client<HygienicConnector, B>,
-    upstream: Arc<Upstream>,
-    req: Request<B>,
-    replay: Option<Request<B>>,
-    lease: Lease,
-    capture: Option<CaptureConnection>,
-) -> Result<Response<LeasedBody>, Error>
-where
-    B: Body + Clone + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    let mut req = req;
-    // Each stale failure discards one pooled connection, and a fresh connection never counts
-    // as stale, so the retries are bounded by the idle connections the pool can hold; the
-    // bound below only guards against a pool refilled by other requests meanwhile.
-    let mut retries_left = upstream.config.max_idle + 1;
-    loop {
-        match client.request(req).await {
-            Ok(res) => {
-                let conn = res.extensions().get::<UpstreamConnection>().cloned();
-                if let Some(c) = &conn {
-                    if c.0.response_started(lease.site()) {
-                        poison(capture.as_ref());
-                    }
-                }
-                if let Some(ka) = res.headers().get("keep-alive") {
-                    upstream.learn_keep_alive(ka);
-                }
-                return Ok(res.map(|body| LeasedBody {
-                    inner: body,
-                    lease: Some(lease),
-                    conn,
-                    capture,
-                }));
-            }
-            Err(e) => {
-                // Retry once, and only a replayable request, when a reused connection failed
-                // before any byte of the response arrived: the server closed it under us.
-                let stale = connection_of(&e).is_some_and(|c| {
-                    c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
-                        && c.0
-                            .awaiting_response
-                            .load(std::sync::atomic::Ordering::Acquire)
-                });
-                match replay.as_ref() {
-                    Some(again) if stale && retries_left > 0 => {
-                        retries_left -= 1;
-                        upstream.retried();
-                        tracing::debug!(upstream = %upstream.name, error = %e,
-                            "reused connection closed by the server; retrying the replayable request");
-                        req = clone_request(again);
-                    }
-                    _ => return Err(Error::from_client(e, upstream.name.clone())),
-                }
-            }
-        }
-    }
 }
 
 /// Takes a retiring connection out of the pool.
@@ -354,30 +329,121 @@ fn poison(capture: Option<&CaptureConnection>) {
     }
 }
 
-/// Future of [`HygienicClient::request`].
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Result<Response<LeasedBody>, Error>> + Send>>,
+/// Future of [`HygienicClient::request`]: the response, its body holding the request's lease.
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<B = http_body_util::Full<Bytes>> {
+    state: State<B>,
 }
 
-impl ResponseFuture {
+enum State<B> {
+    /// Failed before anything was sent; the error is taken by the first poll.
+    Failed(Option<Error>),
+    Sending {
+        sending: hyper_util::client::legacy::ResponseFuture,
+        /// The client, for a retry.
+        shared: Arc<Shared<B>>,
+        upstream: Arc<Upstream>,
+        /// A copy of a replayable request, to send again when a reused connection turns out
+        /// closed by the server before any byte of the response.
+        replay: Option<Box<Request<B>>>,
+        lease: Option<Lease>,
+        capture: Option<CaptureConnection>,
+        retries_left: usize,
+    },
+}
+
+impl<B> ResponseFuture<B> {
     fn failed(e: Error) -> Self {
         Self {
-            inner: Box::pin(std::future::ready(Err(e))),
+            state: State::Failed(Some(e)),
         }
     }
 }
 
-impl fmt::Debug for ResponseFuture {
+impl<B> fmt::Debug for ResponseFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
 }
 
-impl Future for ResponseFuture {
+impl<B> Future for ResponseFuture<B>
+where
+    B: Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     type Output = Result<Response<LeasedBody>, Error>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let out = match &mut this.state {
+            State::Failed(e) => Err(e.take().unwrap_or_else(Error::polled_after_completion)),
+            State::Sending {
+                sending,
+                shared,
+                upstream,
+                replay,
+                lease,
+                capture,
+                retries_left,
+            } => loop {
+                match ready!(Pin::new(&mut *sending).poll(cx)) {
+                    Ok(res) => {
+                        let Some(lease) = lease.take() else {
+                            break Err(Error::polled_after_completion());
+                        };
+                        let conn = res.extensions().get::<UpstreamConnection>().cloned();
+                        // The server's keep-alive is learned from each connection's first
+                        // response (a server changes it on restart or reload, which new
+                        // connections see), not looked up in every response.
+                        let mut first = true;
+                        if let Some(c) = &conn {
+                            let (retiring, n) = c.0.response_started(&lease);
+                            if retiring {
+                                poison(capture.as_ref());
+                            }
+                            first = n == 1;
+                        }
+                        if first {
+                            if let Some(ka) = res.headers().get(&KEEP_ALIVE) {
+                                upstream.learn_keep_alive(ka);
+                            }
+                        }
+                        let capture = capture.take();
+                        break Ok(res.map(|body| LeasedBody {
+                            inner: body,
+                            lease: Some(lease),
+                            conn,
+                            capture,
+                        }));
+                    }
+                    Err(e) => {
+                        // Retry once, and only a replayable request, when a reused connection
+                        // failed before any byte of the response arrived: the server closed
+                        // it under us.
+                        let stale = connection_of(&e).is_some_and(|c| {
+                            c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
+                                && c.0
+                                    .awaiting_response
+                                    .load(std::sync::atomic::Ordering::Acquire)
+                        });
+                        match replay.as_ref() {
+                            Some(again) if stale && *retries_left > 0 => {
+                                *retries_left -= 1;
+                                upstream.retried();
+                                tracing::debug!(upstream = %upstream.name, error = %e,
+                                    "reused connection closed by the server; retrying the replayable request");
+                                *sending = shared.inner.request(clone_request(again));
+                            }
+                            _ => break Err(Error::from_client(e, upstream.name.clone())),
+                        }
+                    }
+                }
+            },
+        };
+        // Done: what the future held (the lease of a failed request included) goes now.
+        this.state = State::Failed(None);
+        Poll::Ready(out)
     }
 }
 
@@ -400,16 +466,25 @@ pin_project! {
 }
 
 impl LeasedBody {
-    /// The connection this response came on.
+    /// The connection this response came on (`None` once the body ended: the connection may
+    /// already carry another request).
     pub fn connection(&self) -> Option<&UpstreamConnection> {
         self.conn.as_ref()
     }
 
+    #[inline]
     fn release(self: Pin<&mut Self>) {
+        if self.lease.is_some() {
+            self.end_lease();
+        }
+    }
+
+    fn end_lease(self: Pin<&mut Self>) {
         let this = self.project();
-        if this.lease.take().is_some() {
+        if let Some(lease) = this.lease.take() {
+            let now = lease.end();
             if let Some(c) = this.conn.take() {
-                if c.0.response_finished() {
+                if c.0.response_finished(now) {
                     poison(this.capture.as_ref());
                 }
             }
@@ -473,6 +548,14 @@ impl Error {
             upstream,
             source,
         }
+    }
+
+    fn polled_after_completion() -> Self {
+        Self::new(
+            Kind::Request,
+            Arc::from("-"),
+            Some("response future polled after it completed".into()),
+        )
     }
 
     fn config(e: ClientConfigError) -> Self {

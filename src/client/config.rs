@@ -116,7 +116,9 @@ impl UpstreamConfig {
     }
 
     /// The server's keep-alive timeout when known and not advertised in `Keep-Alive` headers
-    /// (nginx's `keepalive_timeout`, for instance). Default: learned from responses.
+    /// (nginx's `keepalive_timeout`, for instance). Default: learned from the first response
+    /// on each connection (a server changes it on restart or reload, which new connections
+    /// see).
     pub fn server_keep_alive(mut self, t: Option<Duration>) -> Self {
         self.server_keep_alive = t;
         self

@@ -12,6 +12,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::upstream::Upstream;
+use crate::lease::Lease;
 
 /// The state of an outbound connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -135,7 +136,9 @@ pub struct ClientConnectionSnapshot {
     pub requests: u64,
     /// Its state.
     pub state: ClientConnState,
-    /// Where the request it carries was made (the lease's call site), while leased.
+    /// Where the request it carries was made (the lease's call site), while a response is in
+    /// flight; `None` otherwise, and for a lease its tracker does not list (beyond
+    /// [`max_tracked`](crate::lease::LeaseTrackerBuilder::max_tracked)).
     pub lease_site: Option<&'static std::panic::Location<'static>>,
 }
 
@@ -151,14 +154,20 @@ pub(crate) struct ClientConn {
     pub(crate) requests: AtomicU64,
     pub(crate) in_flight: AtomicU32,
     idle_since: AtomicU64,
-    pub(crate) epoch: AtomicU32,
     retire_reason: AtomicU8,
     close_reason: AtomicU8,
     /// A request was written and no byte of its response has arrived yet.
     pub(crate) awaiting_response: AtomicBool,
     pub(crate) http2: bool,
     pub(crate) io_waker: AtomicWaker,
-    lease_site: std::sync::Mutex<Option<&'static std::panic::Location<'static>>>,
+    /// Wakes through `io_waker` so far, counted before each wake takes the waker.
+    pub(crate) io_wakes: AtomicU32,
+    /// When the stream's timer fires, in nanoseconds since `opened` (`u64::MAX`: no timer).
+    timer_at: AtomicU64,
+    /// The lease of the latest response, as its tracker's slot and id: plain stores on the
+    /// request path, resolved to a call site only by a snapshot.
+    lease_slot: AtomicU64,
+    lease_id: AtomicU64,
 }
 
 impl ClientConn {
@@ -182,13 +191,15 @@ impl ClientConn {
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             idle_since: AtomicU64::new(0),
-            epoch: AtomicU32::new(0),
             retire_reason: AtomicU8::new(0),
             close_reason: AtomicU8::new(0),
             awaiting_response: AtomicBool::new(false),
             http2,
             io_waker: AtomicWaker::new(),
-            lease_site: std::sync::Mutex::new(None),
+            io_wakes: AtomicU32::new(0),
+            timer_at: AtomicU64::new(u64::MAX),
+            lease_slot: AtomicU64::new(u64::MAX),
+            lease_id: AtomicU64::new(0),
         }
     }
 
@@ -198,13 +209,18 @@ impl ClientConn {
 
     /// Moves between idle and leased; returns true when it moved.
     fn set_state(&self, from: ClientConnState, to: ClientConnState) -> bool {
+        // A load first: on the request path the move has often happened already (a response
+        // on a connection the write already marked leased), and a failing CAS is as dear as
+        // a successful one.
+        if self.state.load(Ordering::Acquire) != from as u8 {
+            return false;
+        }
         let moved = self
             .state
-            .compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::Acquire)
             .is_ok();
         if moved {
             self.upstream.on_transition(from, to);
-            self.bump();
         }
         moved
     }
@@ -231,8 +247,22 @@ impl ClientConn {
         }
     }
 
-    pub(crate) fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+    fn since_opened(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Carrying a request or response (leased, or HTTP/2 streams in flight). SeqCst: see
+    /// `publish_timer`.
+    pub(crate) fn busy(&self) -> bool {
+        self.state.load(Ordering::SeqCst) != ClientConnState::Idle as u8
+            || self.in_flight.load(Ordering::SeqCst) > 0
+    }
+
+    /// The stream armed its timer at `at`. SeqCst: the stream then reads the state again
+    /// (`busy`), and `response_finished` sets the state then reads this; one of them sees the
+    /// other.
+    pub(crate) fn publish_timer(&self, at: Instant) {
+        self.timer_at.store(self.since_opened(at), Ordering::SeqCst);
     }
 
     /// The IO saw a request written on an idle HTTP/1 connection: it is leased.
@@ -241,16 +271,20 @@ impl ClientConn {
         self.set_state(ClientConnState::Idle, ClientConnState::Leased);
     }
 
-    /// A response arrived on this connection; returns true when the connection must retire
-    /// (max requests or max age reached) and so must leave the pool now.
-    pub(crate) fn response_started(&self, site: &'static std::panic::Location<'static>) -> bool {
-        *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()) = Some(site);
+    /// A response arrived on this connection; returns whether the connection must retire (max
+    /// requests or max age reached, so it must leave the pool now), and the responses it has
+    /// carried, this one included.
+    pub(crate) fn response_started(&self, lease: &Lease) -> (bool, u64) {
+        // Slot, then id: a snapshot reading a new slot with an old id finds no such lease.
+        self.lease_slot
+            .store(lease.slot() as u64, Ordering::Release);
+        self.lease_id.store(lease.id(), Ordering::Release);
         let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(ClientConnState::Idle, ClientConnState::Leased);
         }
         let cfg = &self.upstream.config;
-        if cfg.max_requests.is_some_and(|max| n >= max) {
+        let retiring = if cfg.max_requests.is_some_and(|max| n >= max) {
             self.retire(ClientCloseReason::MaxRequests);
             true
         } else if cfg.max_age.is_some_and(|age| self.opened.elapsed() >= age) {
@@ -258,27 +292,36 @@ impl ClientConn {
             true
         } else {
             self.retire_reason().is_some()
-        }
+        };
+        (retiring, n)
     }
 
     /// A response body ended or was dropped; returns true when the connection must leave the
     /// pool (the upstream already holds its maximum of idle connections, or it is retiring).
-    pub(crate) fn response_finished(&self) -> bool {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) != 1 {
+    pub(crate) fn response_finished(&self, now: Instant) -> bool {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) != 1 {
             return false;
         }
-        *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        let since = Instant::now().saturating_duration_since(self.opened);
-        self.idle_since
-            .store(since.as_nanos() as u64, Ordering::Release);
+        // The site stays until the next response replaces it; a snapshot shows it only while
+        // a response is in flight.
+        let since = self.since_opened(now);
+        self.idle_since.store(since, Ordering::Release);
         if self.upstream.idle_count() >= self.upstream.config.max_idle {
             self.retire(ClientCloseReason::MaxIdle);
         }
         self.set_state(ClientConnState::Leased, ClientConnState::Idle);
-        // The stream keeps a recheck timer armed while leased, so only a retirement needs it
-        // woken now.
+        // The stream is not woken for every response: it keeps a timer armed while leased. It
+        // is woken when it must act now (retiring), or when that timer would fire past the
+        // connection's next deadline, idle or age (no timer armed yet, or the idle timeout
+        // shrank since, say from a server's Keep-Alive header).
         let retiring = self.retire_reason().is_some();
-        if retiring {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let mut deadline = since.saturating_add(nanos(self.upstream.effective_idle_timeout()));
+        if let Some(age) = self.upstream.config.max_age {
+            deadline = deadline.min(nanos(age));
+        }
+        if retiring || self.timer_at.load(Ordering::SeqCst) > deadline {
+            self.io_wakes.fetch_add(1, Ordering::AcqRel);
             self.io_waker.wake();
         }
         retiring
@@ -295,7 +338,6 @@ impl ClientConn {
             Ordering::AcqRel,
             Ordering::Acquire,
         );
-        self.bump();
     }
 
     pub(crate) fn retire_reason(&self) -> Option<ClientCloseReason> {
@@ -316,6 +358,7 @@ impl ClientConn {
     }
 
     pub(crate) fn snapshot(&self) -> ClientConnectionSnapshot {
+        let state = self.state();
         ClientConnectionSnapshot {
             id: self.id,
             local_addr: self.local,
@@ -323,14 +366,22 @@ impl ClientConn {
             opened_at: self.opened_system,
             age: self.opened.elapsed(),
             requests: self.requests.load(Ordering::Acquire),
-            state: self.state(),
-            lease_site: *self.lease_site.lock().unwrap_or_else(|e| e.into_inner()),
+            state,
+            lease_site: (self.in_flight.load(Ordering::Acquire) > 0)
+                .then(|| {
+                    let id = self.lease_id.load(Ordering::Acquire);
+                    let slot = self.lease_slot.load(Ordering::Acquire);
+                    self.upstream
+                        .tracker
+                        .site_of(usize::try_from(slot).unwrap_or(usize::MAX), id)
+                })
+                .flatten(),
         }
     }
 }
 
 /// Identifies the outbound connection a response came on; found in every response's
-/// extensions.
+/// extensions, and on its body ([`LeasedBody::connection`](super::LeasedBody::connection)).
 #[derive(Clone)]
 pub struct UpstreamConnection(pub(crate) Arc<ClientConn>);
 

@@ -4,7 +4,7 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     sync::{atomic::Ordering, Arc},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -32,9 +32,14 @@ pub struct UpstreamStream {
     inner: Option<TcpStream>,
     conn: Arc<ClientConn>,
     timer: Option<Pin<Box<Sleep>>>,
-    timer_armed: Option<Instant>,
-    deadline: Option<(Instant, Option<ClientCloseReason>)>,
-    timer_epoch: u32,
+    /// The timer is armed and not seen fired.
+    timer_armed: bool,
+    /// The timer was polled (so holds this task's waker) since it was armed, and was pending.
+    timer_polled: bool,
+    /// The waker last registered in the connection's `io_waker`.
+    waker: Option<Waker>,
+    /// The connection's wake count when the stream last looked.
+    wakes_seen: u32,
     eof_injected: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
@@ -61,9 +66,10 @@ impl UpstreamStream {
             inner: Some(stream),
             conn,
             timer: None,
-            timer_armed: None,
-            deadline: None,
-            timer_epoch: u32::MAX,
+            timer_armed: false,
+            timer_polled: false,
+            waker: None,
+            wakes_seen: 0,
             eof_injected: false,
             shutdown_started: false,
             peer_fin_first: false,
@@ -78,67 +84,99 @@ impl UpstreamStream {
         UpstreamConnection(self.conn.clone())
     }
 
-    /// The next deadline, `None` as reason for a recheck: a response can end in another task
-    /// without waking this stream, and the idle period cannot start before `now`, so the
-    /// stream never sleeps past `now + idle timeout` without recomputing.
-    fn compute_deadline(&self, now: Instant) -> (Instant, Option<ClientCloseReason>) {
-        let c = &*self.conn;
-        let recheck = (now + c.upstream.effective_idle_timeout(), None);
-        if c.state() != ClientConnState::Idle || c.in_flight.load(Ordering::Acquire) > 0 {
-            return recheck;
+    /// Arms the timer at `at` and publishes the time for the response-end check
+    /// ([`ClientConn::response_finished`]).
+    fn arm(&mut self, at: Instant) {
+        match &mut self.timer {
+            Some(t) => t.as_mut().reset(at),
+            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
         }
-        if let Some(reason) = c.retire_reason() {
-            return (now, Some(reason));
-        }
-        let idle = (
-            c.idle_since() + c.upstream.effective_idle_timeout(),
-            Some(ClientCloseReason::IdleTimeout),
-        );
-        match c.upstream.config.max_age {
-            Some(age) if c.opened + age < idle.0 => {
-                (c.opened + age, Some(ClientCloseReason::MaxAge))
-            }
-            _ => idle,
-        }
+        self.timer_armed = true;
+        self.timer_polled = false;
+        self.conn.publish_timer(at);
     }
 
-    /// Polls the idle/age/retire deadline; `Some` means close now.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>) -> Option<ClientCloseReason> {
+    /// Looks at the connection now: `Some` means close it now (a retirement, or its idle or
+    /// age deadline passed); otherwise the timer is armed for the next look.
+    ///
+    /// A busy (leased) connection has no deadline of its own: its timer is a recheck at
+    /// `now + idle timeout`. A response's end does not wake the stream when the armed timer
+    /// fires no later than the connection's new deadline (the common case: the stream is
+    /// left alone on the request path), and wakes it otherwise.
+    fn decide(&mut self) -> Option<ClientCloseReason> {
         for _ in 0..2 {
-            let epoch = self.conn.epoch.load(Ordering::Acquire);
-            if epoch != self.timer_epoch {
-                self.timer_epoch = epoch;
-                let now = Instant::now();
-                let (at, reason) = self.compute_deadline(now);
-                // Keep an earlier timer that has not fired: it becomes a recheck.
-                match self.timer_armed {
-                    Some(armed) if armed > now && armed <= at => {
-                        self.deadline = Some((armed, if armed < at { None } else { reason }));
+            let conn = self.conn.clone();
+            let c = &*conn;
+            let now = Instant::now();
+            let busy = c.busy();
+            let (at, reason) = if busy {
+                (now + c.upstream.effective_idle_timeout(), None)
+            } else if let Some(reason) = c.retire_reason() {
+                return Some(reason);
+            } else {
+                let idle = c.idle_since() + c.upstream.effective_idle_timeout();
+                match c.upstream.config.max_age {
+                    Some(age) if c.opened + age < idle => {
+                        (c.opened + age, Some(ClientCloseReason::MaxAge))
                     }
-                    _ => {
-                        match &mut self.timer {
-                            Some(t) => t.as_mut().reset(at),
-                            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
-                        }
-                        self.timer_armed = Some(at);
-                        self.deadline = Some((at, reason));
-                    }
+                    _ => (idle, Some(ClientCloseReason::IdleTimeout)),
                 }
+            };
+            if reason.is_some() && at <= now {
+                return reason;
             }
-            let (_, reason) = self.deadline?;
-            let timer = self.timer.as_mut()?;
-            if timer.as_mut().poll(cx).is_pending() {
+            self.arm(at);
+            // Paired with `response_finished` (state, then the published timer, both SeqCst):
+            // a response that ended after `busy` was read is seen here, or it saw the timer
+            // just published and woke the stream if that timer is too late.
+            if c.busy() == busy {
                 return None;
             }
-            self.timer_armed = None;
-            match reason {
-                Some(r) if self.conn.epoch.load(Ordering::Acquire) == self.timer_epoch => {
-                    return Some(r)
-                }
-                // A recheck, or the connection changed: recompute.
-                _ => self.timer_epoch = self.timer_epoch.wrapping_sub(1),
-            }
         }
+        None
+    }
+
+    /// The timer, the waker and the connection's state, on the way to `Pending`; `Some` means
+    /// close now.
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, wakes: u32) -> Option<ClientCloseReason> {
+        let mut woken = wakes != self.wakes_seen;
+        if woken || !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.conn.io_waker.register(cx.waker());
+            self.waker = Some(cx.waker().clone());
+            // The timer holds the previous task's waker, if any.
+            self.timer_polled = false;
+        }
+        // A wake counts itself before it takes the waker: one counted between the load above
+        // and the registration may have found no waker, so look again.
+        let wakes_now = self.conn.io_wakes.load(Ordering::Acquire);
+        woken |= wakes_now != wakes;
+        self.wakes_seen = wakes_now;
+        let mut look = woken || !self.timer_armed;
+        for _ in 0..2 {
+            if look {
+                if let Some(reason) = self.decide() {
+                    return Some(reason);
+                }
+            }
+            let timer = self.timer.as_mut()?;
+            // Registered with this task and not fired: nothing to poll.
+            if self.timer_polled && !timer.is_elapsed() {
+                return None;
+            }
+            // Unconstrained: a `Pending` from an exhausted task budget would not register the
+            // waker, and the flag above would then skip the poll that does.
+            let polled = Pin::new(&mut tokio::task::unconstrained(timer.as_mut())).poll(cx);
+            if polled.is_pending() {
+                self.timer_polled = true;
+                return None;
+            }
+            // Fired: look at the connection again.
+            self.timer_armed = false;
+            self.timer_polled = false;
+            look = true;
+        }
+        // Fired twice in one poll: come back rather than stall without a timer.
+        cx.waker().wake_by_ref();
         None
     }
 
@@ -190,38 +228,77 @@ impl AsyncRead for UpstreamStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.eof_injected {
-            return Poll::Ready(Ok(()));
-        }
-        this.conn.io_waker.register(cx.waker());
-        if let Some(reason) = this.poll_deadline(cx) {
-            // Closing an idle connection ourselves, before the server does: the stack sees EOF,
-            // drops the connection from the pool and closes it.
-            this.conn.set_close_reason(reason);
-            this.eof_injected = true;
-            return Poll::Ready(Ok(()));
-        }
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        let Some(inner) = this.inner.as_mut().filter(|_| !this.eof_injected) else {
+            return this.read_closed();
         };
+        // Read first: bytes or an end from the server win over our own deadline, and the
+        // timer and waker are touched only on the way to `Pending` (kept out of line, like
+        // every other path but bytes read).
         let before = buf.filled().len();
         match Pin::new(inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() == before {
-                    if !this.shutdown_started {
-                        this.peer_fin_first = true;
-                    }
-                    this.conn.set_close_reason(ClientCloseReason::ServerClosed);
-                } else {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if this.conn.awaiting_response.load(Ordering::Relaxed) {
                     this.conn.awaiting_response.store(false, Ordering::Release);
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => {
-                this.record_error(&e);
-                Poll::Ready(Err(e))
+            Poll::Ready(Ok(())) => this.read_eof(),
+            Poll::Ready(Err(e)) => this.read_error(e),
+            Poll::Pending => this.read_pending(cx),
+        }
+    }
+}
+
+impl UpstreamStream {
+    #[cold]
+    fn read_closed(&mut self) -> Poll<io::Result<()>> {
+        if self.eof_injected {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
+        }
+    }
+
+    #[cold]
+    fn read_eof(&mut self) -> Poll<io::Result<()>> {
+        if !self.shutdown_started {
+            self.peer_fin_first = true;
+        }
+        self.conn.set_close_reason(ClientCloseReason::ServerClosed);
+        Poll::Ready(Ok(()))
+    }
+
+    #[cold]
+    fn read_error(&mut self, e: io::Error) -> Poll<io::Result<()>> {
+        self.record_error(&e);
+        Poll::Ready(Err(e))
+    }
+
+    fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing happened since the last `Pending` (the same task, no wake from a response's
+        // end, the timer registered and not fired): nothing to do. The request path ends here.
+        let wakes = self.conn.io_wakes.load(Ordering::Acquire);
+        if self.timer_polled
+            && wakes == self.wakes_seen
+            && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+            && self.timer.as_ref().is_some_and(|t| !t.is_elapsed())
+        {
+            return Poll::Pending;
+        }
+        self.read_pending_slow(cx, wakes)
+    }
+
+    #[inline(never)]
+    fn read_pending_slow(&mut self, cx: &mut Context<'_>, wakes: u32) -> Poll<io::Result<()>> {
+        match self.poll_deadline(cx, wakes) {
+            // Closing an idle connection ourselves, before the server does: the stack sees
+            // EOF, drops the connection from the pool and closes it.
+            Some(reason) => {
+                self.conn.set_close_reason(reason);
+                self.eof_injected = true;
+                Poll::Ready(Ok(()))
             }
-            Poll::Pending => Poll::Pending,
+            None => Poll::Pending,
         }
     }
 }

@@ -1,10 +1,11 @@
 use std::{
     collections::HashMap,
     fmt,
+    hash::{BuildHasherDefault, Hasher},
     net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex, RwLock,
+        Arc, Mutex, OnceLock, RwLock,
     },
     time::Duration,
 };
@@ -22,6 +23,11 @@ use crate::{close::Closer, lease::LeaseTracker, metrics::names, policy::SocketPo
 /// Most upstreams a client tracks by name; further destinations share the `other` upstream so
 /// metric label sets stay bounded.
 pub(crate) const MAX_UPSTREAMS: usize = 256;
+
+/// One idle connection in `Upstream::pool_states`.
+const IDLE_ONE: u64 = 1;
+/// One leased connection in `Upstream::pool_states`.
+const LEASED_ONE: u64 = 1 << 32;
 
 /// Kinds of failed connection attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -165,8 +171,9 @@ pub(crate) struct Upstream {
     learned_keep_alive_ms: AtomicU64,
     semaphore: Option<Arc<Semaphore>>,
     pending: AtomicUsize,
-    idle: AtomicUsize,
-    leased: AtomicUsize,
+    /// Idle connections in the low 32 bits, leased ones in the high 32: a connection moving
+    /// between the two is one atomic add.
+    pool_states: AtomicU64,
     next_id: AtomicU64,
     next_source: AtomicUsize,
     connectors: Vec<HttpConnector>,
@@ -231,8 +238,7 @@ impl Upstream {
             tracker,
             learned_keep_alive_ms: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-            leased: AtomicUsize::new(0),
+            pool_states: AtomicU64::new(0),
             next_id: AtomicU64::new(0),
             next_source: AtomicUsize::new(0),
             connectors,
@@ -292,7 +298,7 @@ impl Upstream {
         let conn = Arc::new(ClientConn::new(id, self.clone(), local, peer, http2));
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.metrics.connects.increment(1);
-        self.idle.fetch_add(1, Ordering::AcqRel);
+        self.pool_states.fetch_add(IDLE_ONE, Ordering::AcqRel);
         self.metrics.idle.increment(1.0);
         {
             let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
@@ -317,32 +323,37 @@ impl Upstream {
     }
 
     pub(crate) fn on_transition(&self, from: ClientConnState, to: ClientConnState) {
+        let unit = |state| match state {
+            ClientConnState::Idle => IDLE_ONE,
+            ClientConnState::Leased => LEASED_ONE,
+            _ => 0,
+        };
+        // Wrapping: the subtraction of `from` borrows across the halves only transiently,
+        // never in the sum, since a connection leaves a state it is counted in.
+        let delta = unit(to).wrapping_sub(unit(from));
+        if delta != 0 {
+            self.pool_states.fetch_add(delta, Ordering::AcqRel);
+        }
         match from {
-            ClientConnState::Idle => {
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-                self.metrics.idle.decrement(1.0);
-            }
-            ClientConnState::Leased => {
-                self.leased.fetch_sub(1, Ordering::AcqRel);
-                self.metrics.leased.decrement(1.0);
-            }
+            ClientConnState::Idle => self.metrics.idle.decrement(1.0),
+            ClientConnState::Leased => self.metrics.leased.decrement(1.0),
             _ => {}
         }
         match to {
-            ClientConnState::Idle => {
-                self.idle.fetch_add(1, Ordering::AcqRel);
-                self.metrics.idle.increment(1.0);
-            }
-            ClientConnState::Leased => {
-                self.leased.fetch_add(1, Ordering::AcqRel);
-                self.metrics.leased.increment(1.0);
-            }
+            ClientConnState::Idle => self.metrics.idle.increment(1.0),
+            ClientConnState::Leased => self.metrics.leased.increment(1.0),
             _ => {}
         }
     }
 
+    /// (idle, leased) connections.
+    fn pool_counts(&self) -> (usize, usize) {
+        let v = self.pool_states.load(Ordering::Acquire);
+        ((v & 0xffff_ffff) as usize, (v >> 32) as usize)
+    }
+
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle.load(Ordering::Acquire)
+        self.pool_counts().0
     }
 
     pub(crate) fn on_close(
@@ -434,8 +445,8 @@ impl Upstream {
             name: self.name.to_string(),
             authority: self.authority.clone(),
             open: connections.len(),
-            idle: self.idle.load(Ordering::Acquire),
-            leased: self.leased.load(Ordering::Acquire),
+            idle: self.pool_counts().0,
+            leased: self.pool_counts().1,
             pending: self.pending.load(Ordering::Acquire),
             learned_keep_alive: self.learned_keep_alive(),
             effective_idle_timeout: self.effective_idle_timeout(),
@@ -493,19 +504,39 @@ pub(crate) struct Upstreams {
     pub(crate) policy: SocketPolicy,
     pub(crate) default: UpstreamConfig,
     pub(crate) overrides: HashMap<String, UpstreamConfig>,
-    pub(crate) map: RwLock<HashMap<String, Arc<Upstream>>>,
+    pub(crate) map: RwLock<UpstreamMap>,
+    /// The first upstream found by its key, with the key (see `find`).
+    pub(crate) primary: OnceLock<(String, Arc<Upstream>)>,
     pub(crate) http2_only: bool,
 }
 
 impl Upstreams {
-    pub(crate) fn get(&self, authority: &str) -> Result<Arc<Upstream>, ClientConfigError> {
-        if let Some(u) = self
+    /// The upstream already known by this key, if any.
+    ///
+    /// The first upstream found is kept aside as the primary: a client that talks to one
+    /// upstream (the common case) finds it with a string comparison, without the map's lock.
+    pub(crate) fn find(&self, key: &str) -> Option<Arc<Upstream>> {
+        if let Some((primary, up)) = self.primary.get() {
+            if primary == key {
+                return Some(up.clone());
+            }
+        }
+        let found = self
             .map
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(authority)
-        {
-            return Ok(u.clone());
+            .get(key)
+            .cloned()?;
+        if self.primary.get().is_none() {
+            let _ = self.primary.set((key.to_owned(), found.clone()));
+        }
+        Some(found)
+    }
+
+    /// The upstream of a normalised `host:port`, made on first use.
+    pub(crate) fn get(&self, authority: &str) -> Result<Arc<Upstream>, ClientConfigError> {
+        if let Some(u) = self.find(authority) {
+            return Ok(u);
         }
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         if let Some(u) = map.get(authority) {
@@ -540,6 +571,33 @@ impl Upstreams {
 }
 
 /// `host:port` of a URI, with the scheme's default port.
+/// Upstreams by `host:port`, looked up on every request: a short key, hashed with FNV-1a
+/// rather than SipHash. Flooding does not apply: the map never holds more than
+/// [`MAX_UPSTREAMS`] entries, whatever the keys.
+pub(crate) type UpstreamMap = HashMap<String, Arc<Upstream>, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a, 64 bits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 pub(crate) fn authority_of(uri: &http::Uri) -> Option<String> {
     let host = uri.host()?;
     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
@@ -580,5 +638,42 @@ mod tests {
         );
         assert_eq!(a("http://[::1]:81/").as_deref(), Some("[::1]:81"));
         assert_eq!(a("/relative"), None);
+    }
+
+    /// `HygienicClient::request` looks the authority up as written before normalising it: that
+    /// is only right if an authority as written is either its own normalised key or can be no
+    /// upstream's key at all (no `:port`, or user info).
+    #[test]
+    fn an_authority_as_written_is_its_key_or_no_key() {
+        let is_key_shaped = |k: &str| {
+            !k.contains('@')
+                && k.rsplit_once(':').is_some_and(|(host, port)| {
+                    !host.is_empty()
+                        && !port.is_empty()
+                        && port.bytes().all(|b| b.is_ascii_digit())
+                        && (!host.contains(':') || host.starts_with('['))
+                })
+        };
+        for uri in [
+            "http://example.com/",
+            "https://example.com/",
+            "http://example.com:8080/",
+            "https://Example.COM:443/x",
+            "http://user:pw@example.com:80/",
+            "http://user@example.com/",
+            "http://[::1]/",
+            "http://[::1]:8080/",
+            "http://127.0.0.1:9/",
+            "http://other/",
+        ] {
+            let uri: http::Uri = uri.parse().unwrap();
+            let written = uri.authority().unwrap().as_str();
+            let key = authority_of(&uri).unwrap();
+            assert!(is_key_shaped(&key), "{uri}: key {key:?}");
+            assert!(
+                written == key || !is_key_shaped(written),
+                "{uri}: {written:?} looks like a key but is not its own ({key:?})"
+            );
+        }
     }
 }

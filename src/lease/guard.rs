@@ -23,6 +23,7 @@ pub struct Lease {
     slot: usize,
     site: &'static Location<'static>,
     taken: Instant,
+    ended: bool,
 }
 
 impl Lease {
@@ -39,7 +40,18 @@ impl Lease {
             slot,
             site,
             taken,
+            ended: false,
         }
+    }
+
+    /// Ends the lease now and returns the time it ended, on tokio's clock (one clock read
+    /// shared with the caller's own bookkeeping).
+    pub(crate) fn end(mut self) -> Instant {
+        let now = Instant::now();
+        self.ended = true;
+        self.core
+            .release(self.id, self.slot, self.site, self.taken, now);
+        now
     }
 
     /// The lease id, unique within its tracker, counting from 1.
@@ -62,6 +74,11 @@ impl Lease {
         &self.core.pool
     }
 
+    /// The lease's slot in its tracker's table ([`UNTRACKED`] when not listed).
+    pub(crate) fn slot(&self) -> usize {
+        self.slot
+    }
+
     /// Whether the lease is listed in snapshots and checked for leaks; `false` when it was
     /// taken while the tracker's `max_tracked` bound was reached.
     pub fn is_tracked(&self) -> bool {
@@ -71,7 +88,10 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.core.release(self.id, self.slot, self.site, self.taken);
+        if !self.ended {
+            self.core
+                .release(self.id, self.slot, self.site, self.taken, Instant::now());
+        }
     }
 }
 

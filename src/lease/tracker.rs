@@ -178,6 +178,15 @@ impl LeaseTracker {
         self.shared.core.lock().totals
     }
 
+    /// Where the listed lease `id` in `slot` was taken; `None` once it ended (or when it was
+    /// never listed).
+    pub(crate) fn site_of(&self, slot: usize, id: u64) -> Option<&'static Location<'static>> {
+        match self.shared.core.lock().slots.get(slot) {
+            Some(Slot::Occupied(entry)) if entry.id == id => Some(entry.site),
+            _ => None,
+        }
+    }
+
     /// Checks for leaks (see [`check_leaks`](Self::check_leaks)), then lists the outstanding
     /// leases, oldest first, with the totals.
     pub fn snapshot(&self) -> LeaseSnapshot {
@@ -255,6 +264,19 @@ impl Drop for Shared {
     }
 }
 
+/// How long a lease was held, in seconds, for the duration histogram: worked out only when a
+/// recorder takes the value.
+struct Held {
+    taken: Instant,
+    now: Instant,
+}
+
+impl metrics::IntoF64 for Held {
+    fn into_f64(self) -> f64 {
+        self.now.saturating_duration_since(self.taken).as_secs_f64()
+    }
+}
+
 /// What leases hold: configuration, metric handles and the table of listed leases.
 pub(super) struct Core {
     pub(super) pool: Arc<str>,
@@ -322,8 +344,8 @@ impl Core {
         slot: usize,
         site: &'static Location<'static>,
         taken: Instant,
+        now: Instant,
     ) {
-        let held = Instant::now().saturating_duration_since(taken);
         let entry = {
             let mut state = self.lock();
             state.totals.returned += 1;
@@ -334,8 +356,10 @@ impl Core {
             entry
         };
         self.metrics.outstanding.decrement(1.0);
-        self.metrics.duration.record(held.as_secs_f64());
+        // Computed only by a recorder that records it.
+        self.metrics.duration.record(Held { taken, now });
         if entry.is_some_and(|e| e.leaked) {
+            let held = now.saturating_duration_since(taken);
             self.metrics.leaks_returned.increment(1);
             tracing::info!(
                 target: "conn_hygiene::lease",
