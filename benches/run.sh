@@ -114,7 +114,7 @@ mkdir -p "$(dirname "$out")"
 ((quick)) && rounds=3 || rounds=5
 if ((quick)); then
     server_args=(-- --rounds 3 --secs 2)
-    client_args=(-- --rounds 3 --secs 1)
+    client_args=(-- --rounds 20 --secs 0.2)
     scrape_secs=2
 else
     server_args=()
@@ -616,9 +616,11 @@ cell() { printf '%s' "${1//|/\\|}"; }
     echo "Targets: server and client throughput and p99 are the benches' own (printed in their"
     echo "output); \`states\` holds the README's \"~5x less CPU than ss | awk\"; the census and memory"
     echo "rows ask only to beat the baseline; the TIME_WAIT rows are the bounds the test asserts."
-    echo "Server and client ratios are ratios of medians over the rounds, followed by the lowest and"
-    echo "highest ratio within one round: a wide range means other work disturbed the run, and a"
-    echo "range wider than 1.5x marks the row \"(noisy)\"."
+    echo "Server ratios are ratios of medians over the rounds, followed by the lowest and highest"
+    echo "ratio within one round: a wide range means other work disturbed the run, and a range wider"
+    echo "than 1.5x marks the row \"(noisy)\". Client ratios are the medians of the ratios taken"
+    echo "within each of many short rounds, followed by their middle half (quartiles); a middle"
+    echo "half wider than 1.5x marks the row \"(noisy)\"."
     echo "CPU per census sample is user + system time: in-process for netlink, /proc and procfs;"
     echo "of the whole pipeline (sh, ss, awk, start-up included) for ss | awk; and of the"
     echo "node_exporter process per scrape of /metrics (collector \`tcpstat\` only, exporter metrics"

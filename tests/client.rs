@@ -94,6 +94,39 @@ async fn server_first_lets_the_server_close_and_counts_it() {
     server.stop().await;
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_closes_at_its_max_age() {
+    // The idle timeout is far away; the connection's age is what closes it, by the client,
+    // though the stream was not woken by anything but its own timer and the response's end.
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(
+        UpstreamConfig::new()
+            .idle_timeout(Duration::from_secs(600))
+            .server_keep_alive(Some(Duration::from_secs(900)))
+            .max_age(Some(Duration::from_secs(10))),
+    );
+    let opened_at = tokio::time::Instant::now();
+    get_ok(&client, &server.url("/")).await;
+    let reg = server.registry.clone();
+    while reg.totals().closed == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            opened_at.elapsed() < Duration::from_secs(60),
+            "never closed"
+        );
+    }
+    let closed_after = opened_at.elapsed();
+    assert!(
+        closed_after >= Duration::from_secs(10) && closed_after < Duration::from_secs(11),
+        "closed after {closed_after:?}"
+    );
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(ClientCloseReason::MaxAge), 1, "{t:?}");
+    assert_eq!(t.closed_by(Closer::Local), 1, "{t:?}");
+    assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_retires_connections_and_the_client_closes_first() {
     let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
