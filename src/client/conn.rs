@@ -2,7 +2,7 @@ use std::{
     fmt,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, SystemTime},
@@ -166,7 +166,7 @@ pub(crate) struct ClientConn {
     timer_at: AtomicU64,
     /// The lease of the latest response, as its tracker's slot and id: plain stores on the
     /// request path, resolved to a call site only by a snapshot.
-    lease_slot: AtomicU64,
+    lease_slot: AtomicUsize,
     lease_id: AtomicU64,
 }
 
@@ -198,7 +198,7 @@ impl ClientConn {
             io_waker: AtomicWaker::new(),
             io_wakes: AtomicU32::new(0),
             timer_at: AtomicU64::new(u64::MAX),
-            lease_slot: AtomicU64::new(u64::MAX),
+            lease_slot: AtomicUsize::new(usize::MAX),
             lease_id: AtomicU64::new(0),
         }
     }
@@ -276,8 +276,7 @@ impl ClientConn {
     /// carried, this one included.
     pub(crate) fn response_started(&self, lease: &Lease) -> (bool, u64) {
         // Slot, then id: a snapshot reading a new slot with an old id finds no such lease.
-        self.lease_slot
-            .store(lease.slot() as u64, Ordering::Release);
+        self.lease_slot.store(lease.slot(), Ordering::Release);
         self.lease_id.store(lease.id(), Ordering::Release);
         let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
@@ -315,11 +314,7 @@ impl ClientConn {
         // connection's next deadline, idle or age (no timer armed yet, or the idle timeout
         // shrank since, say from a server's Keep-Alive header).
         let retiring = self.retire_reason().is_some();
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let mut deadline = since.saturating_add(nanos(self.upstream.effective_idle_timeout()));
-        if let Some(age) = self.upstream.config.max_age {
-            deadline = deadline.min(nanos(age));
-        }
+        let (deadline, _) = self.idle_deadline(since);
         if retiring || self.timer_at.load(Ordering::SeqCst) > deadline {
             self.io_wakes.fetch_add(1, Ordering::AcqRel);
             self.io_waker.wake();
@@ -327,8 +322,21 @@ impl ClientConn {
         retiring
     }
 
-    pub(crate) fn idle_since(&self) -> Instant {
-        self.opened + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
+    /// When the connection, idle since `idle_since`, must close, and why: its idle timeout or
+    /// its max age, whichever comes first. Both times in nanoseconds since `opened`.
+    fn idle_deadline(&self, idle_since: u64) -> (u64, ClientCloseReason) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let idle = idle_since.saturating_add(nanos(self.upstream.effective_idle_timeout()));
+        match self.upstream.config.max_age.map(nanos) {
+            Some(age) if age < idle => (age, ClientCloseReason::MaxAge),
+            _ => (idle, ClientCloseReason::IdleTimeout),
+        }
+    }
+
+    /// The idle deadline of the current idle period (see `idle_deadline`), as an instant.
+    pub(crate) fn next_idle_deadline(&self) -> (Instant, ClientCloseReason) {
+        let (at, reason) = self.idle_deadline(self.idle_since.load(Ordering::Acquire));
+        (self.opened + Duration::from_nanos(at), reason)
     }
 
     pub(crate) fn retire(&self, reason: ClientCloseReason) {
@@ -371,9 +379,7 @@ impl ClientConn {
                 .then(|| {
                     let id = self.lease_id.load(Ordering::Acquire);
                     let slot = self.lease_slot.load(Ordering::Acquire);
-                    self.upstream
-                        .tracker
-                        .site_of(usize::try_from(slot).unwrap_or(usize::MAX), id)
+                    self.upstream.tracker.site_of(slot, id)
                 })
                 .flatten(),
         }

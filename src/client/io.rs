@@ -104,9 +104,9 @@ impl UpstreamStream {
     /// fires no later than the connection's new deadline (the common case: the stream is
     /// left alone on the request path), and wakes it otherwise.
     fn decide(&mut self) -> Option<ClientCloseReason> {
+        let conn = self.conn.clone();
+        let c = &*conn;
         for _ in 0..2 {
-            let conn = self.conn.clone();
-            let c = &*conn;
             let now = Instant::now();
             let busy = c.busy();
             let (at, reason) = if busy {
@@ -114,13 +114,8 @@ impl UpstreamStream {
             } else if let Some(reason) = c.retire_reason() {
                 return Some(reason);
             } else {
-                let idle = c.idle_since() + c.upstream.effective_idle_timeout();
-                match c.upstream.config.max_age {
-                    Some(age) if c.opened + age < idle => {
-                        (c.opened + age, Some(ClientCloseReason::MaxAge))
-                    }
-                    _ => (idle, Some(ClientCloseReason::IdleTimeout)),
-                }
+                let (at, reason) = c.next_idle_deadline();
+                (at, Some(reason))
             };
             if reason.is_some() && at <= now {
                 return reason;

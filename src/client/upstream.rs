@@ -441,12 +441,13 @@ impl Upstream {
             .map(|c| c.snapshot())
             .collect();
         connections.sort_by_key(|c| c.id);
+        let (idle, leased) = self.pool_counts();
         UpstreamSnapshot {
             name: self.name.to_string(),
             authority: self.authority.clone(),
             open: connections.len(),
-            idle: self.pool_counts().0,
-            leased: self.pool_counts().1,
+            idle,
+            leased,
             pending: self.pending.load(Ordering::Acquire),
             learned_keep_alive: self.learned_keep_alive(),
             effective_idle_timeout: self.effective_idle_timeout(),
@@ -570,7 +571,6 @@ impl Upstreams {
     }
 }
 
-/// `host:port` of a URI, with the scheme's default port.
 /// Upstreams by `host:port`, looked up on every request: a short key, hashed with FNV-1a
 /// rather than SipHash. Flooding does not apply: the map never holds more than
 /// [`MAX_UPSTREAMS`] entries, whatever the keys.
@@ -598,6 +598,7 @@ impl Hasher for Fnv {
     }
 }
 
+/// `host:port` of a URI, with the scheme's default port.
 pub(crate) fn authority_of(uri: &http::Uri) -> Option<String> {
     let host = uri.host()?;
     let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
