@@ -27,7 +27,7 @@ use super::{
     connector::HygienicConnector,
     upstream::{authority_of, AcquireTimeout, Upstream, UpstreamSnapshot, Upstreams},
 };
-use crate::{lease::Lease, policy::SocketPolicy};
+use crate::{lease::RawLease, policy::SocketPolicy};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -230,11 +230,11 @@ where
                 ))
             }
         };
-        let lease = upstream.tracker.lease();
+        let lease = ClientLease::take(upstream, std::panic::Location::caller());
         let mut req = req;
         // Retirement must take the connection out of the pool before the pool can hand it out
         // again: capture it, so it can be poisoned when its response says so.
-        let cfg = &upstream.config;
+        let cfg = &lease.upstream.config;
         let capture = (cfg.max_requests.is_some()
             || cfg.max_age.is_some()
             || cfg.max_idle < upstreams.pool_max_idle)
@@ -247,12 +247,11 @@ where
         // Each stale failure discards one pooled connection, and a fresh connection never
         // counts as stale, so the retries are bounded by the idle connections the pool can
         // hold; the bound only guards against a pool refilled by other requests meanwhile.
-        let retries_left = upstream.config.max_idle + 1;
+        let retries_left = cfg.max_idle + 1;
         ResponseFuture {
             state: State::Sending {
                 sending: self.shared.inner.request(req),
                 shared: self.shared.clone(),
-                upstream,
                 replay,
                 lease: Some(lease),
                 capture,
@@ -329,6 +328,44 @@ fn poison(capture: Option<&CaptureConnection>) {
     }
 }
 
+/// A request's lease on its upstream's tracker, from the call until its response body ends;
+/// it holds the upstream, so a response reaches its pool's settings through it.
+struct ClientLease {
+    upstream: Arc<Upstream>,
+    /// `None` once ended.
+    raw: Option<RawLease>,
+}
+
+impl ClientLease {
+    fn take(upstream: Arc<Upstream>, site: &'static std::panic::Location<'static>) -> Self {
+        let raw = upstream.tracker.lease_raw(site);
+        Self {
+            upstream,
+            raw: Some(raw),
+        }
+    }
+
+    /// Ends the lease now; returns the time it ended, on tokio's clock (one clock read shared
+    /// with the connection's bookkeeping).
+    fn end(mut self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        if let Some(raw) = self.raw.take() {
+            self.upstream.tracker.release(raw, now);
+        }
+        now
+    }
+}
+
+impl Drop for ClientLease {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            self.upstream
+                .tracker
+                .release(raw, tokio::time::Instant::now());
+        }
+    }
+}
+
 /// Future of [`HygienicClient::request`]: the response, its body holding the request's lease.
 #[must_use = "futures do nothing unless polled"]
 pub struct ResponseFuture<B = http_body_util::Full<Bytes>> {
@@ -342,11 +379,11 @@ enum State<B> {
         sending: hyper_util::client::legacy::ResponseFuture,
         /// The client, for a retry.
         shared: Arc<Shared<B>>,
-        upstream: Arc<Upstream>,
         /// A copy of a replayable request, to send again when a reused connection turns out
         /// closed by the server before any byte of the response.
         replay: Option<Box<Request<B>>>,
-        lease: Option<Lease>,
+        /// The request's lease, which also holds its upstream.
+        lease: Option<ClientLease>,
         capture: Option<CaptureConnection>,
         retries_left: usize,
     },
@@ -381,7 +418,6 @@ where
             State::Sending {
                 sending,
                 shared,
-                upstream,
                 replay,
                 lease,
                 capture,
@@ -392,13 +428,15 @@ where
                         let Some(lease) = lease.take() else {
                             break Err(Error::polled_after_completion());
                         };
-                        let conn = res.extensions().get::<UpstreamConnection>().cloned();
+                        // Taken, not cloned: the body carries it from here on.
+                        let mut res = res;
+                        let conn = res.extensions_mut().remove::<UpstreamConnection>();
                         // The server's keep-alive is learned from each connection's first
                         // response (a server changes it on restart or reload, which new
                         // connections see), not looked up in every response.
                         let mut first = true;
                         if let Some(c) = &conn {
-                            let (retiring, n) = c.0.response_started(&lease);
+                            let (retiring, n) = c.0.response_started(lease.raw.as_ref());
                             if retiring {
                                 poison(capture.as_ref());
                             }
@@ -406,7 +444,7 @@ where
                         }
                         if first {
                             if let Some(ka) = res.headers().get(&KEEP_ALIVE) {
-                                upstream.learn_keep_alive(ka);
+                                lease.upstream.learn_keep_alive(ka);
                             }
                         }
                         let capture = capture.take();
@@ -427,6 +465,9 @@ where
                                     .awaiting_response
                                     .load(std::sync::atomic::Ordering::Acquire)
                         });
+                        let Some(upstream) = lease.as_ref().map(|l| &l.upstream) else {
+                            break Err(Error::polled_after_completion());
+                        };
                         match replay.as_ref() {
                             Some(again) if stale && *retries_left > 0 => {
                                 *retries_left -= 1;
@@ -453,7 +494,7 @@ pin_project! {
     pub struct LeasedBody {
         #[pin]
         inner: Incoming,
-        lease: Option<Lease>,
+        lease: Option<ClientLease>,
         conn: Option<UpstreamConnection>,
         capture: Option<CaptureConnection>,
     }

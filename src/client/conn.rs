@@ -12,7 +12,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use super::upstream::Upstream;
-use crate::lease::Lease;
+use crate::lease::RawLease;
 
 /// The state of an outbound connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -274,10 +274,11 @@ impl ClientConn {
     /// A response arrived on this connection; returns whether the connection must retire (max
     /// requests or max age reached, so it must leave the pool now), and the responses it has
     /// carried, this one included.
-    pub(crate) fn response_started(&self, lease: &Lease) -> (bool, u64) {
+    pub(crate) fn response_started(&self, lease: Option<&RawLease>) -> (bool, u64) {
+        let (slot, id) = lease.map_or((usize::MAX, 0), |l| (l.slot, l.id));
         // Slot, then id: a snapshot reading a new slot with an old id finds no such lease.
-        self.lease_slot.store(lease.slot(), Ordering::Release);
-        self.lease_id.store(lease.id(), Ordering::Release);
+        self.lease_slot.store(slot, Ordering::Release);
+        self.lease_id.store(id, Ordering::Release);
         let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(ClientConnState::Idle, ClientConnState::Leased);
@@ -386,8 +387,8 @@ impl ClientConn {
     }
 }
 
-/// Identifies the outbound connection a response came on; found in every response's
-/// extensions, and on its body ([`LeasedBody::connection`](super::LeasedBody::connection)).
+/// Identifies the outbound connection a response came on; found on its body
+/// ([`LeasedBody::connection`](super::LeasedBody::connection)) until the body ends.
 #[derive(Clone)]
 pub struct UpstreamConnection(pub(crate) Arc<ClientConn>);
 

@@ -44,16 +44,6 @@ impl Lease {
         }
     }
 
-    /// Ends the lease now and returns the time it ended, on tokio's clock (one clock read
-    /// shared with the caller's own bookkeeping).
-    pub(crate) fn end(mut self) -> Instant {
-        let now = Instant::now();
-        self.ended = true;
-        self.core
-            .release(self.id, self.slot, self.site, self.taken, now);
-        now
-    }
-
     /// The lease id, unique within its tracker, counting from 1.
     pub fn id(&self) -> u64 {
         self.id
@@ -72,11 +62,6 @@ impl Lease {
     /// The name of the pool the lease was taken from.
     pub fn pool(&self) -> &str {
         &self.core.pool
-    }
-
-    /// The lease's slot in its tracker's table ([`UNTRACKED`] when not listed).
-    pub(crate) fn slot(&self) -> usize {
-        self.slot
     }
 
     /// Whether the lease is listed in snapshots and checked for leaks; `false` when it was

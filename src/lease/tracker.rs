@@ -148,6 +148,21 @@ impl LeaseTracker {
         lease
     }
 
+    /// Takes a lease at `site` that the caller must end with [`release`](Self::release),
+    /// exactly once.
+    pub(crate) fn lease_raw(&self, site: &'static Location<'static>) -> RawLease {
+        let lease = self.shared.core.acquire_raw(site);
+        self.shared.ensure_detector();
+        lease
+    }
+
+    /// Ends a lease taken by [`lease_raw`](Self::lease_raw) at `now`.
+    pub(crate) fn release(&self, lease: RawLease, now: Instant) {
+        self.shared
+            .core
+            .release(lease.id, lease.slot, lease.site, lease.taken, now);
+    }
+
     /// Wraps a pool's guard (bb8's `PooledConnection`, deadpool's `Object`, …) in a lease taken
     /// at the caller's location.
     ///
@@ -285,6 +300,15 @@ pub(super) struct Core {
     state: Mutex<State>,
 }
 
+/// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawLease {
+    pub(crate) id: u64,
+    pub(crate) slot: usize,
+    pub(crate) site: &'static Location<'static>,
+    pub(crate) taken: Instant,
+}
+
 /// Slot index of a lease that is counted but not listed.
 pub(super) const UNTRACKED: usize = usize::MAX;
 
@@ -295,6 +319,14 @@ impl Core {
     }
 
     fn acquire(self: &Arc<Self>, site: &'static Location<'static>) -> Lease {
+        let raw = self.acquire_raw(site);
+        Lease::new(self.clone(), raw.id, raw.slot, site, raw.taken)
+    }
+
+    /// Takes a lease without a handle on the tracker: the caller ends it with
+    /// [`release`](Self::release) (the HTTP client, whose response holds its upstream, and
+    /// so its tracker, already).
+    pub(super) fn acquire_raw(&self, site: &'static Location<'static>) -> RawLease {
         let taken = Instant::now();
         let backtrace = self
             .config
@@ -334,7 +366,12 @@ impl Core {
                 );
             }
         }
-        Lease::new(self.clone(), id, slot, site, taken)
+        RawLease {
+            id,
+            slot,
+            site,
+            taken,
+        }
     }
 
     /// Ends a lease; called once, by the lease's `Drop`.
