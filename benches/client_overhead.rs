@@ -1,7 +1,10 @@
 //! What the pooled [`HygienicClient`] costs over bare hyper-util, measured against it in the
 //! same run.
 //!
-//! - `bare`: `hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()`;
+//! - `bare`: hyper-util's `Client` as a user sets it up to pool the same way without this
+//!   crate: `Client::builder(TokioExecutor::new()).pool_timer(TokioTimer::new())
+//!   .pool_max_idle_per_host(C).build_http()` (the pool timer is what makes hyper-util's idle
+//!   timeout fire at all; the hygienic client sets one too);
 //! - `hygienic`: `HygienicClient` with its defaults (`client-first`, tracked connections,
 //!   leases, socket policy).
 //!
@@ -41,7 +44,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::{body::Incoming, Request, Response};
 use hyper_util::{
     client::legacy::Client,
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use tokio::sync::oneshot;
 
@@ -134,7 +137,12 @@ fn main() {
             .build::<Empty<Bytes>>()
             .expect("client config");
         let variants = [
-            Variant::Bare(Client::builder(TokioExecutor::new()).build_http()),
+            Variant::Bare(
+                Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .pool_max_idle_per_host(options.concurrency)
+                    .build_http(),
+            ),
             Variant::Hygienic(hygienic.clone()),
         ];
         let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
