@@ -28,7 +28,7 @@
 //! # What it costs
 //!
 //! Per request, over hyper-util's `Client` set up to pool the same way, the client spends about
-//! 6% more CPU on a minimal keep-alive GET (about 0.6 µs on a small shared VM; `cargo bench
+//! 5% more CPU on a minimal keep-alive GET (about 0.5 µs on a small shared VM; `cargo bench
 //! --bench client_overhead` measures both in one run and prints the ratio). That buys: the
 //! lease (a short lock on the upstream's tracker when it is taken and when it ends, and two
 //! clock reads), the copy of a replayable request kept for a retry on a stale connection, the
