@@ -300,8 +300,9 @@ pub(super) struct Core {
     state: Mutex<State>,
 }
 
-/// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]).
-#[derive(Debug, Clone, Copy)]
+/// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]). Neither `Clone`
+/// nor `Copy`: it is ended by moving it into [`LeaseTracker::release`], once.
+#[derive(Debug)]
 pub(crate) struct RawLease {
     pub(crate) id: u64,
     pub(crate) slot: usize,
