@@ -294,9 +294,14 @@ async fn closing_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>)
                         return; // drop: close without answering
                     }
                     served += 1;
-                    let _ = s
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
-                        .await;
+                    // A retried request must carry its Host header like the first attempt.
+                    let head = String::from_utf8_lossy(&req).to_ascii_lowercase();
+                    let answer: &[u8] = if head.contains(&format!("\r\nhost: {addr}\r\n")) {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n"
+                    } else {
+                        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 3\r\n\r\nno\n"
+                    };
+                    let _ = s.write_all(answer).await;
                 }
             });
         }
@@ -336,10 +341,10 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
     assert!(err.to_string().contains("upstream"), "{err}");
     assert_eq!(client.snapshot()[0].totals.retries, 1);
     // With an Idempotency-Key it may be replayed: warm a connection, then race it again.
-    let res = send(http::Method::POST, Some("k1")).await.unwrap();
-    res.into_body().collect().await.unwrap();
-    let res = send(http::Method::POST, Some("k2")).await.unwrap();
-    res.into_body().collect().await.unwrap();
+    for key in ["k1", "k2"] {
+        let res = send(http::Method::POST, Some(key)).await.unwrap();
+        assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok\n");
+    }
     assert_eq!(client.snapshot()[0].totals.retries, 2);
     assert_eq!(client.snapshot()[0].leases.outstanding(), 0);
     task.abort();
@@ -461,4 +466,119 @@ fn per_upstream_metrics_through_the_facade() {
             assert!(!l.value().contains("127.0.0."), "{k:?}");
         }
     }
+}
+
+/// A keep-alive server that answers every request with `ok` and hands each request head, as
+/// the bytes that arrived, to the test.
+async fn recording_server() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let head: Vec<u8> = pending.drain(..end).collect();
+                    let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, rx, task)
+}
+
+/// hyper-util's pool is addressed by a short key per upstream, not by the request's authority:
+/// what reaches the server must be exactly what hyper-util alone would send.
+#[tokio::test]
+async fn requests_reach_the_server_as_written() {
+    let (addr, mut heads, task) = recording_server().await;
+    let client: HygienicClient<http_body_util::Full<Bytes>> =
+        HygienicClient::builder().build().unwrap();
+    let send = |uri: String, host: Option<&str>| {
+        let mut req = http::Request::get(uri);
+        if let Some(h) = host {
+            req = req.header("host", h);
+        }
+        client.request(req.body(http_body_util::Full::new(Bytes::new())).unwrap())
+    };
+    let port = addr.port();
+    let cases = [
+        // (URI, Host header set by the caller, expected request line, expected Host)
+        (
+            format!("http://{addr}/a/b?q=1&r=%20"),
+            None,
+            "GET /a/b?q=1&r=%20 HTTP/1.1".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            format!("http://{addr}"),
+            None,
+            "GET / HTTP/1.1".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            format!("http://localhost:{port}/x"),
+            None,
+            "GET /x HTTP/1.1".to_owned(),
+            format!("localhost:{port}"),
+        ),
+        (
+            format!("http://user:pw@127.0.0.1:{port}/u"),
+            None,
+            "GET /u HTTP/1.1".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            format!("http://{addr}/v"),
+            Some("api.example"),
+            "GET /v HTTP/1.1".to_owned(),
+            "api.example".to_owned(),
+        ),
+    ];
+    for (uri, host, line, want_host) in cases {
+        let res = send(uri.clone(), host).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+        let head = heads.recv().await.unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some(line.as_str()), "{uri}: {head:?}");
+        let hosts: Vec<&str> = lines
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("host"))
+            .map(|(_, v)| v.trim())
+            .collect();
+        assert_eq!(hosts, [want_host.as_str()], "{uri}: {head:?}");
+    }
+    // Two upstreams (127.0.0.1 and localhost), each pooled apart: every request after an
+    // upstream's first reused its connection.
+    let snap = client.snapshot();
+    assert_eq!(snap.len(), 2, "{snap:?}");
+    assert_eq!(snap.iter().map(|u| u.totals.connects).sum::<u64>(), 2);
+    // Port 0 is a connect error, like any port nothing listens on.
+    let err = send("http://127.0.0.1:0/".into(), None).await.unwrap_err();
+    assert!(err.is_connect(), "{err:?}");
+    task.abort();
 }

@@ -9,7 +9,9 @@ use std::{
 };
 
 use bytes::Bytes;
-use http::{Extensions, HeaderName, Method, Request, Response};
+use http::{
+    header::HOST, uri::Scheme, Extensions, HeaderName, Method, Request, Response, Uri, Version,
+};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::{
@@ -25,7 +27,7 @@ use super::{
     config::{ClientConfigError, UpstreamConfig},
     conn::UpstreamConnection,
     connector::HygienicConnector,
-    upstream::{authority_of, AcquireTimeout, Upstream, UpstreamSnapshot, Upstreams},
+    upstream::{authority_of, AcquireTimeout, Route, Upstream, UpstreamSnapshot, Upstreams},
 };
 use crate::{lease::RawLease, policy::SocketPolicy};
 
@@ -102,6 +104,7 @@ impl ClientBuilder {
             overrides: self.overrides,
             map: RwLock::new(Default::default()),
             primary: OnceLock::new(),
+            routed: RwLock::new(Vec::new()),
             http2_only: self.http2_only,
         });
         // Upstreams configured by name exist from the start, so their metrics do too.
@@ -230,8 +233,29 @@ where
                 ))
             }
         };
-        let lease = ClientLease::take(upstream, std::panic::Location::caller());
         let mut req = req;
+        let routed = match &upstream.route {
+            Some(route) if !upstreams.http2_only => match route_request(&mut req, route) {
+                Ok(routed) => routed,
+                Err(e) => {
+                    return ResponseFuture::failed(Error::new(
+                        Kind::InvalidUri,
+                        upstream.name.clone(),
+                        Some(e.into()),
+                    ))
+                }
+            },
+            _ => false,
+        };
+        if !routed && req.uri().port_u16() == Some(0) {
+            // Port 0 marks the pool keys of routed upstreams, and no server listens on it.
+            return ResponseFuture::failed(Error::new(
+                Kind::InvalidUri,
+                upstream.name.clone(),
+                Some(format!("port 0 in request URI {}", req.uri()).into()),
+            ));
+        }
+        let lease = ClientLease::take(upstream, std::panic::Location::caller());
         // Retirement must take the connection out of the pool before the pool can hand it out
         // again: capture it, so it can be poisoned when its response says so.
         let cfg = &lease.upstream.config;
@@ -243,7 +267,14 @@ where
         // server that keeps its advertised timeout, and an upstream may close an idle
         // connection at any time (a restart, a load balancer's idle reset).
         // Boxed: the future stays small, and moving it does not copy a whole request around.
+        // Taken before the `Host` header goes in, so it copies no header map when the request
+        // has no headers of its own; a retry puts the header back.
         let replay = is_replayable(&req).then(|| Box::new(clone_request(&req)));
+        if routed && !req.headers().contains_key(HOST) {
+            if let Some(route) = &lease.upstream.route {
+                req.headers_mut().insert(HOST, route.host.clone());
+            }
+        }
         // Each stale failure discards one pooled connection, and a fresh connection never
         // counts as stale, so the retries are bounded by the idle connections the pool can
         // hold; the bound only guards against a pool refilled by other requests meanwhile.
@@ -299,6 +330,28 @@ where
             .map(|u| u.tracker.clone())
             .collect()
     }
+}
+
+/// Addresses an `http` request to its upstream's pool key (see [`Route`]); returns whether it
+/// did. The `Host` header is the caller's to add.
+fn route_request<B>(req: &mut Request<B>, route: &Route) -> Result<bool, http::Error> {
+    if req.uri().scheme() != Some(&Scheme::HTTP)
+        || req.method() == Method::CONNECT
+        || req.version() == Version::HTTP_2
+    {
+        return Ok(false);
+    }
+    let mut parts = std::mem::take(req.uri_mut()).into_parts();
+    parts.authority = Some(route.key.clone());
+    // Cannot fail (an absolute URI's parts with another authority), but a failure would be
+    // an error, not a request sent elsewhere.
+    *req.uri_mut() = Uri::from_parts(parts)?;
+    Ok(true)
+}
+
+/// Whether a request was addressed to `route`'s pool key.
+fn is_routed<B>(req: &Request<B>, route: &Route) -> bool {
+    req.uri().authority() == Some(&route.key)
 }
 
 fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
@@ -474,7 +527,15 @@ where
                                 upstream.retried();
                                 tracing::debug!(upstream = %upstream.name, error = %e,
                                     "reused connection closed by the server; retrying the replayable request");
-                                *sending = shared.inner.request(clone_request(again));
+                                let mut again = clone_request(again);
+                                if let Some(route) = &upstream.route {
+                                    if is_routed(&again, route)
+                                        && !again.headers().contains_key(HOST)
+                                    {
+                                        again.headers_mut().insert(HOST, route.host.clone());
+                                    }
+                                }
+                                *sending = shared.inner.request(again);
                             }
                             _ => break Err(Error::from_client(e, upstream.name.clone())),
                         }

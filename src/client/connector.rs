@@ -45,10 +45,19 @@ impl Service<Uri> for HygienicConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let upstreams = self.upstreams.clone();
         Box::pin(async move {
-            let authority = authority_of(&uri).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, format!("no host in URI {uri}"))
-            })?;
-            let upstream = upstreams.get(&authority)?;
+            // A routed upstream's pool key, or (the `other` upstream's requests) an authority.
+            let (upstream, uri) = match upstreams.routed(&uri) {
+                Some(up) => {
+                    let origin = up.route.as_ref().map_or(uri, |r| r.origin.clone());
+                    (up, origin)
+                }
+                None => {
+                    let authority = authority_of(&uri).ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, format!("no host in URI {uri}"))
+                    })?;
+                    (upstreams.get(&authority)?, uri)
+                }
+            };
             let permit = upstream.acquire().await?;
             let mut http = upstream.connector();
             let io = match http.call(uri).await {

@@ -168,6 +168,9 @@ pub(crate) struct Upstream {
     pub(crate) config: UpstreamConfig,
     pub(crate) policy: SocketPolicy,
     pub(crate) tracker: LeaseTracker,
+    /// How requests to this upstream address hyper-util's pool; `None` for the shared `other`
+    /// upstream, whose requests keep their own authority.
+    pub(crate) route: Option<Route>,
     learned_keep_alive_ms: AtomicU64,
     semaphore: Option<Arc<Semaphore>>,
     pending: AtomicUsize,
@@ -236,6 +239,7 @@ impl Upstream {
             authority,
             policy,
             tracker,
+            route: None,
             learned_keep_alive_ms: AtomicU64::new(0),
             pending: AtomicUsize::new(0),
             pool_states: AtomicU64::new(0),
@@ -508,6 +512,8 @@ pub(crate) struct Upstreams {
     pub(crate) map: RwLock<UpstreamMap>,
     /// The first upstream found by its key, with the key (see `find`).
     pub(crate) primary: OnceLock<(String, Arc<Upstream>)>,
+    /// Upstreams with a [`Route`], by route index.
+    pub(crate) routed: RwLock<Vec<Arc<Upstream>>>,
     pub(crate) http2_only: bool,
 }
 
@@ -553,9 +559,27 @@ impl Upstreams {
             }
             None => (authority.to_owned(), self.default.clone()),
         };
-        let up = Arc::new(Upstream::new(key.clone(), config, self.policy.clone())?);
+        let mut up = Upstream::new(key.clone(), config, self.policy.clone())?;
+        let mut routed = self.routed.write().unwrap_or_else(|e| e.into_inner());
+        if key != "other" {
+            up.route = Route::new(routed.len(), &key);
+        }
+        let up = Arc::new(up);
+        if up.route.is_some() {
+            routed.push(up.clone());
+        }
         map.insert(key, up.clone());
         Ok(up)
+    }
+
+    /// The upstream a pool key made by [`Route`] stands for; `None` for any other authority.
+    pub(crate) fn routed(&self, uri: &http::Uri) -> Option<Arc<Upstream>> {
+        let index = Route::index_of(uri)?;
+        self.routed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(index)
+            .cloned()
     }
 
     pub(crate) fn all(&self) -> Vec<Arc<Upstream>> {
@@ -568,6 +592,73 @@ impl Upstreams {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+}
+
+/// Route keys: `"00:0"` to `"ff:0"`, four bytes each, back to back (see [`Route`]).
+static ROUTE_KEYS: [u8; 4 * MAX_UPSTREAMS] = route_keys();
+
+const fn route_keys() -> [u8; 4 * MAX_UPSTREAMS] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut keys = [0u8; 4 * MAX_UPSTREAMS];
+    let mut i = 0;
+    while i < MAX_UPSTREAMS {
+        keys[4 * i] = HEX[i >> 4];
+        keys[4 * i + 1] = HEX[i & 15];
+        keys[4 * i + 2] = b':';
+        keys[4 * i + 3] = b'0';
+        i += 1;
+    }
+    keys
+}
+
+/// How an upstream's HTTP/1 requests address hyper-util's pool.
+///
+/// hyper-util keys its pool by a request's scheme and authority, and hashes the authority
+/// byte by byte (SipHash, case-folded) and compares it several times per request. A request
+/// to a routed upstream goes to hyper-util with the upstream's four-byte key (`"0a:0"`) as its
+/// authority and its real `Host` header already set; the connector maps the key back to the
+/// upstream and connects to its real address. On the wire nothing changes: an HTTP/1 request
+/// carries its path and its `Host` header, never the authority given to the pool. Port 0
+/// marks the key: no real destination has it (requests to port 0 are refused before they get
+/// here). Only `http` requests are routed: HTTP/2 sends the authority itself (`:authority`),
+/// and `CONNECT` sends it in the request line.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    /// The authority hyper-util's pool sees.
+    pub(crate) key: http::uri::Authority,
+    /// The `Host` header hyper-util would have written: the host, and the port unless 80.
+    pub(crate) host: http::HeaderValue,
+    /// Where the connector really connects: `http://host:port`.
+    pub(crate) origin: http::Uri,
+}
+
+impl Route {
+    fn new(index: usize, authority: &str) -> Option<Self> {
+        let bytes = ROUTE_KEYS.get(4 * index..4 * index + 4)?;
+        let key = http::uri::Authority::from_static(std::str::from_utf8(bytes).ok()?);
+        let origin: http::Uri = format!("http://{authority}").parse().ok()?;
+        let host = origin.host()?;
+        let host = match origin.port_u16()? {
+            80 => http::HeaderValue::from_str(host),
+            _ => http::HeaderValue::from_str(authority),
+        }
+        .ok()?;
+        Some(Self { key, host, origin })
+    }
+
+    /// The route index a pool key stands for.
+    fn index_of(uri: &http::Uri) -> Option<usize> {
+        if uri.port_u16() != Some(0) {
+            return None;
+        }
+        match uri.host()?.as_bytes() {
+            &[hi, lo] => {
+                let digit = |b: u8| (b as char).to_digit(16).filter(|_| !b.is_ascii_uppercase());
+                Some(usize::try_from(digit(hi)? * 16 + digit(lo)?).ok()?)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -627,6 +718,51 @@ mod tests {
         assert_eq!(parse_keep_alive_timeout(&h("timeout=0")), None);
         assert_eq!(parse_keep_alive_timeout(&h("timeout=abc")), None);
         assert_eq!(parse_keep_alive_timeout(&h("")), None);
+    }
+
+    #[test]
+    fn a_route_keys_the_pool_by_index_and_keeps_host_and_origin() {
+        let r = Route::new(0, "127.0.0.1:8080").unwrap();
+        assert_eq!(r.key.as_str(), "00:0");
+        assert_eq!(r.host, "127.0.0.1:8080");
+        assert_eq!(r.origin, "http://127.0.0.1:8080/");
+        // The Host header hyper-util would write: no port when it is http's default.
+        let r = Route::new(10, "example.com:80").unwrap();
+        assert_eq!(
+            (r.key.as_str(), r.host.to_str().unwrap()),
+            ("0a:0", "example.com")
+        );
+        assert_eq!(Route::new(255, "[::1]:80").unwrap().host, "[::1]");
+        assert_eq!(Route::new(1, "[::1]:81").unwrap().host, "[::1]:81");
+        assert_eq!(
+            Route::new(1, "example.com:443").unwrap().host,
+            "example.com:443"
+        );
+        // Beyond the key table, or an authority that is no origin: no route.
+        assert!(Route::new(MAX_UPSTREAMS, "example.com:80").is_none());
+        assert!(Route::new(1, "example.com:http").is_none());
+    }
+
+    #[test]
+    fn only_a_route_key_maps_back_to_a_route_index() {
+        let index = |s: &str| Route::index_of(&s.parse().unwrap());
+        for i in 0..MAX_UPSTREAMS {
+            let key = Route::new(i, "example.com:80").unwrap().key;
+            assert_eq!(index(&format!("http://{key}")), Some(i));
+        }
+        assert_eq!(&ROUTE_KEYS[4 * 255..], b"ff:0");
+        for not_a_key in [
+            "http://0a:1",
+            "http://0a",
+            "http://0A:0",
+            "http://+a:0",
+            "http://a:0",
+            "http://0ab:0",
+            "http://example.com:0",
+            "http://127.0.0.1:8080",
+        ] {
+            assert_eq!(index(not_a_key), None, "{not_a_key}");
+        }
     }
 
     #[test]
