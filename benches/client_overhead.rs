@@ -8,30 +8,32 @@
 //! - `hygienic`: `HygienicClient` with its defaults (`client-first`, tracked connections,
 //!   leases, socket policy). It keys hyper-util's pool by a four-byte key per upstream rather
 //!   than the request's authority (the bytes on the wire are the same), which saves hyper-util
-//!   work on every request: the ratio is the client as users get it, not the crate's
-//!   additions alone (those are measured by callgrind, see the client module docs).
+//!   work on every request: this is the client as users get it, and the target applies to it;
+//! - `by-authority`: the same client with `upstream_pool_keys(false)`, so hyper-util keys its
+//!   pool by each request's authority as it does alone: what the crate adds per request,
+//!   without what the short keys save.
 //!
-//! Both load the same local server: a minimal hyper HTTP/1 server answering `ok\n`, on a
+//! All three load the same local server: a minimal hyper HTTP/1 server answering `ok\n`, on a
 //! current-thread runtime of its own OS thread. Each client runs on one current-thread runtime
 //! (like `wrk -t1`) with C tasks sending GETs back to back over keep-alive connections, every
 //! body read to its end. No metrics recorder is installed (the bare client has none either).
-//! Both clients are built once and warmed up; each round then loads both, back to back, the
-//! order swapped from round to round. Many short rounds: a round's two loads see nearly the
+//! The clients are built once and warmed up; each round then loads each, back to back, the
+//! order rotated from round to round. Many short rounds: a round's loads see nearly the
 //! same machine, so the ratio taken within each round is little disturbed by other work that
 //! comes and goes (on a shared machine, loads minutes apart differ by far more than the
 //! clients do). The ratio reported is the median of the per-round ratios, with the lowest,
-//! highest and the middle half (quartiles); a client's own figures are the medians of its
-//! rounds. Target: hygienic throughput at least 0.98x bare. The client thread's CPU time per
+//! highest and the middle half (quartiles), for each client against `bare`; a client's own
+//! figures are the medians of its rounds. Target: hygienic throughput at least 0.98x bare. The client thread's CPU time per
 //! request (from `/proc/thread-self/schedstat`) is printed too.
 //!
 //! ```text
 //! cargo bench --bench client_overhead [-- --rounds N] [--secs S] [--concurrency C]
-//!                                        [--only bare|hygienic]
+//!                                        [--only bare|hygienic|by-authority]
 //! ```
 //!
 //! `--only` loads one client alone (under a profiler, say) and prints no ratio.
 //!
-//! Defaults: 100 rounds of 0.2 s, concurrency 16; the run takes about 45 s. Under `cargo test
+//! Defaults: 100 rounds of 0.2 s, concurrency 16; the run takes about 65 s. Under `cargo test
 //! --benches` (no `--bench` flag) each client sends a few requests and nothing is measured.
 
 use std::{
@@ -85,14 +87,15 @@ type Outcome = Result<(), String>;
 #[allow(clippy::large_enum_variant)]
 enum Variant {
     Bare(Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>),
-    Hygienic(HygienicClient<Empty<Bytes>>),
+    /// The client's name, and the client.
+    Hygienic(&'static str, HygienicClient<Empty<Bytes>>),
 }
 
 impl Variant {
     fn name(&self) -> &'static str {
         match self {
             Variant::Bare(_) => "bare",
-            Variant::Hygienic(_) => "hygienic",
+            Variant::Hygienic(name, _) => name,
         }
     }
 
@@ -104,7 +107,7 @@ impl Variant {
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
                 Ok(())
             }),
-            Variant::Hygienic(c) => Box::pin(async move {
+            Variant::Hygienic(_, c) => Box::pin(async move {
                 let res = c.get(uri).await.map_err(|e| e.to_string())?;
                 check(res.status())?;
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
@@ -139,6 +142,13 @@ fn main() {
             .default_upstream(UpstreamConfig::new().max_idle(options.concurrency))
             .build::<Empty<Bytes>>()
             .expect("client config");
+        // The same client with hyper-util's pool keyed by each request's authority, as
+        // hyper-util does alone: what the crate adds, without what the short keys save.
+        let by_authority = HygienicClient::builder()
+            .default_upstream(UpstreamConfig::new().max_idle(options.concurrency))
+            .upstream_pool_keys(false)
+            .build::<Empty<Bytes>>()
+            .expect("client config");
         let variants = [
             Variant::Bare(
                 Client::builder(TokioExecutor::new())
@@ -146,7 +156,8 @@ fn main() {
                     .pool_max_idle_per_host(options.concurrency)
                     .build_http(),
             ),
-            Variant::Hygienic(hygienic.clone()),
+            Variant::Hygienic("hygienic", hygienic.clone()),
+            Variant::Hygienic("by-authority", by_authority),
         ];
         let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
         if !measure {
@@ -215,8 +226,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             }
             "--only" => {
                 let v = value()?;
-                if v != "bare" && v != "hygienic" {
-                    return Err(format!("--only: {v:?} is neither `bare` nor `hygienic`"));
+                if !["bare", "hygienic", "by-authority"].contains(&v.as_str()) {
+                    return Err(format!(
+                        "--only: {v:?} is none of `bare`, `hygienic`, `by-authority`"
+                    ));
                 }
                 options.only = Some(v.clone());
             }
@@ -227,7 +240,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     Ok(options)
 }
 
-async fn run(options: &Options, variants: &[Variant; 2], uri: &http::Uri) {
+async fn run(options: &Options, variants: &[Variant; 3], uri: &http::Uri) {
     println!(
         "client_overhead: cargo bench --bench client_overhead -- --rounds {} --secs {} --concurrency {}",
         options.rounds,
@@ -263,10 +276,11 @@ async fn run(options: &Options, variants: &[Variant; 2], uri: &http::Uri) {
         load(v, uri, options.concurrency, WARM_UP).await;
     }
     // results[variant][round]
-    let mut results: [Vec<Measurement>; 2] = [Vec::new(), Vec::new()];
+    let mut results: [Vec<Measurement>; 3] = Default::default();
     for round in 0..options.rounds {
-        for k in 0..2 {
-            let i = (round + k) % 2;
+        // Each client goes first, second and third in turn.
+        for k in 0..3 {
+            let i = (round + k) % 3;
             let v = &variants[i];
             let m = load(v, uri, options.concurrency, options.duration).await;
             println!(
@@ -292,12 +306,12 @@ async fn run(options: &Options, variants: &[Variant; 2], uri: &http::Uri) {
     let cpu = |r: &Measurement| r.cpu_per_request.map_or(f64::NAN, micros);
     println!();
     println!(
-        "{:<10} {:>10} {:>10} {:>12} {:>7}",
+        "{:<13} {:>10} {:>10} {:>12} {:>7}",
         "client", "req/s", "p99 ms", "cpu us/req", "errors"
     );
     for (i, v) in variants.iter().enumerate() {
         println!(
-            "{:<10} {:>10.0} {:>10.3} {:>12.2} {:>7}",
+            "{:<13} {:>10.0} {:>10.3} {:>12.2} {:>7}",
             v.name(),
             median(results[i].iter().map(rps).collect()),
             median(results[i].iter().map(p99).collect()),
@@ -305,23 +319,33 @@ async fn run(options: &Options, variants: &[Variant; 2], uri: &http::Uri) {
             results[i].iter().map(|r| r.errors).sum::<u64>()
         );
     }
-    let ratio = |f: &dyn Fn(&Measurement) -> f64| {
-        PerRound::of(results[1].iter().zip(&results[0]).map(|(h, b)| f(h) / f(b)))
-    };
-    let (rps, p99, cpu) = (ratio(&rps), ratio(&p99), ratio(&cpu));
-    println!();
-    println!(
-        "hygienic/bare  req/s {:.3}x (target >= {THROUGHPUT_TARGET:.2}x {})   per round: {}",
-        rps.median,
-        if rps.median >= THROUGHPUT_TARGET {
-            "ok"
+    for (j, v) in variants.iter().enumerate().skip(1) {
+        let ratio = |f: &dyn Fn(&Measurement) -> f64| {
+            PerRound::of(results[j].iter().zip(&results[0]).map(|(h, b)| f(h) / f(b)))
+        };
+        let (rps, p99, cpu) = (ratio(&rps), ratio(&p99), ratio(&cpu));
+        let name = format!("{}/bare", v.name());
+        // The target is the client's as users get it; the other is there to be read.
+        let target = if v.name() == "hygienic" {
+            format!(
+                " (target >= {THROUGHPUT_TARGET:.2}x {})",
+                if rps.median >= THROUGHPUT_TARGET {
+                    "ok"
+                } else {
+                    "MISS"
+                }
+            )
         } else {
-            "MISS"
-        },
-        rps
-    );
-    println!("hygienic/bare  p99   {:.3}x   per round: {p99}", p99.median);
-    println!("hygienic/bare  cpu   {:.3}x   per round: {cpu}", cpu.median);
+            String::new()
+        };
+        println!();
+        println!(
+            "{name}  req/s {:.3}x{target}   per round: {rps}",
+            rps.median
+        );
+        println!("{name}  p99   {:.3}x   per round: {p99}", p99.median);
+        println!("{name}  cpu   {:.3}x   per round: {cpu}", cpu.median);
+    }
 }
 
 /// The ratios taken within each round (both clients load the server back to back, so a

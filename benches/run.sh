@@ -361,11 +361,12 @@ if selected client; then
     f=$work/client.out
     med() { awk -v v="$1" -v c="$2" '$1 == v && NF == 5 { print $c }' "$f"; }
     # `hygienic/bare  req/s 0.968x (target ...`
-    bench_ratio() { awk -v m="$1" '$1 == "hygienic/bare" && $2 == m { r = $3; sub(/x$/, "", r); print r; exit }' "$f"; }
-    bench_range() { awk -v m="$1" '$1 == "hygienic/bare" && $2 == m && $NF ~ /^\[.*\]$/ { print $NF; exit }' "$f"; }
+    # `by-authority/bare  req/s 0.955x   per round: ...`: the client keyed by authority.
+    bench_ratio() { awk -v m="$1" -v v="${2:-hygienic}/bare" '$1 == v && $2 == m { r = $3; sub(/x$/, "", r); print r; exit }' "$f"; }
+    bench_range() { awk -v m="$1" -v v="${2:-hygienic}/bare" '$1 == v && $2 == m && $NF ~ /^\[.*\]$/ { print $NF; exit }' "$f"; }
     for ((attempt = 1; ; attempt++)); do
         run_step client "$cmd" cargo bench --bench client_overhead "${client_args[@]}"
-        errors=$(awk '$1 ~ /^(bare|hygienic)$/ && NF == 5 { e += $5 } END { print e + 0 }' "$f")
+        errors=$(awk '$1 ~ /^(bare|hygienic|by-authority)$/ && NF == 5 { e += $5 } END { print e + 0 }' "$f")
         ((errors == 0)) || { cat "$f" >&2; die "client: $errors requests failed"; }
         spread=$(noisy "$(bench_range req/s)")
         if [[ -z $spread ]] || ((attempt >= attempts)); then break; fi
@@ -391,6 +392,19 @@ if selected client; then
             row "client $label: HygienicClient vs bare hyper-util" "" "$cmd" "bare: $b$unit" \
                 "hygienic: $o$unit" "$r $range" "—" "—$(noisy "$range")"
         fi
+    done
+    # The same client keyed by authority: what the crate adds, without what short keys save.
+    for m in req/s cpu; do
+        case $m in
+            req/s) col=2 unit=" req/s" label=$m ;;
+            cpu) col=4 unit=" µs/req" label=cpu/req ;;
+        esac
+        b=$(med bare "$col") o=$(med by-authority "$col") r=$(bench_ratio "$m" by-authority)
+        need_value client "by-authority $m" "$o"
+        need_value client "by-authority/bare $m ratio" "$r"
+        range=$(bench_range "$m" by-authority)
+        row "client $label: HygienicClient keyed by authority (the crate's additions alone) vs bare" "" "$cmd" \
+            "bare: $b$unit" "by-authority: $o$unit" "$r $range" "—" "—$(noisy "$range")"
     done
 fi
 
@@ -624,8 +638,9 @@ cell() { printf '%s' "${1//|/\\|}"; }
     echo "with the pool settings the hygienic one gives it (a pool timer, so idle timeouts fire;"
     echo "max idle per host). The hygienic client keys hyper-util's pool by a four-byte key per"
     echo "upstream instead of the request's authority (same bytes on the wire; see the client"
-    echo "module docs), which saves hyper-util more work per request than the crate adds, so these"
-    echo "rows show the client as users get it, not the crate's additions alone."
+    echo "module docs), which saves hyper-util work on every request: the HygienicClient rows are the"
+    echo "client as users get it; the \"keyed by authority\" rows are the same client keyed as"
+    echo "hyper-util keys alone (\`upstream_pool_keys(false)\`), the crate's additions alone."
     echo "CPU per census sample is user + system time: in-process for netlink, /proc and procfs;"
     echo "of the whole pipeline (sh, ss, awk, start-up included) for ss | awk; and of the"
     echo "node_exporter process per scrape of /metrics (collector \`tcpstat\` only, exporter metrics"

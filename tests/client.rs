@@ -514,9 +514,17 @@ async fn recording_server() -> (
 /// what reaches the server must be exactly what hyper-util alone would send.
 #[tokio::test]
 async fn requests_reach_the_server_as_written() {
+    for upstream_pool_keys in [true, false] {
+        requests_reach_the_server_as_written_with(upstream_pool_keys).await;
+    }
+}
+
+async fn requests_reach_the_server_as_written_with(upstream_pool_keys: bool) {
     let (addr, mut heads, task) = recording_server().await;
-    let client: HygienicClient<http_body_util::Full<Bytes>> =
-        HygienicClient::builder().build().unwrap();
+    let client: HygienicClient<http_body_util::Full<Bytes>> = HygienicClient::builder()
+        .upstream_pool_keys(upstream_pool_keys)
+        .build()
+        .unwrap();
     let send = |uri: String, host: Option<&str>| {
         let mut req = http::Request::get(uri);
         if let Some(h) = host {
@@ -572,11 +580,13 @@ async fn requests_reach_the_server_as_written() {
             .collect();
         assert_eq!(hosts, [want_host.as_str()], "{uri}: {head:?}");
     }
-    // Two upstreams (127.0.0.1 and localhost), each pooled apart: every request after an
-    // upstream's first reused its connection.
+    // Two upstreams (127.0.0.1 and localhost), each pooled apart. Keyed per upstream, every
+    // request after an upstream's first reused its connection; keyed by authority (as
+    // hyper-util alone), the one with user info was pooled apart.
     let snap = client.snapshot();
     assert_eq!(snap.len(), 2, "{snap:?}");
-    assert_eq!(snap.iter().map(|u| u.totals.connects).sum::<u64>(), 2);
+    let connects: u64 = snap.iter().map(|u| u.totals.connects).sum();
+    assert_eq!(connects, if upstream_pool_keys { 2 } else { 3 });
     // Port 0 is a connect error, like any port nothing listens on.
     let err = send("http://127.0.0.1:0/".into(), None).await.unwrap_err();
     assert!(err.is_connect(), "{err:?}");

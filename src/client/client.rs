@@ -34,12 +34,25 @@ use crate::{lease::RawLease, policy::SocketPolicy};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Builds a [`HygienicClient`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClientBuilder {
     policy: SocketPolicy,
     default: UpstreamConfig,
     overrides: HashMap<String, UpstreamConfig>,
     http2_only: bool,
+    upstream_pool_keys: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            policy: SocketPolicy::default(),
+            default: UpstreamConfig::default(),
+            overrides: HashMap::new(),
+            http2_only: false,
+            upstream_pool_keys: true,
+        }
+    }
 }
 
 impl ClientBuilder {
@@ -65,6 +78,19 @@ impl ClientBuilder {
     /// Speak HTTP/2 with prior knowledge to every upstream. Default: HTTP/1.1.
     pub fn http2_only(mut self, on: bool) -> Self {
         self.http2_only = on;
+        self
+    }
+
+    /// Whether hyper-util's pool is keyed by a four-byte key per upstream (`true`) or by each
+    /// request's authority, as hyper-util does on its own (`false`). Default: `true`.
+    ///
+    /// The requests on the wire are the same either way; the short key saves hyper-util
+    /// hashing and comparing the authority byte by byte several times per request (see
+    /// [the module docs](super#how-requests-address-hyper-utils-pool)). Turn it off to see
+    /// real authorities in hyper-util's own trace logs. HTTP/2 ([`http2_only`](Self::http2_only))
+    /// always keys by authority.
+    pub fn upstream_pool_keys(mut self, on: bool) -> Self {
+        self.upstream_pool_keys = on;
         self
     }
 
@@ -105,6 +131,7 @@ impl ClientBuilder {
             map: RwLock::new(Default::default()),
             primary: OnceLock::new(),
             routed: RwLock::new(Vec::new()),
+            route_requests: self.upstream_pool_keys && !self.http2_only,
             http2_only: self.http2_only,
         });
         // Upstreams configured by name exist from the start, so their metrics do too.
@@ -235,7 +262,7 @@ where
         };
         let mut req = req;
         let routed = match &upstream.route {
-            Some(route) if !upstreams.http2_only => match route_request(&mut req, route) {
+            Some(route) if upstreams.route_requests => match route_request(&mut req, route) {
                 Ok(routed) => routed,
                 Err(e) => {
                     return ResponseFuture::failed(Error::new(
@@ -247,7 +274,7 @@ where
             },
             _ => false,
         };
-        if !routed && req.uri().port_u16() == Some(0) {
+        if !routed && upstreams.route_requests && req.uri().port_u16() == Some(0) {
             // Port 0 marks the pool keys of routed upstreams, and no server listens on it.
             return ResponseFuture::failed(Error::new(
                 Kind::InvalidUri,

@@ -514,6 +514,8 @@ pub(crate) struct Upstreams {
     pub(crate) primary: OnceLock<(String, Arc<Upstream>)>,
     /// Upstreams with a [`Route`], by route index.
     pub(crate) routed: RwLock<Vec<Arc<Upstream>>>,
+    /// Requests go to hyper-util with their upstream's pool key (see [`Route`]).
+    pub(crate) route_requests: bool,
     pub(crate) http2_only: bool,
 }
 
@@ -561,7 +563,7 @@ impl Upstreams {
         };
         let mut up = Upstream::new(key.clone(), config, self.policy.clone())?;
         let mut routed = self.routed.write().unwrap_or_else(|e| e.into_inner());
-        if key != "other" {
+        if self.route_requests && key != "other" {
             up.route = Route::new(routed.len(), &key);
         }
         let up = Arc::new(up);
