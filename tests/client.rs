@@ -592,3 +592,57 @@ async fn requests_reach_the_server_as_written_with(upstream_pool_keys: bool) {
     assert!(err.is_connect(), "{err:?}");
     task.abort();
 }
+
+/// Over HTTP/2 the request's authority goes on the wire (`:authority`), so the pool is keyed
+/// by it: the server sees the authority the caller wrote.
+#[tokio::test]
+async fn http2_requests_carry_their_own_authority() {
+    use hyper_util::{rt::TokioIo, server::conn::auto};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| {
+                        let authority = req.uri().authority().map(|a| a.to_string());
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(
+                                http_body_util::Full::new(Bytes::from(
+                                    authority.unwrap_or_default(),
+                                )),
+                            ))
+                        }
+                    });
+                let _ = auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    let client = HygienicClient::builder()
+        .http2_only(true)
+        .build::<Empty<Bytes>>()
+        .unwrap();
+    for uri in [
+        format!("http://{addr}/"),
+        format!("http://localhost:{}/", addr.port()),
+    ] {
+        for _ in 0..2 {
+            let res = client.get(uri.parse().unwrap()).await.unwrap();
+            assert_eq!(res.version(), http::Version::HTTP_2);
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(
+                body,
+                uri.trim_start_matches("http://").trim_end_matches('/')
+            );
+        }
+    }
+    // One HTTP/2 connection per upstream, every stream after the first on it.
+    let snap = client.snapshot();
+    assert_eq!(
+        snap.iter().map(|u| u.totals.connects).collect::<Vec<_>>(),
+        [1, 1]
+    );
+    server.abort();
+}

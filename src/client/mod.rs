@@ -37,21 +37,23 @@
 //! `Host` header, never the authority its pool was keyed by. A `Host` header the caller set is
 //! kept. HTTP/2 upstreams ([`ClientBuilder::http2_only`]), `CONNECT` requests, other schemes
 //! and the shared `other` upstream keep their authority. hyper-util's own trace logs name
-//! the pool by its key.
+//! the pool by its key. Port 0 marks the keys: a request to port 0 fails (a connect error,
+//! as for any port nothing listens on, or an invalid URI where the authority is kept).
 //!
 //! # What it costs
 //!
-//! See `BENCHMARKS.md` for the figures of `cargo bench --bench client_overhead`, which loads
-//! the client and hyper-util's `Client` set up to pool the same way in one run and prints the
-//! ratio. Per request the client adds: the lease (a short lock on the upstream's tracker when
-//! it is taken and when it ends, and two clock reads), the copy of a replayable request kept
-//! for a retry on a stale connection, the connection's accounting (state, reuse, idle
-//! deadline) and the stream that enforces the idle and age deadlines and records who closed
-//! first. Keying the pool by a short key saves hyper-util more than that on an HTTP/1 request
-//! (about 4 700 instructions against 1 900 added, for a 15-byte authority such as
-//! `127.0.0.1:8080`; more for longer host names), so the client spends about as much CPU per
-//! request as bare hyper-util. Where the pool keeps the request's authority (HTTP/2,
-//! `CONNECT`, the `other` upstream) the additions cost about 5% on a minimal keep-alive GET.
+//! `cargo bench --bench client_overhead` loads bare hyper-util's `Client` (set up to pool the
+//! same way), this client, and this client keyed by authority
+//! ([`ClientBuilder::upstream_pool_keys`]`(false)`) in one run and prints the ratios;
+//! `BENCHMARKS.md` has the figures. Per request the client adds the lease (a short lock on the
+//! upstream's tracker when it is taken and when it ends, and two clock reads), the copy of a
+//! replayable request kept for a retry on a stale connection, the connection's accounting
+//! (state, reuse, idle deadline) and the stream that enforces the idle and age deadlines and
+//! records who closed first: about 5% more CPU than bare hyper-util on a minimal keep-alive
+//! GET when keyed by authority. Keyed per upstream (the default) it saves hyper-util about as
+//! much, so it costs about the same CPU per request as bare hyper-util for an authority of 15
+//! bytes (`127.0.0.1:8080`), and less for longer host names. A service doing any work per
+//! request sees a far smaller share either way.
 
 #[allow(clippy::module_inception)]
 mod client;
