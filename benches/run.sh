@@ -4,7 +4,8 @@
 # met), then each benchmark's own output verbatim. Every ratio comes from one run, baseline and
 # ours measured side by side; an absolute figure alone says little on a shared machine.
 #
-#   server     cargo bench --bench server_overhead      hygienic axum / own loop vs bare axum
+#   server     cargo bench --bench server_overhead      hygienic axum / own loop / no recorder
+#                                                       vs bare axum
 #   client     cargo bench --bench client_overhead      HygienicClient vs bare hyper-util
 #   census     census bench in a private netns, per size: netlink count vs ss|awk, the procfs
 #              crate and node_exporter's tcpstat collector (CPU per scrape), same sockets
@@ -328,13 +329,13 @@ if selected server; then
     }
     for ((attempt = 1; ; attempt++)); do
         run_step server "$cmd" cargo bench --bench server_overhead "${server_args[@]}"
-        errors=$(awk '$1 ~ /^(bare|hygienic|own-loop)$/ && NF == 5 { e += $5 } END { print e + 0 }' "$f")
+        errors=$(awk '$1 ~ /^(bare|hygienic|own-loop|no-metrics)$/ && NF == 5 { e += $5 } END { print e + 0 }' "$f")
         ((errors == 0)) || { cat "$f" >&2; die "server: the load generator reported $errors errors"; }
         spread="$(noisy "$(bench_range hygienic req/s)")$(noisy "$(bench_range own-loop req/s)")"
         if [[ -z $spread ]] || ((attempt >= attempts)); then break; fi
         again server "hygienic/bare req/s per round $(bench_range hygienic req/s), own-loop/bare $(bench_range own-loop req/s)"
     done
-    for v in hygienic own-loop; do
+    for v in hygienic own-loop no-metrics; do
         for m in req/s p99 cpu/req; do
             case $m in
                 req/s) col=2 unit=" req/s" op=">=" target=0.98 ;;

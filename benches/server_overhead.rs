@@ -1,11 +1,15 @@
 //! What the hygienic server costs over plain `axum::serve`, measured against it in the same run.
 //!
-//! Three servers run the same axum app (`examples/axum_server.rs`, route `/`, a 24-byte body),
+//! Four servers run the same axum app (`examples/axum_server.rs`, route `/`, a 24-byte body),
 //! each in a process of its own so the load generator never shares their runtime:
 //!
 //! - `bare`: `axum::serve(tokio::net::TcpListener, app)` (`axum_server --bare`);
 //! - `hygienic`: `axum::serve(HygienicListener, TrackConnection::new(app))` (`axum_server`);
-//! - `own-loop`: the crate's own `Server` accept loop (`axum_server --hyper-loop`).
+//! - `own-loop`: the crate's own `Server` accept loop (`axum_server --hyper-loop`);
+//! - `no-metrics`: `hygienic` without the Prometheus recorder and the census sampler
+//!   (`axum_server --no-metrics`): the listener and layer alone, their metrics going to the
+//!   facade's no-op default. The other two hygienic variants record every metric, as the
+//!   example does by default; `bare` records none.
 //!
 //! The load is keep-alive HTTP/1.1 over loopback from `wrk -t1 -c32 -d5s --latency` when `wrk`
 //! is installed (`scripts/install-test-deps.sh` installs it). Without it, an in-process
@@ -29,7 +33,7 @@
 //!     [--loadgen wrk|hyper] [--server-bin PATH]
 //! ```
 //!
-//! Defaults: 5 rounds of 5 s, 32 connections; the whole run takes about 80 s. The bench builds
+//! Defaults: 5 rounds of 5 s, 32 connections; the whole run takes about 110 s. The bench builds
 //! the example first (`cargo build --release --example axum_server`) unless `--server-bin`
 //! names one. `benches/wrk.sh` runs the same comparison from the shell.
 
@@ -51,7 +55,7 @@ struct Variant {
     flag: Option<&'static str>,
 }
 
-const VARIANTS: [Variant; 3] = [
+const VARIANTS: [Variant; 4] = [
     Variant {
         name: "bare",
         flag: Some("--bare"),
@@ -63,6 +67,10 @@ const VARIANTS: [Variant; 3] = [
     Variant {
         name: "own-loop",
         flag: Some("--hyper-loop"),
+    },
+    Variant {
+        name: "no-metrics",
+        flag: Some("--no-metrics"),
     },
 ];
 

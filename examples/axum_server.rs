@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
 //!     [--max-requests N] [--max-age SECS] [--shutdown-deadline SECS] [--sample-interval SECS]
-//!     [--hyper-loop] [--bare]
+//!     [--hyper-loop] [--no-metrics] [--bare]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
@@ -14,7 +14,9 @@
 //! SIGINT or SIGTERM, then shuts down gracefully and prints the connection totals to stderr.
 //!
 //! `--bare` serves the same routes, without `/metrics`, with plain `axum::serve` on a tokio
-//! listener and no recorder or sampler, for comparisons; `--hyper-loop` uses the crate's own
+//! listener and no recorder or sampler, for comparisons; `--no-metrics` keeps the hygienic
+//! listener and layer but installs no recorder and starts no sampler (no `/metrics`), so the
+//! crate's metrics go to the facade's no-op default; `--hyper-loop` uses the crate's own
 //! serve loop instead of `axum::serve`.
 
 use std::{collections::HashMap, io::Write, time::Duration};
@@ -43,6 +45,7 @@ struct Args {
     #[cfg_attr(not(feature = "census"), allow(dead_code))]
     sample_interval: Duration,
     hyper_loop: bool,
+    no_metrics: bool,
     bare: bool,
 }
 
@@ -56,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         shutdown_deadline: Duration::from_secs(10),
         sample_interval: Duration::from_secs(5),
         hyper_loop: false,
+        no_metrics: false,
         bare: false,
     };
     let mut it = std::env::args().skip(1);
@@ -82,6 +86,7 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--hyper-loop" => args.hyper_loop = true,
+            "--no-metrics" => args.no_metrics = true,
             "--bare" => args.bare = true,
             "-h" | "--help" => {
                 println!("see the header of examples/axum_server.rs");
@@ -183,9 +188,11 @@ async fn main() {
 
     // The executable decides to export: the library itself only emits through the facade.
     // Installed before the listener exists, since it takes its metric handles when bound.
-    let exporter = PrometheusExporter::install().unwrap_or_else(|e| {
-        eprintln!("axum_server: {e}");
-        std::process::exit(1);
+    let exporter = (!args.no_metrics).then(|| {
+        PrometheusExporter::install().unwrap_or_else(|e| {
+            eprintln!("axum_server: {e}");
+            std::process::exit(1);
+        })
     });
     let limits = ConnectionLimits::builder()
         .idle_timeout(args.idle_timeout)
@@ -216,13 +223,18 @@ async fn main() {
     }
     let registry = listener.registry().clone();
 
-    let app = app().merge(exporter.router());
+    let app = match &exporter {
+        Some(exporter) => app().merge(exporter.router()),
+        None => app(),
+    };
     // Samples until the handle is dropped at the end of main.
     #[cfg(feature = "census")]
-    let _sampler = conn_hygiene::census::Sampler::builder()
-        .interval(args.sample_interval)
-        .listener(&registry)
-        .spawn();
+    let _sampler = exporter.is_some().then(|| {
+        conn_hygiene::census::Sampler::builder()
+            .interval(args.sample_interval)
+            .listener(&registry)
+            .spawn()
+    });
     announce(listener.local_addr());
 
     if args.hyper_loop {
