@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The comparison of benches/server_overhead.rs, from the shell: plain axum::serve (bare), the
-# hygienic listener + TrackConnection (hygienic) and the crate's own serve loop (own-loop), all
-# three served by the release build of examples/axum_server.rs, each in its own process, loaded
+# hygienic listener + TrackConnection (hygienic), the crate's own serve loop (own-loop), and the
+# hygienic one without a metrics recorder or sampler (no-metrics), all four served by the
+# release build of examples/axum_server.rs, each in its own process, loaded
 # with `wrk -t1 -cCONNECTIONS -dSECSs --latency` in interleaved rounds (order rotated each
 # round). Prints each round, then the medians and the ratios to bare against the targets
 # (throughput >= 0.98x, p99 <= 1.05x). The `per round` columns give the median, lowest and
@@ -11,7 +12,7 @@
 #
 #   benches/wrk.sh [--rounds N] [--secs S] [--connections N] [--server-bin PATH]
 #
-# Defaults: 5 rounds of 5 s, 32 connections (about 80 s). The script builds the example first
+# Defaults: 5 rounds of 5 s, 32 connections (about 110 s). The script builds the example first
 # (`cargo build --release --example axum_server`) unless --server-bin names one. wrk comes from
 # scripts/install-test-deps.sh.
 set -euo pipefail
@@ -53,8 +54,8 @@ if [[ -z $bin ]]; then
 fi
 [[ -x $bin ]] || { echo "wrk.sh: $bin was not built" >&2; exit 1; }
 
-names=(bare hygienic own-loop)
-flags=(--bare "" --hyper-loop)
+names=(bare hygienic own-loop no-metrics)
+flags=(--bare "" --hyper-loop --no-metrics)
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -69,7 +70,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Start the three servers and wait (deadline 10 s) for their `listening on ADDR` lines.
+# Start the servers and wait (deadline 10 s) for their `listening on ADDR` lines.
 addrs=()
 for i in "${!names[@]}"; do
     # shellcheck disable=SC2086 # an empty flag must vanish
@@ -157,6 +158,8 @@ for ((r = 0; r < rounds; r++)); do
 done
 
 # Medians, ratios of medians, and the per-round ratios, as server_overhead.rs prints them.
+results=()
+for n in "${names[@]}"; do results+=("$work/$n.results"); done
 awk -v t_target=0.98 -v l_target=1.05 '
     function median(a, n,   i, j, t) {
         for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
@@ -200,4 +203,4 @@ awk -v t_target=0.98 -v l_target=1.05 '
             row(i, 2, "p99", "<=", l_target)
             row(i, 3, "cpu/req", "", 0)
         }
-    }' "$work/bare.results" "$work/hygienic.results" "$work/own-loop.results"
+    }' "${results[@]}"
