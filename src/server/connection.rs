@@ -248,8 +248,11 @@ pub(crate) struct ConnShared {
     idle_since: AtomicU64,
     /// Bumped whenever a deadline of the stream must be recomputed.
     pub(crate) epoch: AtomicU32,
-    /// Wakes the task that reads the stream.
+    /// Wakes the task that reads the stream; only through [`wake_io`](Self::wake_io).
     pub(crate) io_waker: AtomicWaker,
+    /// Wakes through `io_waker` so far, counted before each wake takes the waker: a stream
+    /// that sees the count unchanged knows its registered waker is still in place.
+    pub(crate) io_wakes: AtomicU32,
     /// Wakes the connection driver of [`Server`](super::Server) (GOAWAY, cut).
     pub(crate) driver: Notify,
     pub(crate) registry: Arc<RegistryInner>,
@@ -279,6 +282,7 @@ impl ConnShared {
             idle_since: AtomicU64::new(0),
             epoch: AtomicU32::new(0),
             io_waker: AtomicWaker::new(),
+            io_wakes: AtomicU32::new(0),
             driver: Notify::new(),
             registry,
         }
@@ -286,6 +290,12 @@ impl ConnShared {
 
     pub(crate) fn state(&self) -> ConnState {
         ConnState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Wakes the task reading the stream, counting the wake first (see `io_wakes`).
+    pub(crate) fn wake_io(&self) {
+        self.io_wakes.fetch_add(1, Ordering::AcqRel);
+        self.io_waker.wake();
     }
 
     /// Moves to `to` unless the connection is already closing or closed (or, for `Idle`, unless
@@ -372,7 +382,7 @@ impl ConnShared {
         );
         if self.set(flags::RETIRING) {
             self.bump();
-            self.io_waker.wake();
+            self.wake_io();
             self.driver.notify_one();
         }
     }
@@ -382,7 +392,7 @@ impl ConnShared {
         if self.set(flags::CUT) {
             self.force_close_reason(CloseReason::ShutdownDeadline);
             self.bump();
-            self.io_waker.wake();
+            self.wake_io();
             self.driver.notify_one();
         }
     }
@@ -420,10 +430,10 @@ impl ConnShared {
             // so the end of a request needs no wake-up, except where the stream must act now:
             // a retiring connection closes, a hidden peer FIN is delivered.
             if self.is_retiring() {
-                self.io_waker.wake();
+                self.wake_io();
                 self.driver.notify_one();
             } else if self.has(flags::PEER_FIN) {
-                self.io_waker.wake();
+                self.wake_io();
             }
         }
     }

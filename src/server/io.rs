@@ -4,7 +4,7 @@ use std::{
     io::{self, IoSlice},
     pin::Pin,
     sync::{atomic::Ordering, Arc},
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -71,6 +71,13 @@ pub struct TrackedStream {
     deadline: Option<(Instant, Expiry)>,
     timer_epoch: u32,
     timer_dirty: bool,
+    /// The timer was polled (so holds this task's waker) since it was last set, and was
+    /// pending: until it fires or is set again, polling it again changes nothing.
+    timer_polled: bool,
+    /// The waker last registered in the connection's `io_waker`.
+    waker: Option<Waker>,
+    /// The connection's wake count when that waker was registered.
+    wakes_seen: u32,
     /// Epoch at which the first byte of a request arrived, and when (taken lazily).
     header_started: Option<(Option<Instant>, u32)>,
     preface_pos: u8,
@@ -105,6 +112,9 @@ impl TrackedStream {
             deadline: None,
             timer_epoch: u32::MAX,
             timer_dirty: true,
+            timer_polled: false,
+            waker: None,
+            wakes_seen: 0,
             header_started: None,
             preface_pos: 0,
             peer_eof: false,
@@ -213,9 +223,20 @@ impl TrackedStream {
                 return Some(kind);
             }
             let timer = self.timer.as_mut()?;
-            if timer.as_mut().poll(cx).is_pending() {
+            // Registered with this task and not fired: nothing to poll.
+            if self.timer_polled && !timer.is_elapsed() {
                 return None;
             }
+            // Unconstrained: a `Pending` from an exhausted task budget would not register the
+            // waker, and the flag above would then skip the poll that does.
+            if Pin::new(&mut tokio::task::unconstrained(timer.as_mut()))
+                .poll(cx)
+                .is_pending()
+            {
+                self.timer_polled = true;
+                return None;
+            }
+            self.timer_polled = false;
             // Fired: act only if it was a real limit and nothing changed since it was computed;
             // otherwise recompute (an early timer) and poll again.
             self.timer_armed = None;
@@ -251,6 +272,7 @@ impl TrackedStream {
             None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
         }
         self.timer_armed = Some(at);
+        self.timer_polled = false;
     }
 
     /// Acts on an expired deadline; `None` means keep reading.
@@ -288,6 +310,24 @@ impl TrackedStream {
         what.result()
     }
 
+    /// Registers this task in the connection's `io_waker`, unless the waker registered last
+    /// is this task's and no wake has taken it since (the wake count is unchanged).
+    fn register_io(&mut self, cx: &mut Context<'_>) {
+        let c = &self.conn.0;
+        let wakes = c.io_wakes.load(Ordering::Acquire);
+        if wakes == self.wakes_seen && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return;
+        }
+        c.io_waker.register(cx.waker());
+        self.waker = Some(cx.waker().clone());
+        // The count read before registering: a wake counted since finds this waker, or took
+        // the previous one; either way the next look registers again.
+        self.wakes_seen = wakes;
+        // A new task (or one woken) may not be the one the timer holds.
+        self.timer_polled = false;
+    }
+
     fn on_peer_eof(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let conn = self.conn.0.clone();
         let c = &*conn;
@@ -306,7 +346,7 @@ impl TrackedStream {
             HalfClose::Finish => {
                 // Hide the EOF until the response in flight is done; the in-flight guard wakes us.
                 self.peer_eof = true;
-                c.io_waker.register(cx.waker());
+                self.register_io(cx);
                 if c.in_flight.load(Ordering::Acquire) == 0 {
                     Poll::Ready(Ok(()))
                 } else {
@@ -385,7 +425,7 @@ impl AsyncRead for TrackedStream {
             return Poll::Ready(this.inject(Injected::Cut));
         }
         if this.peer_eof {
-            this.conn.0.io_waker.register(cx.waker());
+            this.register_io(cx);
             return if this.conn.0.in_flight.load(Ordering::Acquire) == 0 {
                 Poll::Ready(Ok(()))
             } else {
@@ -444,7 +484,7 @@ impl AsyncRead for TrackedStream {
                 Poll::Ready(Err(e))
             }
             Poll::Pending => {
-                this.conn.0.io_waker.register(cx.waker());
+                this.register_io(cx);
                 if let Some(kind) = this.poll_expiry(cx) {
                     if let Some(result) = this.expire(kind) {
                         return Poll::Ready(result);
