@@ -52,7 +52,7 @@
 //! records who closed first: about 5% more CPU than bare hyper-util on a minimal keep-alive
 //! GET when keyed by authority. Keyed per upstream (the default) it saves hyper-util about as
 //! much, so it costs about the same CPU per request as bare hyper-util for an authority of 15
-//! bytes (`127.0.0.1:8080`), and less for longer host names. A service doing any work per
+//! bytes (`127.0.0.1:40123`), and less for longer host names. A service doing any work per
 //! request sees a far smaller share either way.
 
 #[allow(clippy::module_inception)]
