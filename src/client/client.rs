@@ -297,10 +297,8 @@ where
         // Taken before the `Host` header goes in, so it copies no header map when the request
         // has no headers of its own; a retry puts the header back.
         let replay = is_replayable(&req).then(|| Box::new(clone_request(&req)));
-        if routed && !req.headers().contains_key(HOST) {
-            if let Some(route) = &lease.upstream.route {
-                req.headers_mut().insert(HOST, route.host.clone());
-            }
+        if let Some(route) = lease.upstream.route.as_ref().filter(|_| routed) {
+            set_host(&mut req, route);
         }
         // Each stale failure discards one pooled connection, and a fresh connection never
         // counts as stale, so the retries are bounded by the idle connections the pool can
@@ -374,6 +372,14 @@ fn route_request<B>(req: &mut Request<B>, route: &Route) -> Result<bool, http::E
     // an error, not a request sent elsewhere.
     *req.uri_mut() = Uri::from_parts(parts)?;
     Ok(true)
+}
+
+/// Sets the `Host` header hyper-util would have written for a routed request, unless the
+/// caller set one.
+fn set_host<B>(req: &mut Request<B>, route: &Route) {
+    if !req.headers().contains_key(HOST) {
+        req.headers_mut().insert(HOST, route.host.clone());
+    }
 }
 
 /// Whether a request was addressed to `route`'s pool key.
@@ -556,10 +562,8 @@ where
                                     "reused connection closed by the server; retrying the replayable request");
                                 let mut again = clone_request(again);
                                 if let Some(route) = &upstream.route {
-                                    if is_routed(&again, route)
-                                        && !again.headers().contains_key(HOST)
-                                    {
-                                        again.headers_mut().insert(HOST, route.host.clone());
+                                    if is_routed(&again, route) {
+                                        set_host(&mut again, route);
                                     }
                                 }
                                 *sending = shared.inner.request(again);

@@ -622,8 +622,9 @@ const fn route_keys() -> [u8; 4 * MAX_UPSTREAMS] {
 /// authority and its real `Host` header already set; the connector maps the key back to the
 /// upstream and connects to its real address. On the wire nothing changes: an HTTP/1 request
 /// carries its path and its `Host` header, never the authority given to the pool. Port 0
-/// marks the key: no real destination has it (requests to port 0 are refused before they get
-/// here). Only `http` requests are routed: HTTP/2 sends the authority itself (`:authority`),
+/// marks the key: no server listens on it, and a request to port 0 that is not routed is
+/// refused as an invalid URI, so no real authority reaches the connector looking like a key.
+/// Only `http` requests are routed: HTTP/2 sends the authority itself (`:authority`),
 /// and `CONNECT` sends it in the request line.
 #[derive(Debug, Clone)]
 pub(crate) struct Route {
