@@ -28,6 +28,20 @@ async fn get_ok(client: &Client, url: &str) {
     res.into_body().collect().await.unwrap();
 }
 
+/// Lets paused time run, 100 ms at a time, until the server has seen a connection close;
+/// returns the time since `from`. Fails past `limit`.
+async fn paused_until_closed(
+    reg: &conn_hygiene::server::ConnectionRegistry,
+    from: tokio::time::Instant,
+    limit: Duration,
+) -> Duration {
+    while reg.totals().closed == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(from.elapsed() < limit, "never closed");
+    }
+    from.elapsed()
+}
+
 #[tokio::test(start_paused = true)]
 async fn client_first_closes_before_the_advertised_keep_alive() {
     // The server advertises `Keep-Alive: timeout=75`; the client learns it and closes idle
@@ -41,15 +55,7 @@ async fn client_first_closes_before_the_advertised_keep_alive() {
     assert_eq!(snap.idle, 1);
     let idle_from = tokio::time::Instant::now();
     let reg = server.registry.clone();
-    // Let paused time run until the connection is gone.
-    while reg.totals().closed == 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            idle_from.elapsed() < Duration::from_secs(200),
-            "never closed"
-        );
-    }
-    let closed_after = idle_from.elapsed();
+    let closed_after = paused_until_closed(&reg, idle_from, Duration::from_secs(200)).await;
     assert!(
         closed_after >= Duration::from_secs(74) && closed_after < Duration::from_secs(75),
         "closed after {closed_after:?}"
@@ -108,14 +114,7 @@ async fn an_idle_connection_closes_at_its_max_age() {
     let opened_at = tokio::time::Instant::now();
     get_ok(&client, &server.url("/")).await;
     let reg = server.registry.clone();
-    while reg.totals().closed == 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(
-            opened_at.elapsed() < Duration::from_secs(60),
-            "never closed"
-        );
-    }
-    let closed_after = opened_at.elapsed();
+    let closed_after = paused_until_closed(&reg, opened_at, Duration::from_secs(60)).await;
     assert!(
         closed_after >= Duration::from_secs(10) && closed_after < Duration::from_secs(11),
         "closed after {closed_after:?}"
