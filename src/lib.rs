@@ -71,6 +71,8 @@ pub mod census;
 pub mod client;
 #[cfg(any(feature = "server", feature = "client"))]
 mod close;
+#[cfg(feature = "server")]
+mod conn;
 #[cfg(feature = "exporter")]
 pub mod exporter;
 #[cfg(feature = "lease")]

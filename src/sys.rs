@@ -39,3 +39,49 @@ pub(crate) fn tcp_state(fd: std::os::fd::RawFd) -> Option<u8> {
 pub(crate) fn tcp_state(_fd: i32) -> Option<u8> {
     None
 }
+
+/// How far the peer has taken what we sent: bytes still in the send queue (sent and not
+/// acknowledged, or not sent yet) and bytes acknowledged so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SendQueue {
+    pub(crate) queued: u32,
+    pub(crate) acked: u64,
+}
+
+/// The send queue of a socket (`SIOCOUTQ` and `tcpi_bytes_acked` of `TCP_INFO`), `None` if it
+/// cannot be read.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub(crate) fn send_queue(fd: std::os::fd::RawFd) -> Option<SendQueue> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a socket) writes one int through the pointer, which is
+    // valid for that write.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: `tcp_info` is plain integers, for which all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is valid for writes of `len` bytes and `len` points to its size; the kernel
+    // copies at most that many.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    let acked_end = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_acked) + 8;
+    (rc == 0 && len as usize >= acked_end).then(|| SendQueue {
+        queued: u32::try_from(queued).unwrap_or(0),
+        acked: info.tcpi_bytes_acked,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn send_queue(_fd: i32) -> Option<SendQueue> {
+    None
+}

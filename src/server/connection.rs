@@ -87,6 +87,10 @@ pub enum CloseReason {
     IdleTimeout,
     /// A request header (or the first bytes) did not arrive within the header timeout.
     HeaderTimeout,
+    /// Output pending for the peer made no progress within the write timeout (a peer that
+    /// stopped reading, or an HTTP/2 response stalled on its flow control); closed with a reset
+    /// so the send buffer is freed at once.
+    WriteTimeout,
     /// The kernel gave up on the peer (keepalive probes or user timeout expired): a dead peer.
     PeerTimeout,
     /// Retired after reaching the maximum connection age.
@@ -112,9 +116,10 @@ pub enum CloseReason {
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 12] = [
+    pub const ALL: [CloseReason; 13] = [
         CloseReason::IdleTimeout,
         CloseReason::HeaderTimeout,
+        CloseReason::WriteTimeout,
         CloseReason::PeerTimeout,
         CloseReason::MaxAge,
         CloseReason::MaxRequests,
@@ -131,7 +136,9 @@ impl CloseReason {
     /// connection mid-message, errors end it without an orderly close.
     pub(crate) const fn forced_closer(self) -> Option<Closer> {
         match self {
-            CloseReason::HeaderTimeout | CloseReason::PeerTimeout => Some(Closer::Timeout),
+            CloseReason::HeaderTimeout | CloseReason::WriteTimeout | CloseReason::PeerTimeout => {
+                Some(Closer::Timeout)
+            }
             CloseReason::PeerReset => Some(Closer::Reset),
             CloseReason::IoError => Some(Closer::Error),
             CloseReason::ShutdownDeadline => Some(Closer::Local),
@@ -144,6 +151,7 @@ impl CloseReason {
         match self {
             CloseReason::IdleTimeout => "idle_timeout",
             CloseReason::HeaderTimeout => "header_timeout",
+            CloseReason::WriteTimeout => "write_timeout",
             CloseReason::PeerTimeout => "peer_timeout",
             CloseReason::MaxAge => "max_age",
             CloseReason::MaxRequests => "max_requests",
@@ -188,8 +196,11 @@ pub struct CloseInfo {
     pub aborted: bool,
     /// From accept to close.
     pub lifetime: Duration,
-    /// Requests served on it.
+    /// Requests read on it.
     pub requests: u64,
+    /// Requests read on it whose response never ended: cut at the shutdown deadline, cancelled
+    /// by the peer's close, or cut by an error or a timeout.
+    pub unanswered: u64,
 }
 
 /// A point-in-time view of one live connection.
@@ -206,10 +217,13 @@ pub struct ConnectionSnapshot {
     pub opened_at: SystemTime,
     /// Time since accept.
     pub age: Duration,
-    /// Requests started on it.
+    /// Requests read on it (complete heads; HTTP/2: streams opened).
     pub requests: u64,
-    /// Requests in flight now.
+    /// Requests read whose response has not ended.
     pub in_flight: u32,
+    /// Requests in a handler or a response body, as [`TrackConnection`](super::TrackConnection)
+    /// counts them (0 without the layer).
+    pub handlers: u32,
     /// Bytes read from the peer.
     pub bytes_in: u64,
     /// Bytes written to the peer.
@@ -240,14 +254,16 @@ pub(crate) struct ConnShared {
     flags: AtomicU8,
     close_reason: AtomicU8,
     retire_reason: AtomicU8,
+    /// Request heads read, as the stream's wire counts them.
     pub(crate) requests: AtomicU64,
-    pub(crate) in_flight: AtomicU32,
+    /// Responses ended, likewise.
+    pub(crate) answered: AtomicU64,
+    /// Requests the layer saw, numbering [`ConnectionInfo::request_number`].
+    pub(crate) layer_requests: AtomicU64,
+    /// Requests in a handler or a response body, as the layer counts them.
+    pub(crate) handlers: Arc<AtomicU32>,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
-    /// Nanoseconds after `opened` at which the connection last became idle.
-    idle_since: AtomicU64,
-    /// Bumped whenever a deadline of the stream must be recomputed.
-    pub(crate) epoch: AtomicU32,
     /// Wakes the task that reads the stream; only through [`wake_io`](Self::wake_io).
     pub(crate) io_waker: AtomicWaker,
     /// Wakes through `io_waker` so far, counted before each wake takes the waker: a stream
@@ -276,11 +292,11 @@ impl ConnShared {
             close_reason: AtomicU8::new(0),
             retire_reason: AtomicU8::new(0),
             requests: AtomicU64::new(0),
-            in_flight: AtomicU32::new(0),
+            answered: AtomicU64::new(0),
+            layer_requests: AtomicU64::new(0),
+            handlers: Arc::new(AtomicU32::new(0)),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
-            idle_since: AtomicU64::new(0),
-            epoch: AtomicU32::new(0),
             io_waker: AtomicWaker::new(),
             io_wakes: AtomicU32::new(0),
             driver: Notify::new(),
@@ -345,10 +361,6 @@ impl ConnShared {
         self.flags.fetch_or(flag, Ordering::AcqRel) & flag == 0
     }
 
-    pub(crate) fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// Records why the connection is closing; the first reason wins.
     pub(crate) fn set_close_reason(&self, reason: CloseReason) {
         let _ = self.close_reason.compare_exchange(
@@ -381,7 +393,6 @@ impl ConnShared {
             Ordering::Acquire,
         );
         if self.set(flags::RETIRING) {
-            self.bump();
             self.wake_io();
             self.driver.notify_one();
         }
@@ -391,7 +402,6 @@ impl ConnShared {
     pub(crate) fn cut(&self) {
         if self.set(flags::CUT) {
             self.force_close_reason(CloseReason::ShutdownDeadline);
-            self.bump();
             self.wake_io();
             self.driver.notify_one();
         }
@@ -401,41 +411,12 @@ impl ConnShared {
         self.has(flags::RETIRING) || self.registry.is_shutting_down()
     }
 
-    pub(crate) fn idle_since(&self) -> Instant {
-        self.opened + Duration::from_nanos(self.idle_since.load(Ordering::Acquire))
-    }
-
-    /// A request started; returns its number on this connection.
-    pub(crate) fn request_started(&self, h2: bool) -> u64 {
+    /// A request reached the layer; returns its number on this connection.
+    pub(crate) fn layer_request(&self, h2: bool) -> u64 {
         if h2 {
             self.set(flags::H2);
         }
-        let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.bump();
-            self.transition(ConnState::Active);
-        }
-        n
-    }
-
-    /// A request's response ended (or was dropped).
-    pub(crate) fn request_finished(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let since = Instant::now().saturating_duration_since(self.opened);
-            self.idle_since
-                .store(since.as_nanos() as u64, Ordering::Release);
-            self.transition(ConnState::Idle);
-            self.bump();
-            // The stream keeps a timer armed while requests are in flight (see its `Recheck`),
-            // so the end of a request needs no wake-up, except where the stream must act now:
-            // a retiring connection closes, a hidden peer FIN is delivered.
-            if self.is_retiring() {
-                self.wake_io();
-                self.driver.notify_one();
-            } else if self.has(flags::PEER_FIN) {
-                self.wake_io();
-            }
-        }
+        self.layer_requests.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     pub(crate) fn snapshot(&self) -> ConnectionSnapshot {
@@ -446,7 +427,13 @@ impl ConnShared {
             opened_at: self.opened_system,
             age: self.opened.elapsed(),
             requests: self.requests.load(Ordering::Acquire),
-            in_flight: self.in_flight.load(Ordering::Acquire),
+            in_flight: self
+                .requests
+                .load(Ordering::Acquire)
+                .saturating_sub(self.answered.load(Ordering::Acquire))
+                .try_into()
+                .unwrap_or(u32::MAX),
+            handlers: self.handlers.load(Ordering::Acquire),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             state: self.state(),
@@ -483,7 +470,7 @@ impl Connection {
         self.0.opened.elapsed()
     }
 
-    /// Requests started on this connection so far.
+    /// Requests read on this connection so far.
     pub fn requests(&self) -> u64 {
         self.0.requests.load(Ordering::Acquire)
     }

@@ -1,7 +1,7 @@
 use std::{
     fmt,
-    future::Future,
     io::{self, IoSlice},
+    os::fd::AsRawFd,
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll, Waker},
@@ -13,77 +13,79 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
     sync::OwnedSemaphorePermit,
-    time::{Instant, Sleep},
+    time::Instant,
 };
 
-use super::{
-    connection::{flags, CloseReason, Closer, ConnShared, ConnState, Connection},
-    limits::HalfClose,
+use super::connection::{flags, CloseReason, Closer, ConnShared, ConnState, Connection};
+use crate::{
+    conn::{
+        lifecycle::{Due, Lifecycle, PeerEof},
+        timer::Timer,
+        wire::{Change, Wire},
+    },
+    policy::Linger,
+    sys,
 };
-use crate::{policy::Linger, sys};
 
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
-
+/// What the stream now answers in place of the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expiry {
-    Header,
-    Idle,
-    MaxAge,
-    Retire,
-    /// No limit is due yet, but one may start before the stream is polled again (a request in
-    /// flight may end in another task): wake up by then and recompute.
-    Recheck,
-}
-
-#[derive(Debug, Clone, Copy)]
 enum Injected {
     Eof,
     HeaderTimeout,
+    WriteTimeout,
     Cut,
 }
 
 impl Injected {
-    fn result(self) -> io::Result<()> {
+    fn error(self) -> Option<io::Error> {
         match self {
-            Injected::Eof => Ok(()),
-            Injected::HeaderTimeout => Err(io::Error::new(
+            Injected::Eof => None,
+            Injected::HeaderTimeout => Some(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "request header not received within the header timeout",
             )),
-            Injected::Cut => Err(io::Error::new(
+            Injected::WriteTimeout => Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "pending output made no progress within the write timeout",
+            )),
+            Injected::Cut => Some(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "connection cut at the shutdown deadline",
             )),
         }
     }
+
+    fn read_result(self) -> io::Result<()> {
+        self.error().map_or(Ok(()), Err)
+    }
 }
 
 /// An accepted TCP connection, tracked from accept to close.
 ///
-/// Counts bytes, enforces the listener's header, idle and age limits at message boundaries,
-/// closes at once when the peer half-closes an idle connection, and at drop records who closed
-/// first and why. Returned by [`HygienicListener::accept`](super::HygienicListener::accept).
+/// Follows the bytes both ways to know where each request and response starts and ends
+/// (HTTP/1 framing, HTTP/2 frames), and enforces the listener's limits from that: the header
+/// timeout until a request head is complete, the idle timeout at a message boundary, max age,
+/// max requests and retirement only at a message boundary, and the write timeout on output that
+/// makes no progress. A peer's FIN after complete requests is held back until they are answered
+/// ([`HalfClose::Finish`](super::HalfClose::Finish)); at drop it records who closed first and
+/// why. Returned by [`HygienicListener::accept`](super::HygienicListener::accept).
 pub struct TrackedStream {
     inner: Option<TcpStream>,
     conn: Connection,
-    timer: Option<Pin<Box<Sleep>>>,
-    timer_armed: Option<Instant>,
-    deadline: Option<(Instant, Expiry)>,
-    timer_epoch: u32,
-    timer_dirty: bool,
-    /// The timer was polled (so holds this task's waker) since it was last set, and was
-    /// pending: until it fires or is set again, polling it again changes nothing.
-    timer_polled: bool,
+    life: Lifecycle,
+    timer: Timer,
+    /// Something changed since the deadlines were last computed.
+    dirty: bool,
+    /// The connection was retiring when the deadlines were last computed.
+    retiring_seen: bool,
     /// The waker last registered in the connection's `io_waker`.
     waker: Option<Waker>,
     /// The connection's wake count when that waker was registered.
     wakes_seen: u32,
-    /// Epoch at which the first byte of a request arrived, and when (taken lazily).
-    header_started: Option<(Option<Instant>, u32)>,
-    preface_pos: u8,
-    peer_eof: bool,
-    driver_told: bool,
     injected: Option<Injected>,
+    driver_told: bool,
+    /// The connection was last published as busy (a request in progress) rather than idle.
+    busy: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
     abort: bool,
@@ -104,22 +106,19 @@ impl TrackedStream {
         conn: Arc<ConnShared>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
+        let life = Lifecycle::new(Wire::server(), conn.registry.limits.core(), conn.opened);
         Self {
             inner: Some(stream),
             conn: Connection(conn),
-            timer: None,
-            timer_armed: None,
-            deadline: None,
-            timer_epoch: u32::MAX,
-            timer_dirty: true,
-            timer_polled: false,
+            life,
+            timer: Timer::default(),
+            dirty: true,
+            retiring_seen: false,
             waker: None,
             wakes_seen: 0,
-            header_started: None,
-            preface_pos: 0,
-            peer_eof: false,
-            driver_told: false,
             injected: None,
+            driver_told: false,
+            busy: false,
             shutdown_started: false,
             peer_fin_first: false,
             abort: false,
@@ -143,171 +142,39 @@ impl TrackedStream {
         &self.conn.0
     }
 
-    fn header_epoch_valid(&self, epoch: u32) -> Option<Instant> {
-        self.header_started
-            .filter(|(_, e)| *e == epoch)
-            .map(|(t, _)| t.unwrap_or_else(Instant::now))
-    }
-
-    fn compute_deadline(&self, epoch: u32, now: Instant) -> Option<(Instant, Expiry)> {
-        let limit = self.limit_deadline(epoch, now);
-        // A whole request can start and end in other code without this stream being polled
-        // (no wake-up is sent for it), and its idle period cannot start before now: so never
-        // sleep past now + idle timeout without rechecking.
-        let recheck = self.shared().registry.limits.idle_timeout.map(|t| now + t);
-        match (limit, recheck) {
-            (Some((at, kind)), Some(r)) if at <= r || kind == Expiry::Retire => Some((at, kind)),
-            (_, Some(r)) => Some((r, Expiry::Recheck)),
-            (limit, None) => limit,
+    fn inject(&mut self, what: Injected) {
+        if self.injected.is_none_or(|i| i == Injected::Eof) {
+            self.injected = Some(what);
         }
     }
 
-    fn limit_deadline(&self, epoch: u32, now: Instant) -> Option<(Instant, Expiry)> {
-        let c = self.shared();
-        let reg = &c.registry;
-        if !(c.has(flags::TRACKED) || reg.layer_seen.load(Ordering::Acquire)) {
-            return None;
-        }
-        let limits = &reg.limits;
-        if c.in_flight.load(Ordering::Acquire) > 0 {
-            return None;
-        }
-        if c.is_retiring() {
-            return if self.driver_told {
-                None
-            } else {
-                Some((now, Expiry::Retire))
-            };
-        }
-        let header_start = if c.has(flags::H2) {
-            None
-        } else if c.requests.load(Ordering::Acquire) == 0 {
-            Some(c.opened)
-        } else {
-            self.header_epoch_valid(epoch)
-        };
-        let mut best = match (header_start, limits.header_timeout, limits.idle_timeout) {
-            (Some(start), Some(t), _) => Some((start + t, Expiry::Header)),
-            (_, _, Some(t)) => Some((c.idle_since() + t, Expiry::Idle)),
-            _ => None,
-        };
-        if let Some(age) = limits.max_age {
-            let at = c.opened + age;
-            if best.is_none_or(|(b, _)| at < b) {
-                best = Some((at, Expiry::MaxAge));
-            }
-        }
-        best
-    }
-
-    /// Recomputes the deadline when the connection changed, and polls its timer.
-    fn poll_expiry(&mut self, cx: &mut Context<'_>) -> Option<Expiry> {
-        for _ in 0..2 {
-            let epoch = self.shared().epoch.load(Ordering::Acquire);
-            if self.timer_dirty || epoch != self.timer_epoch {
-                self.timer_dirty = false;
-                self.timer_epoch = epoch;
-                let now = Instant::now();
-                // The header timer starts when the first byte of a request was seen; the time
-                // is taken here, on the first recompute after it, not on the read itself.
-                if let Some((None, e)) = self.header_started {
-                    if e == epoch {
-                        self.header_started = Some((Some(now), e));
-                    }
-                }
-                self.deadline = self.compute_deadline(epoch, now);
-                self.arm(now);
-            }
-            let (_, kind) = self.deadline?;
-            if kind == Expiry::Retire {
-                return Some(kind);
-            }
-            let timer = self.timer.as_mut()?;
-            // Registered with this task and not fired: nothing to poll.
-            if self.timer_polled && !timer.is_elapsed() {
-                return None;
-            }
-            // Unconstrained: a `Pending` from an exhausted task budget would not register the
-            // waker, and the flag above would then skip the poll that does.
-            if Pin::new(&mut tokio::task::unconstrained(timer.as_mut()))
-                .poll(cx)
-                .is_pending()
-            {
-                self.timer_polled = true;
-                return None;
-            }
-            self.timer_polled = false;
-            // Fired: act only if it was a real limit and nothing changed since it was computed;
-            // otherwise recompute (an early timer) and poll again.
-            self.timer_armed = None;
-            if kind != Expiry::Recheck
-                && self.shared().epoch.load(Ordering::Acquire) == self.timer_epoch
-            {
-                return Some(kind);
-            }
-            self.timer_dirty = true;
-        }
-        None
-    }
-
-    /// Points the timer at the current deadline. A timer already armed for an earlier instant
-    /// that has not passed is kept, as a recheck: it fires early and the deadline is recomputed
-    /// then. In steady keep-alive traffic this keeps timer-wheel work off the per-request path.
-    fn arm(&mut self, now: Instant) {
-        let Some((at, kind)) = self.deadline else {
+    /// Publishes what a chunk of bytes changed: counts, state, max requests.
+    fn publish(&mut self, change: Change) {
+        if change == Change::default() {
             return;
-        };
-        if let Some(armed) = self.timer_armed {
-            if armed <= at && armed > now {
-                if armed < at {
-                    self.deadline = Some((armed, Expiry::Recheck));
-                } else {
-                    self.deadline = Some((at, kind));
-                }
-                return;
+        }
+        self.dirty = true;
+        let c = &self.conn.0;
+        if change.messages {
+            let wire = &self.life.wire;
+            c.requests.store(wire.requests(), Ordering::Release);
+            c.answered.store(wire.answered(), Ordering::Release);
+            if wire.is_h2() && !c.has(flags::H2) {
+                c.set(flags::H2);
+            }
+            if self.life.max_requests_reached() && !c.has(flags::RETIRING) {
+                c.retire(CloseReason::MaxRequests);
             }
         }
-        match &mut self.timer {
-            Some(t) => t.as_mut().reset(at),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+        let busy = !self.life.wire.at_boundary();
+        if busy != self.busy {
+            self.busy = busy;
+            c.transition(if busy {
+                ConnState::Active
+            } else {
+                ConnState::Idle
+            });
         }
-        self.timer_armed = Some(at);
-        self.timer_polled = false;
-    }
-
-    /// Acts on an expired deadline; `None` means keep reading.
-    fn expire(&mut self, kind: Expiry) -> Option<io::Result<()>> {
-        let c = self.shared();
-        let reason = match kind {
-            Expiry::Header => {
-                c.set_close_reason(CloseReason::HeaderTimeout);
-                return Some(self.inject(Injected::HeaderTimeout));
-            }
-            Expiry::Recheck => return None,
-            Expiry::Idle => CloseReason::IdleTimeout,
-            Expiry::MaxAge => CloseReason::MaxAge,
-            Expiry::Retire => c
-                .retire_reason()
-                .unwrap_or(if c.registry.is_shutting_down() {
-                    CloseReason::Shutdown
-                } else {
-                    CloseReason::Retired
-                }),
-        };
-        if c.has(flags::DRIVER) && c.has(flags::H2) {
-            // The serve loop's driver sends GOAWAY; keep reading until the stack closes.
-            c.retire(reason);
-            self.driver_told = true;
-            self.timer_dirty = true;
-            return None;
-        }
-        c.set_close_reason(reason);
-        Some(self.inject(Injected::Eof))
-    }
-
-    fn inject(&mut self, what: Injected) -> io::Result<()> {
-        self.injected = Some(what);
-        what.result()
     }
 
     /// Registers this task in the connection's `io_waker`, unless the waker registered last
@@ -324,8 +191,91 @@ impl TrackedStream {
         // The count read before registering: a wake counted since finds this waker, or took
         // the previous one; either way the next look registers again.
         self.wakes_seen = wakes;
-        // A new task (or one woken) may not be the one the timer holds.
-        self.timer_polled = false;
+    }
+
+    /// The deadlines, on the way to `Pending` (or after a read when the timer already fired).
+    /// `Some` is what the stream answers now in place of the socket.
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Option<Injected> {
+        for _ in 0..4 {
+            let retiring = self.shared().is_retiring();
+            if retiring != self.retiring_seen {
+                self.retiring_seen = retiring;
+                self.dirty = true;
+            }
+            if self.dirty {
+                self.dirty = false;
+                let now = Instant::now();
+                let next = self.life.next(now, retiring && !self.driver_told);
+                if let Some((at, due)) = next {
+                    if at <= now {
+                        if let Some(injected) = self.act(due, now) {
+                            return Some(injected);
+                        }
+                        self.dirty = true;
+                        continue;
+                    }
+                }
+                self.timer.set(next.map(|(at, _)| at), now);
+            }
+            match self.timer.poll(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(()) => self.dirty = true,
+            }
+        }
+        // Bounded: an instant that keeps being due is looked at again on the next poll.
+        cx.waker().wake_by_ref();
+        None
+    }
+
+    /// Acts on what is due; `Some` ends the connection.
+    fn act(&mut self, due: Due, now: Instant) -> Option<Injected> {
+        let conn = self.conn.0.clone();
+        let c = &*conn;
+        let (reason, injected) = match due {
+            Due::Header => (CloseReason::HeaderTimeout, Injected::HeaderTimeout),
+            Due::Idle => (CloseReason::IdleTimeout, Injected::Eof),
+            Due::MaxAge => {
+                c.retire(CloseReason::MaxAge);
+                return None;
+            }
+            Due::Retire => {
+                if self.life.wire.is_h2() && c.has(flags::DRIVER) {
+                    // The serve loop's driver sends GOAWAY; the grace then bounds the wait.
+                    self.driver_told = true;
+                    c.driver.notify_one();
+                    return None;
+                }
+                (self.retire_reason(), Injected::Eof)
+            }
+            Due::GoawayGrace => {
+                c.registry.goaway_grace_expired();
+                (self.retire_reason(), Injected::Eof)
+            }
+            Due::WriteCheck => {
+                let queue = self
+                    .inner
+                    .as_ref()
+                    .and_then(|s| sys::send_queue(s.as_raw_fd()));
+                if !self.life.check_write(now, queue) {
+                    return None;
+                }
+                self.abort = true;
+                (CloseReason::WriteTimeout, Injected::WriteTimeout)
+            }
+        };
+        c.set_close_reason(reason);
+        self.inject(injected);
+        Some(injected)
+    }
+
+    fn retire_reason(&self) -> CloseReason {
+        let c = self.shared();
+        c.retire_reason()
+            .unwrap_or(if c.registry.is_shutting_down() {
+                CloseReason::Shutdown
+            } else {
+                CloseReason::Retired
+            })
     }
 
     fn on_peer_eof(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -336,23 +286,31 @@ impl TrackedStream {
             self.peer_fin_first = true;
         }
         c.set_close_reason(CloseReason::PeerClosed);
-        if c.in_flight.load(Ordering::Acquire) == 0 {
+        match self.life.peer_eof() {
+            PeerEof::Deliver | PeerEof::Truncated => Poll::Ready(Ok(())),
+            PeerEof::Cancel(_) => {
+                c.registry.half_closed_in_flight();
+                Poll::Ready(Ok(()))
+            }
+            PeerEof::Hold => {
+                c.transition(ConnState::HalfClosed);
+                c.registry.half_closed_in_flight();
+                self.dirty = true;
+                self.held(cx)
+            }
+        }
+    }
+
+    /// The peer's FIN is held back: wait for the responses (a write wakes this task), with the
+    /// deadlines still running.
+    fn held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.life.eof_held() {
             return Poll::Ready(Ok(()));
         }
-        c.transition(ConnState::HalfClosed);
-        c.registry.half_closed_in_flight();
-        match c.registry.limits.half_close {
-            HalfClose::Cancel => Poll::Ready(Ok(())),
-            HalfClose::Finish => {
-                // Hide the EOF until the response in flight is done; the in-flight guard wakes us.
-                self.peer_eof = true;
-                self.register_io(cx);
-                if c.in_flight.load(Ordering::Acquire) == 0 {
-                    Poll::Ready(Ok(()))
-                } else {
-                    Poll::Pending
-                }
-            }
+        self.register_io(cx);
+        match self.poll_deadlines(cx) {
+            Some(injected) => Poll::Ready(injected.read_result()),
+            None => Poll::Pending,
         }
     }
 
@@ -365,16 +323,6 @@ impl TrackedStream {
         self.shared().set_close_reason(reason);
     }
 
-    /// True when no request is in flight and no byte of the next one has arrived.
-    fn at_message_boundary(&self) -> bool {
-        let c = self.shared();
-        c.in_flight.load(Ordering::Acquire) == 0
-            && self
-                .header_epoch_valid(c.epoch.load(Ordering::Acquire))
-                .is_none()
-            && !matches!(self.injected, Some(Injected::HeaderTimeout))
-    }
-
     /// True when the peer's FIN arrived before ours (read as EOF, or waiting unread: the kernel
     /// then holds the socket in CLOSE_WAIT).
     fn note_fin_order(&mut self) {
@@ -384,10 +332,17 @@ impl TrackedStream {
         self.peer_fin_first = self.inner.as_ref().is_some_and(sys::peer_sent_fin);
     }
 
-    /// Who closed first and why.
+    /// Who closed first and why. On HTTP/2 a close starts with GOAWAY: a peer that sent it
+    /// before us closed first, whichever FIN then went out first.
     fn close_info(&self) -> (Closer, CloseReason) {
         let c = self.shared();
-        let explicit = c.close_reason();
+        let peer_goaway = self.life.wire.h2().is_some_and(|h| h.peer_goaway_first);
+        let explicit = match c.close_reason() {
+            None | Some(CloseReason::ServerClosed) if peer_goaway => {
+                return (Closer::Peer, CloseReason::PeerClosed)
+            }
+            r => r,
+        };
         let reason = match explicit {
             Some(r) if r.forced_closer().is_some() => r,
             Some(r @ (CloseReason::IdleTimeout | CloseReason::MaxAge)) => r,
@@ -405,9 +360,58 @@ impl TrackedStream {
     }
 
     fn wants_abort(&self) -> bool {
-        self.shared().registry.policy.linger() == Linger::Abort
-            && !self.shared().has(flags::PEER_FIN)
-            && self.at_message_boundary()
+        self.abort
+            || (self.shared().registry.policy.linger() == Linger::Abort
+                && !self.shared().has(flags::PEER_FIN)
+                && self.life.wire.at_boundary())
+    }
+
+    /// Follows `n` written bytes of `bufs`.
+    fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            let change = self.life.sent(&b[..take]);
+            self.publish(change);
+            n -= take;
+        }
+    }
+
+    fn after_write(&mut self, cx: &mut Context<'_>, res: &Poll<io::Result<usize>>) {
+        match res {
+            Poll::Ready(Ok(n)) => {
+                self.shared()
+                    .bytes_out
+                    .fetch_add(*n as u64, Ordering::Relaxed);
+                // A response ended: the deadlines moved, and the reader may not poll again
+                // before they are due, so the timer is armed here. When the responses a held
+                // FIN waited for are done, or something is due now, the reader (this task, in
+                // hyper's HTTP/1 dispatcher) must look again.
+                if self.dirty && (self.poll_deadlines(cx).is_some() || self.life.held_eof_due()) {
+                    cx.waker().wake_by_ref();
+                    self.shared().wake_io();
+                }
+            }
+            Poll::Ready(Err(e)) => self.record_io_error(e),
+            Poll::Pending => {
+                self.life.write_blocked();
+                self.dirty = true;
+                if self.poll_deadlines(cx).is_some() {
+                    // The reader answers what was injected.
+                    cx.waker().wake_by_ref();
+                }
+            }
+        }
+    }
+
+    /// An error the write side answers in place of the socket.
+    fn write_refusal(&mut self) -> Option<io::Error> {
+        if self.shared().has(flags::CUT) {
+            self.inject(Injected::Cut);
+        }
+        self.injected.and_then(Injected::error)
     }
 }
 
@@ -419,18 +423,14 @@ impl AsyncRead for TrackedStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if let Some(injected) = this.injected {
-            return Poll::Ready(injected.result());
+            return Poll::Ready(injected.read_result());
         }
         if this.conn.0.has(flags::CUT) {
-            return Poll::Ready(this.inject(Injected::Cut));
+            this.inject(Injected::Cut);
+            return Poll::Ready(Injected::Cut.read_result());
         }
-        if this.peer_eof {
-            this.register_io(cx);
-            return if this.conn.0.in_flight.load(Ordering::Acquire) == 0 {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
-            };
+        if this.life.peer_closed() {
+            return this.held(cx);
         }
         // Read first: timers and wake-ups only matter on the way to `Pending`.
         let Some(inner) = this.inner.as_mut() else {
@@ -443,38 +443,17 @@ impl AsyncRead for TrackedStream {
                 if read.is_empty() {
                     return this.on_peer_eof(cx);
                 }
-                let c: &ConnShared = &this.conn.0;
-                if usize::from(this.preface_pos) < H2_PREFACE.len() {
-                    let pos = usize::from(this.preface_pos);
-                    let n = read.len().min(H2_PREFACE.len() - pos);
-                    if read[..n] == H2_PREFACE[pos..pos + n] {
-                        this.preface_pos += n as u8;
-                        if usize::from(this.preface_pos) == H2_PREFACE.len() {
-                            c.set(flags::H2);
-                            this.timer_dirty = true;
-                        }
-                    } else {
-                        this.preface_pos = u8::MAX;
-                    }
-                }
-                c.bytes_in.fetch_add(read.len() as u64, Ordering::Relaxed);
-                if c.in_flight.load(Ordering::Acquire) == 0
-                    && c.requests.load(Ordering::Acquire) > 0
-                    && !c.has(flags::H2)
-                {
-                    let epoch = c.epoch.load(Ordering::Acquire);
-                    if this.header_started.is_none_or(|(_, e)| e != epoch) {
-                        this.header_started = Some((None, epoch));
-                        this.timer_dirty = true;
-                    }
-                }
-                // A peer that keeps trickling bytes never lets the read go `Pending`: check the
-                // timer here too (a flag read, no clock) so a header timeout still cuts it.
-                if this.timer.as_ref().is_some_and(|t| t.is_elapsed()) {
-                    if let Some(kind) = this.poll_expiry(cx) {
-                        if let Some(result) = this.expire(kind) {
-                            return Poll::Ready(result);
-                        }
+                this.conn
+                    .0
+                    .bytes_in
+                    .fetch_add(read.len() as u64, Ordering::Relaxed);
+                let change = this.life.received(read);
+                this.publish(change);
+                // A peer that keeps trickling bytes never lets the read go `Pending`: look at a
+                // timer that fired here too (a flag read, no clock) so a header timeout cuts it.
+                if this.timer.is_elapsed() {
+                    if let Some(injected) = this.poll_deadlines(cx) {
+                        return Poll::Ready(injected.read_result());
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -485,12 +464,10 @@ impl AsyncRead for TrackedStream {
             }
             Poll::Pending => {
                 this.register_io(cx);
-                if let Some(kind) = this.poll_expiry(cx) {
-                    if let Some(result) = this.expire(kind) {
-                        return Poll::Ready(result);
-                    }
+                match this.poll_deadlines(cx) {
+                    Some(injected) => Poll::Ready(injected.read_result()),
+                    None => Poll::Pending,
                 }
-                Poll::Pending
             }
         }
     }
@@ -503,14 +480,18 @@ impl AsyncWrite for TrackedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.shared().has(flags::CUT) {
-            return Poll::Ready(this.inject(Injected::Cut).map(|_| 0));
+        if let Some(e) = this.write_refusal() {
+            return Poll::Ready(Err(e));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write(cx, buf);
-        this.after_write(&res);
+        if let Poll::Ready(Ok(n)) = res {
+            let change = this.life.sent(&buf[..n]);
+            this.publish(change);
+        }
+        this.after_write(cx, &res);
         res
     }
 
@@ -520,14 +501,17 @@ impl AsyncWrite for TrackedStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.shared().has(flags::CUT) {
-            return Poll::Ready(this.inject(Injected::Cut).map(|_| 0));
+        if let Some(e) = this.write_refusal() {
+            return Poll::Ready(Err(e));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write_vectored(cx, bufs);
-        this.after_write(&res);
+        if let Poll::Ready(Ok(n)) = res {
+            this.sent_vectored(bufs, n);
+        }
+        this.after_write(cx, &res);
         res
     }
 
@@ -562,20 +546,6 @@ impl AsyncWrite for TrackedStream {
     }
 }
 
-impl TrackedStream {
-    fn after_write(&self, res: &Poll<io::Result<usize>>) {
-        match res {
-            Poll::Ready(Ok(n)) => {
-                self.shared()
-                    .bytes_out
-                    .fetch_add(*n as u64, Ordering::Relaxed);
-            }
-            Poll::Ready(Err(e)) => self.record_io_error(e),
-            Poll::Pending => {}
-        }
-    }
-}
-
 impl Drop for TrackedStream {
     fn drop(&mut self) {
         if !self.shutdown_started {
@@ -605,7 +575,11 @@ impl Drop for TrackedStream {
                 drop(stream);
             }
         }
-        c.registry.on_close(&c, closer, reason, aborted);
+        let wire = &self.life.wire;
+        c.requests.store(wire.requests(), Ordering::Release);
+        c.answered.store(wire.answered(), Ordering::Release);
+        c.registry
+            .on_close(&c, closer, reason, aborted, wire.unanswered());
     }
 }
 

@@ -32,9 +32,21 @@ pub struct ConnectionLimits {
     pub(crate) max_age: Option<Duration>,
     pub(crate) max_requests: Option<u64>,
     pub(crate) half_close: HalfClose,
+    pub(crate) write_timeout: Option<Duration>,
+    pub(crate) goaway_grace: Duration,
     pub(crate) advertise_keep_alive: bool,
     pub(crate) max_tracked: usize,
 }
+
+/// How long an HTTP/2 connection that sent GOAWAY stays open with no stream open, by default:
+/// Envoy's `drain_timeout` for the same wait.
+pub const DEFAULT_GOAWAY_GRACE: Duration = Duration::from_secs(5);
+
+/// The write timeout by default: pending output that makes no progress for this long is cut.
+/// Long enough for a congested mobile link to recover from a stall of several RTOs, short
+/// enough that a peer that stopped reading does not pin send buffers for minutes (nginx's
+/// `send_timeout` is 60 s, HAProxy's `timeout server`/`client` commonly 30 s).
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
@@ -44,6 +56,8 @@ impl Default for ConnectionLimits {
             max_age: None,
             max_requests: None,
             half_close: HalfClose::Finish,
+            write_timeout: Some(DEFAULT_WRITE_TIMEOUT),
+            goaway_grace: DEFAULT_GOAWAY_GRACE,
             advertise_keep_alive: true,
             max_tracked: 262_144,
         }
@@ -81,6 +95,29 @@ impl ConnectionLimits {
     /// What a half-close during a request does.
     pub fn half_close(&self) -> HalfClose {
         self.half_close
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// How long an HTTP/2 connection that sent GOAWAY stays open with no stream open.
+    pub fn goaway_grace(&self) -> Duration {
+        self.goaway_grace
+    }
+
+    /// The limits as the connection core takes them.
+    pub(crate) fn core(&self) -> crate::conn::lifecycle::Limits {
+        crate::conn::lifecycle::Limits {
+            header: self.header_timeout,
+            idle: self.idle_timeout,
+            max_age: self.max_age,
+            max_requests: self.max_requests,
+            write: self.write_timeout,
+            finish_half_closed: self.half_close == HalfClose::Finish,
+            goaway_grace: self.goaway_grace,
+        }
     }
 
     /// The `Keep-Alive` header value advertised on HTTP/1.1 responses, if any.
@@ -127,6 +164,28 @@ impl ConnectionLimitsBuilder {
         self
     }
 
+    /// Close a connection whose pending output makes no progress for this long: a peer that
+    /// stopped reading (its receive window stays closed while it still acknowledges probes, so
+    /// neither keepalive nor the user timeout ever fires), or an HTTP/2 response stalled on the
+    /// peer's flow control. The connection is reset, which frees its send buffer at once, and
+    /// counted with [`CloseReason::WriteTimeout`](super::CloseReason::WriteTimeout). The send
+    /// queue is looked at four times per timeout while output is pending, so the cut comes
+    /// between one and one and a quarter timeouts after the last progress. Default:
+    /// [`DEFAULT_WRITE_TIMEOUT`] (30 s).
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
+        self.limits.write_timeout = t;
+        self
+    }
+
+    /// How long an HTTP/2 connection stays open after it sent GOAWAY once no stream is open,
+    /// for the peer to answer the GOAWAY's PING or close; then it is closed and counted in
+    /// [`RegistryTotals::goaway_grace_expired`](super::RegistryTotals::goaway_grace_expired).
+    /// Default: [`DEFAULT_GOAWAY_GRACE`] (5 s).
+    pub fn goaway_grace(mut self, t: Duration) -> Self {
+        self.limits.goaway_grace = t;
+        self
+    }
+
     /// What a peer half-close during a request does. Default: [`HalfClose::Finish`].
     pub fn half_close(mut self, h: HalfClose) -> Self {
         self.limits.half_close = h;
@@ -161,6 +220,9 @@ impl ConnectionLimitsBuilder {
         if let Some(v) = l.max_age.filter(|t| *t < ms) {
             return Err(LimitsError::MaxAge { value: v });
         }
+        if let Some(v) = l.write_timeout.filter(|t| *t < ms) {
+            return Err(LimitsError::WriteTimeout { value: v });
+        }
         if let Some(0) = l.max_requests {
             return Err(LimitsError::MaxRequests { value: 0 });
         }
@@ -190,6 +252,11 @@ pub enum LimitsError {
         /// The rejected value.
         value: Duration,
     },
+    /// `write_timeout` below 1 ms (use `None` to turn it off).
+    WriteTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
     /// `max_requests` of 0 (use `None` to turn it off).
     MaxRequests {
         /// The rejected value.
@@ -216,6 +283,10 @@ impl fmt::Display for LimitsError {
             Self::MaxAge { value } => write!(
                 f,
                 "invalid connection limits: max age = {value:?}; expected at least 1ms, or None to turn it off"
+            ),
+            Self::WriteTimeout { value } => write!(
+                f,
+                "invalid connection limits: write timeout = {value:?}; expected at least 1ms, or None to turn it off"
             ),
             Self::MaxRequests { value } => write!(
                 f,

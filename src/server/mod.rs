@@ -63,7 +63,10 @@ pub use self::{
     },
     io::TrackedStream,
     layer::{ConnectionLayer, TrackConnection},
-    limits::{ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError},
+    limits::{
+        ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError, DEFAULT_GOAWAY_GRACE,
+        DEFAULT_WRITE_TIMEOUT,
+    },
     listener::{HygienicListener, ListenerBuilder},
     registry::{
         AcceptErrorKind, ConnectionEvent, ConnectionRegistry, RegistrySnapshot, RegistryTotals,

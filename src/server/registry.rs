@@ -99,6 +99,8 @@ pub struct ConnectionEvent {
 
 type Hook = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
 
+const REASONS: usize = CloseReason::ALL.len();
+
 /// Cumulative counters of a listener since it was bound.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -120,7 +122,17 @@ pub struct RegistryTotals {
     /// Connections opened while the tracking bound was reached: served, and reached by
     /// shutdown, but not listed in snapshots.
     pub untracked: u64,
-    closed_by_reason: [u64; 12],
+    /// Requests read on closed connections whose response never ended: cut at the shutdown
+    /// deadline, cancelled by the peer's close (HTTP/2, or [`HalfClose::Cancel`]), or cut by an
+    /// error or a timeout. Every request read is either answered or counted here.
+    ///
+    /// [`HalfClose::Cancel`]: super::HalfClose::Cancel
+    pub requests_unanswered: u64,
+    /// HTTP/2 connections closed because the peer left them open after GOAWAY, with no stream
+    /// open, for longer than the grace (see
+    /// [`ConnectionLimitsBuilder::goaway_grace`](super::ConnectionLimitsBuilder::goaway_grace)).
+    pub goaway_grace_expired: u64,
+    closed_by_reason: [u64; REASONS],
     closed_by_closer: [u64; 5],
 }
 
@@ -169,7 +181,7 @@ pub struct ShutdownReport {
 
 struct ServerMetrics {
     opened: Counter,
-    closed: [[Counter; 12]; 5],
+    closed: [[Counter; REASONS]; 5],
     state: [Gauge; 5],
     requests_per_connection: Histogram,
     duration: Histogram,
@@ -227,7 +239,7 @@ pub(crate) struct RegistryInner {
     hooks: RwLock<Vec<Hook>>,
     has_hooks: AtomicBool,
     opened: AtomicU64,
-    closed_by_reason: [AtomicU64; 12],
+    closed_by_reason: [AtomicU64; REASONS],
     closed_by_closer: [AtomicU64; 5],
     aborted: AtomicU64,
     requests_on_closed: AtomicU64,
@@ -235,6 +247,8 @@ pub(crate) struct RegistryInner {
     half_closed_in_flight: AtomicU64,
     shutdown_cut: AtomicU64,
     untracked: AtomicU64,
+    requests_unanswered: AtomicU64,
+    goaway_grace_expired: AtomicU64,
     metrics: ServerMetrics,
 }
 
@@ -307,6 +321,7 @@ impl RegistryInner {
         closer: Closer,
         reason: CloseReason,
         aborted: bool,
+        unanswered: u64,
     ) {
         let requests = conn.requests.load(Ordering::Acquire);
         let lifetime = conn.opened.elapsed();
@@ -316,6 +331,7 @@ impl RegistryInner {
             aborted,
             lifetime,
             requests,
+            unanswered,
         };
         let prev = self.swap_closed(conn);
         self.on_transition(conn, prev, ConnState::Closed, Some(info));
@@ -327,6 +343,10 @@ impl RegistryInner {
         self.closed_by_closer[closer as usize].fetch_add(1, Ordering::Relaxed);
         self.requests_on_closed
             .fetch_add(requests, Ordering::Relaxed);
+        if unanswered > 0 {
+            self.requests_unanswered
+                .fetch_add(unanswered, Ordering::Relaxed);
+        }
         if aborted {
             self.aborted.fetch_add(1, Ordering::Relaxed);
         }
@@ -366,6 +386,10 @@ impl RegistryInner {
         ) {
             c.increment(1);
         }
+    }
+
+    pub(crate) fn goaway_grace_expired(&self) {
+        self.goaway_grace_expired.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn half_closed_in_flight(&self) {
@@ -452,6 +476,8 @@ impl ConnectionRegistry {
                 half_closed_in_flight: AtomicU64::new(0),
                 shutdown_cut: AtomicU64::new(0),
                 untracked: AtomicU64::new(0),
+                requests_unanswered: AtomicU64::new(0),
+                goaway_grace_expired: AtomicU64::new(0),
             }),
         }
     }
@@ -484,7 +510,7 @@ impl ConnectionRegistry {
     /// Cumulative counters.
     pub fn totals(&self) -> RegistryTotals {
         let i = &self.inner;
-        let closed_by_reason: [u64; 12] =
+        let closed_by_reason: [u64; REASONS] =
             std::array::from_fn(|k| i.closed_by_reason[k].load(Ordering::Relaxed));
         let closed_by_closer: [u64; 5] =
             std::array::from_fn(|k| i.closed_by_closer[k].load(Ordering::Relaxed));
@@ -497,6 +523,8 @@ impl ConnectionRegistry {
             half_closed_in_flight: i.half_closed_in_flight.load(Ordering::Relaxed),
             shutdown_cut: i.shutdown_cut.load(Ordering::Relaxed),
             untracked: i.untracked.load(Ordering::Relaxed),
+            requests_unanswered: i.requests_unanswered.load(Ordering::Relaxed),
+            goaway_grace_expired: i.goaway_grace_expired.load(Ordering::Relaxed),
             closed_by_reason,
             closed_by_closer,
         }
@@ -539,6 +567,25 @@ impl ConnectionRegistry {
     /// Waits until no connection is open.
     pub async fn closed(&self) {
         self.inner.wait_all_closed().await
+    }
+
+    /// Waits until the next connection closes (and is counted in [`totals`](Self::totals)).
+    pub async fn next_close(&self) {
+        self.inner.connection_closed().await
+    }
+
+    /// Waits until `cond` holds for the totals, looking again after every close. Tests and
+    /// tools use it to wait for an outcome without polling.
+    pub async fn wait_for(&self, mut cond: impl FnMut(&RegistryTotals) -> bool) {
+        loop {
+            let notified = self.inner.closed_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(&self.totals()) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Graceful shutdown with a deadline: idle connections close at once, active ones close

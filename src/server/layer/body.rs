@@ -1,35 +1,47 @@
 use std::{
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
     task::{ready, Context, Poll},
 };
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::server::connection::ConnShared;
+/// Counts one request in its handler or response body; dropping it ends the count.
+pub(crate) struct HandlerGuard(pub(crate) Arc<AtomicU32>);
 
-/// Keeps one request in flight on its connection; dropping it ends the request.
-pub(crate) struct InFlightGuard(pub(crate) Arc<ConnShared>);
+impl HandlerGuard {
+    pub(crate) fn new(count: Arc<AtomicU32>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Self(count)
+    }
+}
 
-impl Drop for InFlightGuard {
+impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        self.0.request_finished();
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 pin_project! {
-    /// Response body of [`TrackConnection`](super::TrackConnection): the request stays in flight
-    /// until this body ends, fails, or is dropped.
+    /// Response body of [`TrackConnection`](super::TrackConnection): the request counts as
+    /// handled (see [`ConnectionSnapshot::handlers`](crate::server::ConnectionSnapshot)) until
+    /// this body ends, fails, or is dropped.
+    ///
+    /// Whether the connection is at a message boundary does not depend on it: the stream
+    /// follows the bytes for that.
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        guard: Option<InFlightGuard>,
+        guard: Option<HandlerGuard>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, guard: Option<InFlightGuard>) -> Self {
+    pub(crate) fn new(inner: B, guard: Option<HandlerGuard>) -> Self {
         Self { inner, guard }
     }
 

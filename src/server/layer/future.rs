@@ -7,7 +7,9 @@ use std::{
 use http::{header, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
-use super::{body::InFlightGuard, ResponseBody};
+use super::{body::HandlerGuard, ResponseBody};
+use std::sync::Arc;
+
 use crate::server::connection::{CloseReason, ConnShared};
 
 pin_project! {
@@ -15,17 +17,25 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        guard: Option<InFlightGuard>,
+        guard: Option<HandlerGuard>,
+        conn: Option<Arc<ConnShared>>,
         request: u64,
         http1: bool,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn tracked(inner: F, guard: InFlightGuard, request: u64, http1: bool) -> Self {
+    pub(crate) fn tracked(
+        inner: F,
+        conn: Arc<ConnShared>,
+        guard: HandlerGuard,
+        request: u64,
+        http1: bool,
+    ) -> Self {
         Self {
             inner,
             guard: Some(guard),
+            conn: Some(conn),
             request,
             http1,
         }
@@ -35,6 +45,7 @@ impl<F> ResponseFuture<F> {
         Self {
             inner,
             guard: None,
+            conn: None,
             request: 0,
             http1: false,
         }
@@ -51,9 +62,10 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard.take();
+        let conn = this.conn.take();
         Poll::Ready(result.map(|mut res| {
-            if let Some(g) = &guard {
-                decorate(&g.0, &mut res, *this.request, *this.http1);
+            if let Some(c) = &conn {
+                decorate(c, &mut res, *this.request, *this.http1);
             }
             res.map(|body| ResponseBody::new(body, guard))
         }))
@@ -63,25 +75,20 @@ where
 const KEEP_ALIVE: header::HeaderName = header::HeaderName::from_static("keep-alive");
 const CLOSE: HeaderValue = HeaderValue::from_static("close");
 
-/// Decides whether this response retires the connection and says so to an HTTP/1 client.
+/// Tells an HTTP/1 client that the connection closes after this response when it is retiring
+/// and this is the last request read on it (a request already read behind it is served first:
+/// the stream closes at the next message boundary), or advertises the idle timeout.
 fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool) {
-    let limits = &c.registry.limits;
-    let retire = if c.is_retiring() {
-        true
-    } else if limits.max_requests.is_some_and(|max| request >= max) {
-        c.retire(CloseReason::MaxRequests);
-        true
-    } else if limits.max_age.is_some_and(|age| c.opened.elapsed() >= age) {
-        c.retire(CloseReason::MaxAge);
-        true
-    } else {
-        false
-    };
     if !http1 {
         return;
     }
+    let limits = &c.registry.limits;
+    if !c.is_retiring() && limits.max_age.is_some_and(|age| c.opened.elapsed() >= age) {
+        c.retire(CloseReason::MaxAge);
+    }
+    let last_read = c.requests.load(std::sync::atomic::Ordering::Acquire) <= request;
     let headers = res.headers_mut();
-    if retire {
+    if c.is_retiring() && last_read {
         headers.insert(header::CONNECTION, CLOSE);
         headers.remove(&KEEP_ALIVE);
     } else if let Some(v) = &c.registry.keep_alive_value {

@@ -6,7 +6,7 @@ use std::{
 use http::{Extensions, Request, Response, Version};
 use tower_service::Service;
 
-use super::{body::InFlightGuard, ConnectionLayer, ResponseBody, ResponseFuture};
+use super::{body::HandlerGuard, ConnectionLayer, ResponseBody, ResponseFuture};
 use crate::server::connection::{flags, Connection, ConnectionInfo};
 
 /// Ties each request to its tracked connection. See the [module docs](super) for where the
@@ -96,14 +96,15 @@ where
             },
         };
         let http2 = req.version() == Version::HTTP_2;
-        let request = conn.0.request_started(http2);
-        let guard = InFlightGuard(conn.0.clone());
+        let request = conn.0.layer_request(http2);
+        let guard = HandlerGuard::new(conn.0.handlers.clone());
         let age = conn.0.opened.elapsed();
+        let shared = conn.0.clone();
         req.extensions_mut().insert(ConnectionInfo {
             connection: conn,
             request,
             age,
         });
-        ResponseFuture::tracked(self.inner.call(req), guard, request, !http2)
+        ResponseFuture::tracked(self.inner.call(req), shared, guard, request, !http2)
     }
 }

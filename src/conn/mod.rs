@@ -1,0 +1,14 @@
+//! The connection core shared by the server and the client: what a connection's bytes say
+//! about its messages ([`wire`]), the limits and deadlines that follow from that and the time
+//! ([`lifecycle`]), and one timer per connection ([`timer`]).
+//!
+//! Connection state is decided here from the bytes themselves, not from when the HTTP stack
+//! happens to poll a service: a request whose head was read is in flight from that moment,
+//! whether or not a handler has started, so a peer's FIN, a retirement or a shutdown never
+//! drops it.
+
+pub(crate) mod h1;
+pub(crate) mod h2;
+pub(crate) mod lifecycle;
+pub(crate) mod timer;
+pub(crate) mod wire;

@@ -1,0 +1,211 @@
+//! What the bytes of one connection say about its messages, whatever its protocol: the
+//! protocol is found from the first bytes a server reads (the HTTP/2 client preface, or
+//! HTTP/1), then [`H1`] or [`H2`] follows both directions.
+
+use super::{
+    h1::{Framing, H1},
+    h2::{Role, H2, PREFACE},
+};
+
+#[derive(Debug, Clone)]
+enum Proto {
+    /// A server that has read fewer bytes than the HTTP/2 preface, all of them a prefix of it.
+    Detecting {
+        buf: [u8; 24],
+        len: u8,
+    },
+    H1(Box<H1>),
+    H2(Box<H2>),
+}
+
+/// What a chunk of bytes changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Change {
+    /// The first byte of a request (HTTP/1) or of the preface (HTTP/2) arrived.
+    pub(crate) request_started: bool,
+    /// Request heads or response ends were seen: counts and the boundary may have moved.
+    pub(crate) messages: bool,
+}
+
+/// The message view of one connection's bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Wire {
+    proto: Proto,
+}
+
+impl Wire {
+    /// A server's connection, protocol not yet known.
+    pub(crate) fn server() -> Self {
+        Self {
+            proto: Proto::Detecting {
+                buf: [0; 24],
+                len: 0,
+            },
+        }
+    }
+
+    /// A client's connection in a known protocol.
+    #[allow(dead_code)]
+    pub(crate) fn client(http2: bool) -> Self {
+        Self {
+            proto: if http2 {
+                Proto::H2(Box::new(H2::new(Role::Client)))
+            } else {
+                Proto::H1(Box::default())
+            },
+        }
+    }
+
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self.proto, Proto::H2(_))
+    }
+
+    pub(crate) fn h2(&self) -> Option<&H2> {
+        match &self.proto {
+            Proto::H2(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Follows bytes a server read.
+    pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
+        match &mut self.proto {
+            Proto::H1(h) => {
+                let before = h.request_heads;
+                let idle = h.requests.is_idle();
+                let seen = h.requests(buf);
+                Change {
+                    request_started: idle && (seen.started > 0 || !h.requests.is_idle()),
+                    messages: h.request_heads != before || seen.completed > 0,
+                }
+            }
+            Proto::H2(h) => {
+                let before = h.request_heads + h.streams_ended;
+                h.received(buf);
+                Change {
+                    request_started: false,
+                    messages: h.request_heads + h.streams_ended != before,
+                }
+            }
+            Proto::Detecting { buf: seen, len } => {
+                let have = usize::from(*len);
+                let n = buf.len().min(PREFACE.len() - have);
+                seen[have..have + n].copy_from_slice(&buf[..n]);
+                let have = have + n;
+                if seen[..have] != PREFACE[..have] {
+                    let first = seen[..have].to_vec();
+                    self.proto = Proto::H1(Box::default());
+                    let mut change = self.received(&first);
+                    let rest = self.received(&buf[n..]);
+                    change.request_started |= rest.request_started;
+                    change.messages |= rest.messages;
+                    return change;
+                }
+                *len = have as u8;
+                let started = have == n && n > 0;
+                if have == PREFACE.len() {
+                    let mut h2 = H2::new(Role::Server);
+                    h2.received(PREFACE);
+                    self.proto = Proto::H2(Box::new(h2));
+                    let rest = self.received(&buf[n..]);
+                    return Change {
+                        request_started: started,
+                        messages: rest.messages,
+                    };
+                }
+                Change {
+                    request_started: started,
+                    messages: false,
+                }
+            }
+        }
+    }
+
+    /// Follows bytes a server wrote.
+    pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
+        match &mut self.proto {
+            Proto::H1(h) => {
+                let seen = h.responses(buf);
+                Change {
+                    request_started: false,
+                    messages: seen.completed > 0,
+                }
+            }
+            Proto::H2(h) => {
+                let before = h.streams_ended;
+                h.sent(buf);
+                Change {
+                    request_started: false,
+                    messages: h.streams_ended != before,
+                }
+            }
+            // Nothing is written before the protocol is known.
+            Proto::Detecting { .. } => Change::default(),
+        }
+    }
+
+    /// Request heads read so far.
+    pub(crate) fn requests(&self) -> u64 {
+        match &self.proto {
+            Proto::H1(h) => h.request_heads,
+            Proto::H2(h) => h.request_heads,
+            Proto::Detecting { .. } => 0,
+        }
+    }
+
+    /// Requests read whose response has not ended.
+    pub(crate) fn unanswered(&self) -> u64 {
+        match &self.proto {
+            Proto::H1(h) => h.unanswered(),
+            Proto::H2(h) => h.open_streams() as u64,
+            Proto::Detecting { .. } => 0,
+        }
+    }
+
+    /// Responses ended (HTTP/2: streams ended, by their response or a reset).
+    pub(crate) fn answered(&self) -> u64 {
+        match &self.proto {
+            Proto::H1(h) => h.responses_complete,
+            Proto::H2(h) => h.streams_ended,
+            Proto::Detecting { .. } => 0,
+        }
+    }
+
+    pub(crate) fn framing(&self) -> Framing {
+        match &self.proto {
+            Proto::H1(h) => h.framing(),
+            _ => Framing::Known,
+        }
+    }
+
+    /// No request is unanswered and no byte of a next message has been read or written.
+    pub(crate) fn at_boundary(&self) -> bool {
+        match &self.proto {
+            Proto::H1(h) => h.at_boundary(),
+            Proto::H2(h) => h.at_boundary(),
+            Proto::Detecting { len, .. } => *len == 0,
+        }
+    }
+
+    /// The header timeout applies: bytes of a request head are being read, or (HTTP/2, or a
+    /// connection that has read nothing yet) no request head has completed.
+    pub(crate) fn awaiting_head(&self) -> bool {
+        match &self.proto {
+            Proto::H1(h) => {
+                h.framing() == Framing::Known
+                    && (h.requests.in_head() || (h.request_heads == 0 && h.requests.is_idle()))
+            }
+            Proto::H2(h) => h.awaiting_first_head(),
+            Proto::Detecting { .. } => true,
+        }
+    }
+
+    /// An HTTP/1 request is partly read: its head or body is incomplete.
+    pub(crate) fn request_incomplete(&self) -> bool {
+        match &self.proto {
+            Proto::H1(h) => h.framing() == Framing::Known && !h.requests.is_idle(),
+            Proto::Detecting { len, .. } => *len > 0,
+            Proto::H2(_) => false,
+        }
+    }
+}
