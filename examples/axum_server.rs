@@ -2,16 +2,22 @@
 //!
 //! ```text
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
-//!     [--max-requests N] [--max-age SECS] [--shutdown-deadline SECS] [--sample-interval SECS]
-//!     [--hyper-loop] [--no-metrics] [--bare]
+//!     [--max-requests N] [--max-age SECS] [--write-timeout SECS] [--shutdown-deadline SECS]
+//!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
-//! connection served the request), `/slow?ms=N` (answers after N ms), and `/metrics` (the
+//! connection served the request), `/slow?ms=N` (answers after N ms), `/big?kb=N` (a body of
+//! N KiB, at most 64 MiB, for peers that read slowly or not at all), and `/metrics` (the
 //! Prometheus page: the example installs the exporter's recorder, as an executable may). With
 //! feature `census` the connection census samples every `--sample-interval` seconds (default 5),
 //! so `/metrics` also carries the host's and the process's TCP sockets by state. Runs until
-//! SIGINT or SIGTERM, then shuts down gracefully and prints the connection totals to stderr.
+//! SIGINT or SIGTERM, then shuts down gracefully and, once every connection is accounted,
+//! prints the connection totals to stderr (`unanswered=N`: requests read whose response never
+//! ended, cut at the deadline or cancelled by their peer).
+//!
+//! `--write-timeout SECS` sets the write timeout (pending output that makes no progress that
+//! long is cut with a reset); `0` turns it off. Default: the library's, 30 s.
 //!
 //! `--bare` serves the same routes, without `/metrics`, with plain `axum::serve` on a tokio
 //! listener and no recorder or sampler, for comparisons; `--no-metrics` keeps the hygienic
@@ -41,6 +47,7 @@ struct Args {
     header_timeout: Option<Duration>,
     max_requests: Option<u64>,
     max_age: Option<Duration>,
+    write_timeout: Option<Duration>,
     shutdown_deadline: Duration,
     #[cfg_attr(not(feature = "census"), allow(dead_code))]
     sample_interval: Duration,
@@ -56,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         header_timeout: ConnectionLimits::default().header_timeout(),
         max_requests: None,
         max_age: None,
+        write_timeout: ConnectionLimits::default().write_timeout(),
         shutdown_deadline: Duration::from_secs(10),
         sample_interval: Duration::from_secs(5),
         hyper_loop: false,
@@ -76,6 +84,9 @@ fn parse_args() -> Result<Args, String> {
             "--idle-timeout" => args.idle_timeout = Some(secs(&flag, it.next())?),
             "--header-timeout" => args.header_timeout = Some(secs(&flag, it.next())?),
             "--max-age" => args.max_age = Some(secs(&flag, it.next())?),
+            "--write-timeout" => {
+                args.write_timeout = Some(secs(&flag, it.next())?).filter(|t| !t.is_zero())
+            }
             "--shutdown-deadline" => args.shutdown_deadline = secs(&flag, it.next())?,
             "--sample-interval" => args.sample_interval = secs(&flag, it.next())?,
             "--max-requests" => {
@@ -123,6 +134,13 @@ fn app() -> Router {
                 format!("slept {ms} ms\n")
             }),
         )
+        .route(
+            "/big",
+            get(|Query(q): Query<HashMap<String, usize>>| async move {
+                let kb = q.get("kb").copied().unwrap_or(1024).min(64 * 1024);
+                vec![b'x'; kb * 1024]
+            }),
+        )
 }
 
 async fn shutdown_signal() {
@@ -143,7 +161,7 @@ fn announce(addr: std::net::SocketAddr) {
 fn print_totals(registry: &ConnectionRegistry) {
     let t = registry.totals();
     eprintln!(
-        "connections opened={} closed={} closer: local={} peer={} reset={} error={} timeout={}; requests={}",
+        "connections opened={} closed={} closer: local={} peer={} reset={} error={} timeout={}; requests={} unanswered={}",
         t.opened,
         t.closed,
         t.closed_by(Closer::Local),
@@ -152,6 +170,7 @@ fn print_totals(registry: &ConnectionRegistry) {
         t.closed_by(Closer::Error),
         t.closed_by(Closer::Timeout),
         t.requests_on_closed,
+        t.requests_unanswered,
     );
 }
 
@@ -199,6 +218,7 @@ async fn main() {
         .header_timeout(args.header_timeout)
         .max_requests(args.max_requests)
         .max_age(args.max_age)
+        .write_timeout(args.write_timeout)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("axum_server: {e}");
@@ -249,6 +269,15 @@ async fn main() {
             )
             .await
             .expect("serve");
+    }
+    // axum's serve returns once its connection tasks are done; a connection is accounted when
+    // its socket is dropped, which may come just after. Wait for that (bounded), so the totals
+    // are exact.
+    if tokio::time::timeout(Duration::from_secs(5), registry.closed())
+        .await
+        .is_err()
+    {
+        eprintln!("axum_server: {} connections still open", registry.live());
     }
     print_totals(&registry);
 }

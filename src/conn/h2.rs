@@ -65,8 +65,8 @@ struct FrameReader {
 struct Stream {
     /// Our send window.
     window: i64,
-    /// We sent DATA on it.
-    sent_data: bool,
+    /// We started its response (HEADERS or DATA without END_STREAM).
+    responding: bool,
     /// Its request head is complete.
     head_done: bool,
 }
@@ -153,12 +153,12 @@ impl H2 {
         !self.overflow && self.streams.is_empty() && self.continuing == [None, None]
     }
 
-    /// A stream that sent DATA has no send window left (its own or the connection's): its
-    /// response can go on only when the peer opens the window.
+    /// A stream whose response started has no send window left (its own or the
+    /// connection's): its body can go on only when the peer opens the window.
     pub(crate) fn flow_blocked(&self) -> bool {
         self.streams
             .values()
-            .any(|s| s.sent_data && (s.window <= 0 || self.conn_window <= 0))
+            .any(|s| s.responding && (s.window <= 0 || self.conn_window <= 0))
     }
 
     fn requesting(&self) -> Dir {
@@ -235,7 +235,7 @@ impl H2 {
             self.conn_window -= i64::from(len);
             if let Some(s) = self.streams.get_mut(&stream) {
                 s.window -= i64::from(len);
-                s.sent_data = true;
+                s.responding = true;
             }
         }
         let _ = flags;
@@ -293,7 +293,7 @@ impl H2 {
                             stream,
                             Stream {
                                 window: self.initial_window,
-                                sent_data: false,
+                                responding: false,
                                 head_done: false,
                             },
                         );
@@ -314,8 +314,12 @@ impl H2 {
                 } else {
                     self.continuing[slot] = Some(stream);
                 }
-                if ty == HEADERS && flags & END_STREAM != 0 && dir != self.requesting() {
-                    self.end_stream(stream);
+                if ty == HEADERS && dir != self.requesting() {
+                    if flags & END_STREAM != 0 {
+                        self.end_stream(stream);
+                    } else if let Some(s) = self.streams.get_mut(&stream) {
+                        s.responding = true;
+                    }
                 }
             }
             DATA if flags & END_STREAM != 0 && dir != self.requesting() => self.end_stream(stream),
@@ -400,10 +404,9 @@ mod tests {
             ],
         ));
         h.received(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x82]));
+        assert!(!h.flow_blocked(), "no response yet");
         h.sent(&frame(HEADERS, END_HEADERS, 3, &[0x88]));
-        assert!(!h.flow_blocked(), "no DATA sent yet");
-        h.sent(&frame(DATA, 0, 3, &[]));
-        assert!(h.flow_blocked());
+        assert!(h.flow_blocked(), "its body has no window");
         h.received(&frame(WINDOW_UPDATE, 0, 3, &100u32.to_be_bytes()));
         assert!(!h.flow_blocked());
         h.sent(&frame(DATA, 0, 3, &[0; 100]));
@@ -419,12 +422,13 @@ mod tests {
         let mut h = H2::new(Role::Server);
         h.received(&client_start());
         h.received(&frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x82]));
+        h.received(&frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x82]));
         h.sent(&frame(DATA, 0, 1, &vec![0; 65_535]));
         assert!(h.flow_blocked());
         h.received(&frame(WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes()));
         assert!(h.flow_blocked(), "the stream's own window is still empty");
         h.received(&frame(WINDOW_UPDATE, 0, 1, &1000u32.to_be_bytes()));
-        assert!(!h.flow_blocked());
+        assert!(!h.flow_blocked(), "stream 3 has not started its response");
     }
 
     #[test]

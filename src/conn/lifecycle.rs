@@ -107,6 +107,8 @@ pub(crate) struct Lifecycle {
     write_blocked: bool,
     watch_wanted: bool,
     watch: Option<WriteWatch>,
+    /// A deadline may have moved since [`next`](Self::next) last ran.
+    moved: bool,
 }
 
 impl Lifecycle {
@@ -124,7 +126,14 @@ impl Lifecycle {
             write_blocked: false,
             watch_wanted: false,
             watch: None,
+            moved: false,
         }
+    }
+
+    /// True (once) when a deadline may have moved since [`next`](Self::next) last ran: the
+    /// owner should compute them again before it waits.
+    pub(crate) fn take_moved(&mut self) -> bool {
+        std::mem::take(&mut self.moved)
     }
 
     /// Bytes read from the peer.
@@ -133,6 +142,7 @@ impl Lifecycle {
         if change.request_started {
             self.head_started = Stamp::Pending;
         }
+        self.moved |= change != Change::default();
         change
     }
 
@@ -144,21 +154,25 @@ impl Lifecycle {
         let change = self.wire.sent(buf);
         if !goaway && self.wire.h2().is_some_and(|h| h.goaway_sent) {
             self.goaway_at = Stamp::Pending;
+            self.moved = true;
         }
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
         }
-        if self.limits.write.is_some() && self.watch.is_none() {
+        if self.limits.write.is_some() && self.watch.is_none() && !self.watch_wanted {
             self.watch_wanted = true;
+            self.moved = true;
         }
+        self.moved |= change != Change::default();
         change
     }
 
     /// A write could not go on: the send buffer is full.
     pub(crate) fn write_blocked(&mut self) {
         self.write_blocked = true;
-        if self.limits.write.is_some() && self.watch.is_none() {
+        if self.limits.write.is_some() && self.watch.is_none() && !self.watch_wanted {
             self.watch_wanted = true;
+            self.moved = true;
         }
     }
 
@@ -211,6 +225,7 @@ impl Lifecycle {
     /// The next thing due, given whether the connection is retiring and whether a driver sends
     /// GOAWAY for it. Stamps the times taken lazily with `now`.
     pub(crate) fn next(&mut self, now: Instant, retiring: bool) -> Option<(Instant, Due)> {
+        self.moved = false;
         if self.watch_wanted {
             self.watch_wanted = false;
             if let Some(w) = self.limits.write {

@@ -150,10 +150,10 @@ impl TrackedStream {
 
     /// Publishes what a chunk of bytes changed: counts, state, max requests.
     fn publish(&mut self, change: Change) {
+        self.dirty |= self.life.take_moved();
         if change == Change::default() {
             return;
         }
-        self.dirty = true;
         let c = &self.conn.0;
         if change.messages {
             let wire = &self.life.wire;
