@@ -8,7 +8,10 @@
 //! per offending item, each with a [`Severity`], the measured value, the threshold, a message
 //! and a concrete recommendation (the sysctl line to set, or the fix in the application).
 //!
-//! [`sample_host`] fills a sample from the live host with one socket walk.
+//! [`sample_host`] fills a sample from the live host with one socket walk. A sampler that
+//! reads the counters more often than it walks takes the two steps apart:
+//! [`read_host_counters`], and a [`HostWalk`] over its own walk (to which it may add its own
+//! attribution of each socket), whose [`HostSockets`] fill the sample.
 //!
 //! The checks, by [`Check`] id, and their default thresholds:
 //!
@@ -49,12 +52,14 @@
 
 mod checks;
 mod host;
+mod host_walk;
 mod report;
 mod sample;
 mod thresholds;
 
 pub use self::checks::evaluate;
-pub use self::host::sample_host;
+pub use self::host::{read_host_counters, sample_host};
+pub use self::host_walk::{HostSockets, HostWalk, PortCount};
 pub use self::report::{Check, Finding, Measure, Report, Severity};
 pub use self::sample::{HostSample, PortUse, ProcessCount, ProcessFd};
 pub use self::thresholds::{ThresholdError, Thresholds, ThresholdsBuilder};

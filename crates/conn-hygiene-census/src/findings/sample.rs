@@ -73,7 +73,8 @@ impl ProcessFd {
 }
 
 /// What [`evaluate`](super::evaluate) judges: one look at the host. Plain data; fill it by
-/// hand or with [`sample_host`](super::sample_host).
+/// hand, with [`sample_host`](super::sample_host), or in two steps with
+/// [`read_host_counters`](super::read_host_counters) and a [`HostWalk`](super::HostWalk).
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct HostSample {
