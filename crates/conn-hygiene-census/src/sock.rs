@@ -74,6 +74,24 @@ pub struct SockInfo {
     pub wqueue: u32,
 }
 
+impl SockInfo {
+    /// A socket in `state` from `local` to `remote` that no process holds (inode 0, empty
+    /// queues), of `local`'s family: for tests and replays. Set the other fields by hand.
+    pub fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Self {
+        SockInfo {
+            family: if local.is_ipv6() {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
+            state,
+            local,
+            remote,
+            ..SockInfo::default()
+        }
+    }
+}
+
 impl Default for SockInfo {
     fn default() -> Self {
         let unspecified = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));

@@ -43,11 +43,8 @@ pub struct PortCount {
 /// use conn_hygiene_census::{SockInfo, TcpState, WalkStats};
 ///
 /// let mut walk = HostWalk::new(Some((40_000, 40_099)));
-/// let mut s = SockInfo::default();
-/// s.state = TcpState::TimeWait;
-/// s.local = "10.0.0.1:40001".parse().unwrap();
-/// s.remote = "10.0.0.5:5432".parse().unwrap();
-/// walk.visit(&s);
+/// let (local, remote) = ("10.0.0.1:40001".parse()?, "10.0.0.5:5432".parse()?);
+/// walk.visit(&SockInfo::new(TcpState::TimeWait, local, remote));
 /// let found = walk.finish(&WalkStats::default());
 /// assert_eq!(found.states[TcpState::TimeWait], 1);
 /// assert_eq!((found.ports[0].used, found.ports[0].time_wait), (1, 1));
@@ -55,6 +52,7 @@ pub struct PortCount {
 /// let mut sample = HostSample::default();
 /// found.fill(&mut sample);
 /// assert_eq!(sample.port_usage[0].used, 1);
+/// # Ok::<(), std::net::AddrParseError>(())
 /// ```
 #[derive(Debug)]
 pub struct HostWalk<'a> {
@@ -269,19 +267,11 @@ impl HostSockets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Family, Source};
+    use crate::Source;
 
     fn sock(state: TcpState, local: &str, remote: &str, inode: u64) -> SockInfo {
-        let mut s = SockInfo::default();
-        s.state = state;
-        s.local = local.parse().unwrap();
-        s.remote = remote.parse().unwrap();
+        let mut s = SockInfo::new(state, local.parse().unwrap(), remote.parse().unwrap());
         s.inode = inode;
-        s.family = if s.local.is_ipv6() {
-            Family::Ipv6
-        } else {
-            Family::Ipv4
-        };
         s
     }
 

@@ -8,24 +8,14 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
+use super::testing::{counters, listener, sysctls_ok};
 use crate::findings::{evaluate, HostSample, PortUse, ProcessCount, ProcessFd, Thresholds};
-use crate::{Conntrack, Family, FdUsage, FileNr, Listener, TcpCounters, TcpState};
+use crate::{Conntrack, FdUsage, FileNr, TcpState};
 
 const RECORDED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/findings_report.txt"
 );
-
-fn listener(port: u16, len: u32, max: Option<u32>) -> Listener {
-    Listener {
-        family: Family::Ipv4,
-        local: SocketAddr::from(([0, 0, 0, 0], port)),
-        inode: u64::from(port),
-        uid: 0,
-        queue_len: len,
-        queue_max: max,
-    }
-}
 
 fn fd(pid: u32, comm: &str, open: u64, limit: Option<u64>) -> ProcessFd {
     let mut u = FdUsage::default();
@@ -34,37 +24,14 @@ fn fd(pid: u32, comm: &str, open: u64, limit: Option<u64>) -> ProcessFd {
     ProcessFd::new(pid, comm, u)
 }
 
-fn tcp(overflows: u64, drops: u64, tw: u64) -> Option<TcpCounters> {
-    let mut c = TcpCounters::default();
-    c.listen_overflows = Some(overflows);
-    c.listen_drops = Some(drops);
-    c.time_wait_overflow = Some(tw);
-    Some(c)
-}
-
 fn dest(last: u8) -> SocketAddr {
     SocketAddr::from(([10, 0, 0, last], 443))
 }
 
 /// Settings at the kernel's defaults, and file handles to spare.
 fn quiet() -> HostSample {
-    let mut s = HostSample::default();
-    let sys = &mut s.sysctls;
-    sys.ip_local_port_range = Some((32_768, 60_999));
-    sys.tcp_tw_reuse = Some(2);
-    sys.tcp_max_tw_buckets = Some(262_144);
-    sys.tcp_fin_timeout = Some(60);
-    sys.somaxconn = Some(4096);
-    sys.tcp_max_syn_backlog = Some(1024);
-    sys.tcp_syncookies = Some(1);
-    sys.tcp_keepalive_time = Some(7200);
-    sys.tcp_keepalive_intvl = Some(75);
-    sys.tcp_keepalive_probes = Some(9);
-    let mut nr = FileNr::default();
-    nr.allocated = 1_000;
-    nr.max = 1_000_000;
-    s.file_nr = Some(nr);
-    s.counters = tcp(5, 5, 5);
+    let mut s = sysctls_ok();
+    s.counters = counters(5, 5, 5).counters;
     s.listeners = vec![listener(8080, 0, Some(511)), listener(443, 2, Some(4096))];
     s.process_fds = vec![fd(1, "init", 10, Some(1000)), fd(7, "nolimit", 9, None)];
     s.close_wait_by_process = vec![ProcessCount::new(7, "app", 3)];
@@ -115,7 +82,7 @@ fn loud() -> HostSample {
         listener(9090, 0, Some(0)),
         listener(22, 1, Some(4096)),
     ];
-    s.counters = tcp(9, 5, 0);
+    s.counters = counters(9, 5, 0).counters;
     s
 }
 

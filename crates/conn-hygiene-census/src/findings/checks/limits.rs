@@ -2,7 +2,7 @@
 //! `conntrack`.
 
 use super::{percent, proc_name, Cx, Findings, Levels};
-use crate::findings::{Check, Measure, ProcessFd, Severity};
+use crate::findings::{Check, Finding, Measure, ProcessFd, Severity};
 
 pub(super) fn process_fds(cx: &Cx<'_>, out: &mut Findings) {
     let (w, c) = cx.t.fd_usage_percent();
@@ -63,6 +63,18 @@ pub(super) fn process_fds(cx: &Cx<'_>, out: &mut Findings) {
     }
 }
 
+/// `used` of `limit` in percent, held against the (warning, critical) `levels`.
+fn share(
+    out: &mut Findings,
+    check: Check,
+    used: u64,
+    limit: u64,
+    (warning, critical): (f64, f64),
+) -> &mut Finding {
+    let levels = Levels::above(warning).critical(critical);
+    out.judge(check, percent(used, limit), levels)
+}
+
 pub(super) fn file_nr(cx: &Cx<'_>, out: &mut Findings) {
     let Some(nr) = out.read(
         Check::SystemFileNr,
@@ -72,19 +84,23 @@ pub(super) fn file_nr(cx: &Cx<'_>, out: &mut Findings) {
     ) else {
         return;
     };
-    let (w, c) = cx.t.fd_usage_percent();
-    let pct = percent(nr.allocated, nr.max);
-    out.judge(Check::SystemFileNr, pct, Levels::above(w).critical(c))
-        .says(
-            format!(
-                "{} file handles open of fs.file-max {}",
-                nr.allocated, nr.max
-            ),
-            format!(
-                "fs.file-max = {}; find the process holding the most descriptors",
-                nr.max.saturating_mul(2).max(2_000_000)
-            ),
-        );
+    share(
+        out,
+        Check::SystemFileNr,
+        nr.allocated,
+        nr.max,
+        cx.t.fd_usage_percent(),
+    )
+    .says(
+        format!(
+            "{} file handles open of fs.file-max {}",
+            nr.allocated, nr.max
+        ),
+        format!(
+            "fs.file-max = {}; find the process holding the most descriptors",
+            nr.max.saturating_mul(2).max(2_000_000)
+        ),
+    );
 }
 
 pub(super) fn conntrack(cx: &Cx<'_>, out: &mut Findings) {
@@ -97,21 +113,25 @@ pub(super) fn conntrack(cx: &Cx<'_>, out: &mut Findings) {
             );
         return;
     };
-    let (w, c) = cx.t.conntrack_percent();
-    let pct = percent(ct.count, ct.max);
-    out.judge(Check::Conntrack, pct, Levels::above(w).critical(c))
-        .says(
-            format!(
-                "{} connections tracked of nf_conntrack_max {}; a full table drops new \
+    share(
+        out,
+        Check::Conntrack,
+        ct.count,
+        ct.max,
+        cx.t.conntrack_percent(),
+    )
+    .says(
+        format!(
+            "{} connections tracked of nf_conntrack_max {}; a full table drops new \
                  connections",
-                ct.count, ct.max
-            ),
-            format!(
-                "net.netfilter.nf_conntrack_max = {}; \
+            ct.count, ct.max
+        ),
+        format!(
+            "net.netfilter.nf_conntrack_max = {}; \
                  net.netfilter.nf_conntrack_tcp_timeout_time_wait = 30",
-                ct.max.saturating_mul(2).max(262_144)
-            ),
-        );
+            ct.max.saturating_mul(2).max(262_144)
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -30,22 +30,28 @@ pub fn evaluate(
         t: thresholds,
     };
     let mut out = Findings::default();
-    // In `Check::ALL` order.
-    states::time_wait(&cx, &mut out);
-    states::close_wait(&cx, &mut out);
-    states::close_wait_growing(&cx, &mut out);
-    states::syn_recv(&cx, &mut out);
-    states::fin_wait2(&cx, &mut out);
-    ports::local_port_headroom(&cx, &mut out);
-    counters::deltas(&cx, &mut out);
-    limits::process_fds(&cx, &mut out);
-    limits::file_nr(&cx, &mut out);
-    limits::conntrack(&cx, &mut out);
-    listeners::backlog(&cx, &mut out);
-    listeners::accept_queue_full(&cx, &mut out);
-    sysctls::all(&cx, &mut out);
+    for check in CHECKS {
+        check(&cx, &mut out);
+    }
     Report { findings: out.list }
 }
+
+/// Every check, in [`Check::ALL`] order.
+const CHECKS: [fn(&Cx<'_>, &mut Findings); 13] = [
+    states::time_wait,
+    states::close_wait,
+    states::close_wait_growing,
+    states::syn_recv,
+    states::fin_wait2,
+    ports::local_port_headroom,
+    counters::deltas,
+    limits::process_fds,
+    limits::file_nr,
+    limits::conntrack,
+    listeners::backlog,
+    listeners::accept_queue_full,
+    sysctls::all,
+];
 
 /// What every check looks at: the sample, the one before it, the thresholds.
 struct Cx<'a> {

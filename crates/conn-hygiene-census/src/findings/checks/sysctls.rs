@@ -29,13 +29,8 @@ fn setting<T>(out: &mut Findings, check: Check, value: Option<T>, name: &str) ->
 
 /// `tcp_tw_reuse`: only where it helps, i.e. many `TIME_WAIT` or ports running short.
 fn tw_reuse(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::TcpTwReuse;
-    let Some(v) = setting(
-        out,
-        check,
-        cx.s.sysctls.tcp_tw_reuse,
-        "net.ipv4.tcp_tw_reuse",
-    ) else {
+    let (check, name) = (Check::TcpTwReuse, "net.ipv4.tcp_tw_reuse");
+    let Some(v) = setting(out, check, cx.s.sysctls.tcp_tw_reuse, name) else {
         return;
     };
     let short = ports_short(cx);
@@ -70,13 +65,8 @@ fn tw_reuse(cx: &Cx<'_>, out: &mut Findings) {
 
 /// `tcp_max_tw_buckets`: `TIME_WAIT` at 80 % of the buckets or more.
 fn max_tw_buckets(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::TcpMaxTwBuckets;
-    let Some(b) = setting(
-        out,
-        check,
-        cx.s.sysctls.tcp_max_tw_buckets,
-        "net.ipv4.tcp_max_tw_buckets",
-    ) else {
+    let (check, name) = (Check::TcpMaxTwBuckets, "net.ipv4.tcp_max_tw_buckets");
+    let Some(b) = setting(out, check, cx.s.sysctls.tcp_max_tw_buckets, name) else {
         return;
     };
     let tw = cx.count(TcpState::TimeWait);
@@ -101,13 +91,8 @@ fn max_tw_buckets(cx: &Cx<'_>, out: &mut Findings) {
 
 /// `tcp_fin_timeout`: long, while `FIN_WAIT2` piles up.
 fn fin_timeout(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::TcpFinTimeout;
-    let Some(v) = setting(
-        out,
-        check,
-        cx.s.sysctls.tcp_fin_timeout,
-        "net.ipv4.tcp_fin_timeout",
-    ) else {
+    let (check, name) = (Check::TcpFinTimeout, "net.ipv4.tcp_fin_timeout");
+    let Some(v) = setting(out, check, cx.s.sysctls.tcp_fin_timeout, name) else {
         return;
     };
     let max = cx.t.max_fin_timeout();
@@ -138,8 +123,8 @@ fn fin_timeout(cx: &Cx<'_>, out: &mut Findings) {
 }
 
 fn somaxconn(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::Somaxconn;
-    let Some(v) = setting(out, check, cx.s.sysctls.somaxconn, "net.core.somaxconn") else {
+    let (check, name) = (Check::Somaxconn, "net.core.somaxconn");
+    let Some(v) = setting(out, check, cx.s.sysctls.somaxconn, name) else {
         return;
     };
     let min = cx.t.min_somaxconn();
@@ -152,13 +137,8 @@ fn somaxconn(cx: &Cx<'_>, out: &mut Findings) {
 
 /// `tcp_max_syn_backlog`: half-open connections past half of it.
 fn max_syn_backlog(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::TcpMaxSynBacklog;
-    let Some(v) = setting(
-        out,
-        check,
-        cx.s.sysctls.tcp_max_syn_backlog,
-        "net.ipv4.tcp_max_syn_backlog",
-    ) else {
+    let (check, name) = (Check::TcpMaxSynBacklog, "net.ipv4.tcp_max_syn_backlog");
+    let Some(v) = setting(out, check, cx.s.sysctls.tcp_max_syn_backlog, name) else {
         return;
     };
     let syn = cx.count(TcpState::SynRecv);
@@ -178,13 +158,8 @@ fn syn_backlog_for(syn: u64) -> u32 {
 }
 
 fn syncookies(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::TcpSyncookies;
-    let Some(v) = setting(
-        out,
-        check,
-        cx.s.sysctls.tcp_syncookies,
-        "net.ipv4.tcp_syncookies",
-    ) else {
+    let (check, name) = (Check::TcpSyncookies, "net.ipv4.tcp_syncookies");
+    let Some(v) = setting(out, check, cx.s.sysctls.tcp_syncookies, name) else {
         return;
     };
     let message = if v == 0 {
@@ -233,13 +208,8 @@ fn keepalive(cx: &Cx<'_>, out: &mut Findings) {
 }
 
 fn port_range(cx: &Cx<'_>, out: &mut Findings) {
-    let check = Check::LocalPortRange;
-    let Some((lo, hi)) = setting(
-        out,
-        check,
-        cx.s.sysctls.ip_local_port_range,
-        "net.ipv4.ip_local_port_range",
-    ) else {
+    let (check, name) = (Check::LocalPortRange, "net.ipv4.ip_local_port_range");
+    let Some((lo, hi)) = setting(out, check, cx.s.sysctls.ip_local_port_range, name) else {
         return;
     };
     let width = u64::from(hi.saturating_sub(lo)) + u64::from(lo <= hi);
@@ -263,17 +233,12 @@ mod tests {
     fn kernel_defaults_are_ok() {
         let s = sysctls_ok();
         let r = evaluate(&s, None, &th());
-        for check in [
-            Check::TcpTwReuse,
-            Check::TcpMaxTwBuckets,
-            Check::TcpFinTimeout,
-            Check::Somaxconn,
-            Check::TcpMaxSynBacklog,
-            Check::TcpSyncookies,
-            Check::TcpKeepalive,
-            Check::LocalPortRange,
-        ] {
-            assert_eq!(one(&r, check).severity, Severity::Ok, "{check}");
+        let settings = Check::ALL
+            .iter()
+            .filter(|c| c.as_str().starts_with("sysctl_"));
+        assert_eq!(settings.clone().count(), 8);
+        for check in settings {
+            assert_eq!(one(&r, *check).severity, Severity::Ok, "{check}");
         }
         assert_eq!(one(&r, Check::TcpKeepalive).value, Measure::Count(7875));
         assert_eq!(r.status(), Severity::Ok, "{:#?}", r.findings);
