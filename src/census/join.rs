@@ -11,7 +11,7 @@ use conn_hygiene_census::{canonical_addr as canon, SockInfo, TcpState};
 use super::MAX_CLOSE_WAIT_ENTRIES;
 
 /// Who a socket is attributed to, by index into the targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum OwnerIdx {
     Listener(usize),
     Upstream(usize),
@@ -154,10 +154,7 @@ mod tests {
     use super::*;
 
     fn sock(state: TcpState, local: &str, remote: &str, inode: u64) -> SockInfo {
-        let mut s = SockInfo::default();
-        s.state = state;
-        s.local = local.parse().unwrap();
-        s.remote = remote.parse().unwrap();
+        let mut s = SockInfo::new(state, local.parse().unwrap(), remote.parse().unwrap());
         s.inode = inode;
         s
     }

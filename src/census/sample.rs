@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use conn_hygiene_census::findings::{
@@ -13,14 +14,14 @@ use conn_hygiene_census::{
     canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, WalkOptions, Walker,
 };
 
-use super::join::{Join, OwnerIdx};
+use super::attribution::AttributionSource;
+use super::join::Join;
 use super::snapshot::{
-    CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
-    PortHeadroom, SampleCost, Tier, UpstreamCensus,
+    CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, PortHeadroom,
+    SampleCost, Tier, UpstreamCensus,
 };
-use super::{MAX_HOST_LISTENERS, MAX_PORT_KEYS, MAX_SOURCES_PER_UPSTREAM, MAX_UPSTREAMS};
-use crate::client::{ClientView, UpstreamSnapshot};
-use crate::server::ConnectionRegistry;
+use super::targets::Targets;
+use super::{MAX_HOST_LISTENERS, MAX_PORT_KEYS, MAX_SOURCES_PER_UPSTREAM};
 
 /// A full walk may cost this fraction of the tick interval, on average.
 const WALK_BUDGET: f64 = 0.05;
@@ -47,8 +48,7 @@ pub(crate) struct Core {
     pub(crate) pid: u32,
     walker: Walker,
     pub(crate) thresholds: Thresholds,
-    pub(crate) registries: Vec<ConnectionRegistry>,
-    pub(crate) clients: Vec<ClientView>,
+    pub(crate) sources: Vec<Arc<dyn AttributionSource>>,
     pub(crate) interval: Duration,
     pub(crate) walk_every: u32,
     /// The walk period in force, in ticks.
@@ -85,8 +85,7 @@ pub(crate) struct CoreConfig {
     pub(crate) root: Option<ProcRoot>,
     pub(crate) pid: Option<u32>,
     pub(crate) thresholds: Thresholds,
-    pub(crate) registries: Vec<ConnectionRegistry>,
-    pub(crate) clients: Vec<ClientView>,
+    pub(crate) sources: Vec<Arc<dyn AttributionSource>>,
     pub(crate) interval: Duration,
     pub(crate) walk_every: u32,
 }
@@ -106,8 +105,7 @@ impl Core {
             pid: cfg.pid.unwrap_or_else(std::process::id),
             walker: Walker::new(opts),
             thresholds: cfg.thresholds,
-            registries: cfg.registries,
-            clients: cfg.clients,
+            sources: cfg.sources,
             interval: cfg.interval,
             walk_every,
             effective_every: walk_every,
@@ -275,12 +273,7 @@ impl Core {
         counters: &Counters,
         notes: &mut Vec<(DegradedPart, String)>,
     ) -> Result<WalkData, CensusError> {
-        let registries: Vec<(String, SocketAddr)> = self
-            .registries
-            .iter()
-            .map(|r| (r.name().to_owned(), r.local_addr()))
-            .collect();
-        let upstreams = upstream_targets(&self.clients);
+        let mut targets = Targets::gather(&self.sources);
         let own = match self.root.socket_inodes(self.pid) {
             Ok(own) => Some(own),
             Err(e) => {
@@ -294,8 +287,7 @@ impl Core {
                 None
             }
         };
-        let listener_addrs: Vec<SocketAddr> = registries.iter().map(|(_, a)| *a).collect();
-        let dests: Vec<Vec<SocketAddr>> = upstreams.iter().map(|u| u.dests.clone()).collect();
+        let dests = targets.upstream_dests();
         // The host's part, counted as the census crate counts it for any host sample; the
         // join attributes the same sockets to our listeners and upstreams.
         let nobody = SocketInodes::default();
@@ -304,7 +296,7 @@ impl Core {
             .toward(dests.iter().flatten().copied())
             .max_listeners(MAX_HOST_LISTENERS)
             .max_ports(MAX_PORT_KEYS);
-        let mut join = Join::new(&listener_addrs, &dests);
+        let mut join = Join::new(&targets.listener_addrs(), &dests);
         let stats = self.walker.walk(|s| {
             let ours = host.visit(s);
             join.visit(s, ours);
@@ -316,17 +308,18 @@ impl Core {
         let now = Instant::now();
         let walked_at = SystemTime::now();
 
-        let listeners: Vec<ListenerCensus> = registries
+        let listeners: Vec<ListenerCensus> = targets
+            .listeners
             .iter()
             .zip(&join.listeners)
-            .map(|((name, addr), c)| {
+            .map(|(t, c)| {
                 let l = found
                     .listeners
                     .iter()
-                    .find(|l| canon(l.local) == canon(*addr));
+                    .find(|l| canon(l.local) == canon(t.addr));
                 ListenerCensus {
-                    name: name.clone(),
-                    addr: *addr,
+                    name: t.name.clone(),
+                    addr: t.addr,
                     time_wait: c.time_wait,
                     syn_recv: c.syn_recv,
                     not_accepted: c.not_accepted,
@@ -340,6 +333,7 @@ impl Core {
         let range_size = counters.port_range_size();
         let dt = self.prev_walk.map(|p| now.duration_since(p).as_secs_f64());
         let mut next_ports = HashMap::new();
+        let upstreams = &targets.upstreams;
         let mut by_upstream: Vec<Vec<&PortCount>> = vec![Vec::new(); upstreams.len()];
         for pc in &found.ports {
             if let Some(u) = join.upstream_of(pc.destination) {
@@ -392,49 +386,20 @@ impl Core {
         self.prev_ports = next_ports;
         self.prev_walk = Some(now);
 
-        // CLOSE_WAIT entries: owner names, and the lease site of a leased upstream connection.
-        let mut registry_snaps: HashMap<usize, Vec<(SocketAddr, SocketAddr, u64)>> = HashMap::new();
+        // CLOSE_WAIT entries: owner names, and the connection's id and lease site as its
+        // source tracks it.
         let close_wait = join
             .close_wait
             .iter()
-            .map(|(local, remote, owner)| {
-                let mut entry = CloseWaitEntry {
-                    local: *local,
-                    remote: *remote,
-                    owner: Owner::Untracked,
-                    lease_site: None,
-                    connection_id: None,
-                };
-                match owner {
-                    OwnerIdx::Listener(l) => {
-                        entry.owner = Owner::Listener(registries[*l].0.clone());
-                        let conns = registry_snaps.entry(*l).or_insert_with(|| {
-                            self.registries[*l]
-                                .snapshot()
-                                .connections
-                                .iter()
-                                .map(|c| (canon(c.local_addr), canon(c.peer_addr), c.id))
-                                .collect()
-                        });
-                        entry.connection_id = conns
-                            .iter()
-                            .find(|(l, r, _)| l == local && r == remote)
-                            .map(|(_, _, id)| *id);
-                    }
-                    OwnerIdx::Upstream(u) => {
-                        let target = &upstreams[*u];
-                        entry.owner = Owner::Upstream(target.name.clone());
-                        let conn = target.snaps.iter().flat_map(|s| &s.connections).find(|c| {
-                            canon(c.local_addr) == *local && canon(c.peer_addr) == *remote
-                        });
-                        if let Some(c) = conn {
-                            entry.lease_site = c.lease_site;
-                            entry.connection_id = Some(c.id);
-                        }
-                    }
-                    OwnerIdx::Untracked => {}
+            .map(|&(local, remote, owner)| {
+                let conn = targets.connection(owner, local, remote);
+                CloseWaitEntry {
+                    local,
+                    remote,
+                    owner: targets.owner(owner),
+                    lease_site: conn.and_then(|c| c.lease_site),
+                    connection_id: conn.map(|c| c.id),
                 }
-                entry
             })
             .collect();
 
@@ -483,43 +448,4 @@ impl Core {
             tracing::info!("connection census recovered: {}", recovered.join(", "));
         }
     }
-}
-
-/// One upstream to attribute sockets to: merged over clients by name.
-struct UpstreamTarget {
-    name: String,
-    authority: String,
-    dests: Vec<SocketAddr>,
-    snaps: Vec<UpstreamSnapshot>,
-}
-
-fn upstream_targets(clients: &[ClientView]) -> Vec<UpstreamTarget> {
-    let mut out: Vec<UpstreamTarget> = Vec::new();
-    for view in clients {
-        for snap in view.snapshot() {
-            let mut dests: Vec<SocketAddr> = snap.remote_addrs.iter().map(|a| canon(*a)).collect();
-            if let Ok(a) = snap.authority.parse::<SocketAddr>() {
-                dests.push(canon(a));
-            }
-            let full = out.len() >= MAX_UPSTREAMS;
-            match out.iter_mut().find(|t| t.name == snap.name) {
-                Some(t) => {
-                    t.dests.extend(dests);
-                    t.snaps.push(snap);
-                }
-                None if !full => out.push(UpstreamTarget {
-                    name: snap.name.clone(),
-                    authority: snap.authority.clone(),
-                    dests,
-                    snaps: vec![snap],
-                }),
-                None => {}
-            }
-        }
-    }
-    for t in &mut out {
-        t.dests.sort();
-        t.dests.dedup();
-    }
-    out
 }
