@@ -10,7 +10,7 @@
 //! - `port_headroom`: with a 100-port `ip_local_port_range`, TIME_WAIT toward one upstream
 //!   eats the ports: the headroom ratio, its rate and time to exhaustion, and the
 //!   `local_port_headroom` finding.
-#![cfg(feature = "census")]
+#![cfg(all(feature = "census", feature = "server", feature = "client"))]
 
 #[path = "support/census_netns.rs"]
 mod census_netns;

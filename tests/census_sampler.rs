@@ -8,7 +8,7 @@
 //!   coming with the degraded reason, and no panic.
 //! - Metrics: host and process sockets by state equal the snapshot, every state present,
 //!   no label holds an address.
-#![cfg(feature = "census")]
+#![cfg(all(feature = "census", feature = "server", feature = "client"))]
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};

@@ -6,6 +6,7 @@ use conn_hygiene_census::findings::Check;
 use conn_hygiene_census::{Severity, TcpState};
 use metrics::{Counter, Gauge, Histogram};
 
+use super::attribution::Claim;
 use super::snapshot::{CensusSnapshot, DegradedPart, Tier};
 use super::MAX_UPSTREAMS;
 use crate::metrics::names;
@@ -106,12 +107,9 @@ pub(crate) struct CensusMetrics {
 
 impl CensusMetrics {
     /// Resolves the handles through the recorder in force now: every fixed one, and those of
-    /// the listeners and upstreams known now. Upstreams that appear later are resolved when
+    /// the listeners and upstreams claimed now. Upstreams that appear later are resolved when
     /// first seen, through the recorder in force then.
-    pub(crate) fn new<'a>(
-        listeners: impl IntoIterator<Item = &'a str>,
-        upstreams: impl IntoIterator<Item = String>,
-    ) -> Self {
+    pub(crate) fn new(claims: &[Claim]) -> Self {
         let mut m = CensusMetrics {
             host: TcpState::ALL
                 .map(|s| metrics::gauge!(names::HOST_TCP_SOCKETS, "state" => s.as_str())),
@@ -144,13 +142,17 @@ impl CensusMetrics {
                 .map(|p| metrics::gauge!(names::CENSUS_DEGRADED, "part" => p.as_str())),
             walk_period: metrics::gauge!(names::CENSUS_WALK_PERIOD_TICKS),
         };
-        for name in listeners {
-            m.listeners
-                .entry(name.to_owned())
-                .or_insert_with(|| ListenerHandles::new(name));
-        }
-        for name in upstreams {
-            m.upstream(&name);
+        for claim in claims {
+            match claim {
+                Claim::Listener { name, .. } => {
+                    m.listeners
+                        .entry(name.clone())
+                        .or_insert_with(|| ListenerHandles::new(name));
+                }
+                Claim::Upstream { name, .. } => {
+                    m.upstream(name);
+                }
+            }
         }
         m
     }

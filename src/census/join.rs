@@ -4,27 +4,14 @@
 //! Kept apart from reading so it can be tested on made-up sockets.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
-use conn_hygiene_census::process::SocketInodes;
-use conn_hygiene_census::{SockInfo, StateCounts, TcpState};
+use conn_hygiene_census::{canonical_addr as canon, SockInfo, TcpState};
 
-use super::{MAX_CLOSE_WAIT_ENTRIES, MAX_PORT_KEYS};
-
-/// Compares addresses the way the kernel reports them: an IPv4-mapped IPv6 address (a
-/// dual-stack socket talking IPv4) is its IPv4 address.
-pub(crate) fn canon(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
-}
+use super::MAX_CLOSE_WAIT_ENTRIES;
 
 /// Who a socket is attributed to, by index into the targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum OwnerIdx {
     Listener(usize),
     Upstream(usize),
@@ -47,48 +34,27 @@ pub(crate) struct UpstreamCounts {
     pub(crate) close_wait: u64,
 }
 
-/// Local ports toward one destination from one source.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PortCount {
-    pub(crate) used: u64,
-    pub(crate) time_wait: u64,
-}
-
-/// The key of a [`PortCount`]: upstream index, destination, source address.
-pub(crate) type PortKey = (usize, SocketAddr, IpAddr);
-
-/// What the join looks for, and what it found. Memory: the targets, one small record per
-/// listener and upstream, one per (upstream, destination, source) up to [`MAX_PORT_KEYS`],
-/// and at most [`MAX_CLOSE_WAIT_ENTRIES`] `CLOSE_WAIT` addresses; nothing per socket.
+/// What the join looks for, and what it found. It attributes what the census crate's
+/// [`HostWalk`](conn_hygiene_census::findings::HostWalk) counts for the whole host, fed the
+/// same sockets. Memory: the targets, one small record per listener and upstream, and at most
+/// [`MAX_CLOSE_WAIT_ENTRIES`] `CLOSE_WAIT` addresses; nothing per socket.
 #[derive(Debug)]
-pub(crate) struct Join<'a> {
+pub(crate) struct Join {
     listener_exact: HashMap<SocketAddr, usize>,
     /// Listeners bound to an unspecified address, by port; `true` when IPv6 (dual-stack).
     listener_any: HashMap<u16, (usize, bool)>,
     upstream_dest: HashMap<SocketAddr, usize>,
-    own: Option<&'a SocketInodes>,
-    range: Option<(u16, u16)>,
 
-    pub(crate) host: StateCounts,
-    pub(crate) process: StateCounts,
     pub(crate) listeners: Vec<ListenerCounts>,
     pub(crate) upstreams: Vec<UpstreamCounts>,
-    pub(crate) ports: HashMap<PortKey, PortCount>,
-    /// Port keys not recorded because [`MAX_PORT_KEYS`] was reached.
-    pub(crate) ports_dropped: u64,
     pub(crate) close_wait: Vec<(SocketAddr, SocketAddr, OwnerIdx)>,
     pub(crate) close_wait_unlisted: u64,
 }
 
-impl<'a> Join<'a> {
-    /// A join for listeners on `listeners`, upstreams at `upstreams` (destinations per
-    /// upstream), our socket inodes `own` (`None`: unknown), and the port range.
-    pub(crate) fn new(
-        listeners: &[SocketAddr],
-        upstreams: &[Vec<SocketAddr>],
-        own: Option<&'a SocketInodes>,
-        range: Option<(u16, u16)>,
-    ) -> Self {
+impl Join {
+    /// A join for listeners on `listeners` and upstreams at `upstreams` (destinations per
+    /// upstream).
+    pub(crate) fn new(listeners: &[SocketAddr], upstreams: &[Vec<SocketAddr>]) -> Self {
         let mut listener_exact = HashMap::new();
         let mut listener_any = HashMap::new();
         for (i, addr) in listeners.iter().enumerate() {
@@ -112,14 +78,8 @@ impl<'a> Join<'a> {
             listener_exact,
             listener_any,
             upstream_dest,
-            own,
-            range: range.filter(|(lo, hi)| lo <= hi),
-            host: StateCounts::new(),
-            process: StateCounts::new(),
             listeners: vec![ListenerCounts::default(); listeners.len()],
             upstreams: vec![UpstreamCounts::default(); upstreams.len()],
-            ports: HashMap::new(),
-            ports_dropped: 0,
             close_wait: Vec::new(),
             close_wait_unlisted: 0,
         }
@@ -135,13 +95,13 @@ impl<'a> Join<'a> {
         }
     }
 
-    /// Attributes one socket.
-    pub(crate) fn visit(&mut self, s: &SockInfo) {
-        self.host.record(s.state);
-        let ours = s.inode != 0 && self.own.is_some_and(|own| own.contains(s.inode));
-        if ours {
-            self.process.record(s.state);
-        }
+    /// The upstream a destination (canonical) is attributed to.
+    pub(crate) fn upstream_of(&self, destination: SocketAddr) -> Option<usize> {
+        self.upstream_dest.get(&destination).copied()
+    }
+
+    /// Attributes one socket; `ours` when this process holds it.
+    pub(crate) fn visit(&mut self, s: &SockInfo, ours: bool) {
         if s.state == TcpState::Listen {
             return;
         }
@@ -150,7 +110,7 @@ impl<'a> Join<'a> {
         let listener = self.listener_of(local);
         let upstream = match listener {
             Some(_) => None,
-            None => self.upstream_dest.get(&remote).copied(),
+            None => self.upstream_of(remote),
         };
         match (s.state, listener, upstream) {
             (TcpState::TimeWait, Some(l), _) => self.listeners[l].time_wait += 1,
@@ -184,40 +144,17 @@ impl<'a> Join<'a> {
             }
             _ => {}
         }
-        if let (Some(u), Some((lo, hi))) = (upstream, self.range) {
-            if (lo..=hi).contains(&local.port()) {
-                let key = (u, remote, local.ip());
-                let len = self.ports.len();
-                match self.ports.get_mut(&key) {
-                    Some(c) => {
-                        c.used += 1;
-                        c.time_wait += u64::from(s.state == TcpState::TimeWait);
-                    }
-                    None if len < MAX_PORT_KEYS => {
-                        self.ports.insert(
-                            key,
-                            PortCount {
-                                used: 1,
-                                time_wait: u64::from(s.state == TcpState::TimeWait),
-                            },
-                        );
-                    }
-                    None => self.ports_dropped += 1,
-                }
-            }
-        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use conn_hygiene_census::process::SocketInodes;
+
     use super::*;
 
     fn sock(state: TcpState, local: &str, remote: &str, inode: u64) -> SockInfo {
-        let mut s = SockInfo::default();
-        s.state = state;
-        s.local = local.parse().unwrap();
-        s.remote = remote.parse().unwrap();
+        let mut s = SockInfo::new(state, local.parse().unwrap(), remote.parse().unwrap());
         s.inode = inode;
         s
     }
@@ -230,7 +167,7 @@ mod tests {
             "0.0.0.0:9090".parse().unwrap(),
         ];
         let upstreams = vec![vec!["10.0.0.5:5432".parse().unwrap()]];
-        let mut j = Join::new(&listeners, &upstreams, Some(&own), Some((32768, 60999)));
+        let mut j = Join::new(&listeners, &upstreams);
         let socks = [
             sock(TcpState::Listen, "127.0.0.1:8080", "0.0.0.0:0", 10),
             // Server closed first: TIME_WAIT on the listener's address.
@@ -260,10 +197,8 @@ mod tests {
             sock(TcpState::CloseWait, "10.0.0.1:40008", "10.0.0.6:1", 999),
         ];
         for s in &socks {
-            j.visit(s);
+            j.visit(s, own.contains(s.inode));
         }
-        assert_eq!(j.host.total(), socks.len() as u64);
-        assert_eq!(j.process.total(), 4);
         assert_eq!(j.listeners[0].time_wait, 1);
         assert_eq!(j.listeners[1].time_wait, 1);
         assert_eq!(j.listeners[0].not_accepted, 1);
@@ -271,20 +206,20 @@ mod tests {
         assert_eq!(j.listeners[0].close_wait, 1);
         assert_eq!(j.upstreams[0].time_wait, 2);
         assert_eq!(j.upstreams[0].close_wait, 1);
-        let dest: SocketAddr = "10.0.0.5:5432".parse().unwrap();
-        let from2 = j.ports[&(0, dest, "10.0.0.2".parse().unwrap())];
-        assert_eq!((from2.used, from2.time_wait), (2, 1));
-        let from1 = j.ports[&(0, dest, "10.0.0.1".parse().unwrap())];
-        assert_eq!((from1.used, from1.time_wait), (2, 1));
+        let dest: SocketAddr = "[::ffff:10.0.0.5]:5432".parse().unwrap();
+        assert_eq!(j.upstream_of(canon(dest)), Some(0));
         assert_eq!(j.close_wait.len(), 2, "the foreign CLOSE_WAIT is not ours");
         assert_eq!(j.close_wait[1].2, OwnerIdx::Upstream(0));
     }
 
     #[test]
-    fn unknown_inodes_and_ranges_are_harmless() {
-        let mut j = Join::new(&[], &[vec![]], None, Some((10, 5)));
-        j.visit(&sock(TcpState::CloseWait, "1.1.1.1:1", "2.2.2.2:2", 5));
-        assert_eq!(j.process.total(), 0);
-        assert!(j.close_wait.is_empty() && j.ports.is_empty());
+    fn sockets_not_ours_are_nobodys() {
+        let mut j = Join::new(&[], &[vec![]]);
+        j.visit(
+            &sock(TcpState::CloseWait, "1.1.1.1:1", "2.2.2.2:2", 5),
+            false,
+        );
+        assert!(j.close_wait.is_empty());
+        assert_eq!(j.upstreams[0], UpstreamCounts::default());
     }
 }

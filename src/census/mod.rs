@@ -8,16 +8,23 @@
 //! - **Our sockets**: this process's socket inodes (`/proc/self/fd`) joined with the walk give
 //!   [`CensusSnapshot::process`], our sockets by state.
 //! - **Sockets no process holds** (`TIME_WAIT`, and connections not yet accepted) are
-//!   attributed by address: on a [listener's](SamplerBuilder::listener) address they are that
-//!   listener's (for `TIME_WAIT`: our server closed first); toward a
-//!   [client's](SamplerBuilder::client) upstream destination, that upstream's (our client
-//!   closed first). Sockets of other listeners and other destinations are nobody's.
+//!   attributed by address: on a listener's address they are that listener's (for
+//!   `TIME_WAIT`: our server closed first); toward an upstream's destination, that
+//!   upstream's (our client closed first). Sockets of other listeners and other destinations
+//!   are nobody's. The listeners and upstreams come from [attribution
+//!   sources](AttributionSource): the server's `ConnectionRegistry` (feature `server`,
+//!   `SamplerBuilder::listener`), the client's `ClientView` (feature `client`,
+//!   `SamplerBuilder::client`), or any other ([`SamplerBuilder::source`]).
 //! - **Port headroom** per upstream destination and source address: the size of
 //!   `ip_local_port_range` minus the sockets already using it, and the time to exhaustion at
 //!   the rate seen since the previous walk ([`PortHeadroom`]).
 //! - **`CLOSE_WAIT` we hold**, each joined to its listener or upstream and, for a connection
 //!   whose response body is still leased, to the line that made the request
 //!   ([`CloseWaitEntry::lease_site`]).
+//!
+//! The host's part of a sample (states, listeners, port use, the findings' input) is taken
+//! as the census crate takes it for any host ([`HostWalk`]); the sampler adds its
+//! attribution on top, in the same walk.
 //!
 //! Every sample is judged against [`Thresholds`](conn_hygiene_census::Thresholds)
 //! (see [`conn_hygiene_census::findings`] for the checks and their defaults), published as
@@ -37,6 +44,8 @@
 //! [`MAX_CLOSE_WAIT_ENTRIES`] `CLOSE_WAIT` addresses, and this process's socket inodes.
 //!
 //! ```no_run
+//! # #[cfg(all(feature = "server", feature = "client"))]
+//! # mod example {
 //! use std::time::Duration;
 //! use bytes::Bytes;
 //! use conn_hygiene::census::Sampler;
@@ -62,28 +71,34 @@
 //! }
 //! println!("{}", snap.report.status());
 //! # Ok(()) }
+//! # }
+//! # fn main() {}
 //! ```
+//!
+//! [`HostWalk`]: conn_hygiene_census::findings::HostWalk
 
+mod attribution;
 mod export;
 mod join;
 mod sample;
 mod sampler;
 mod snapshot;
+#[cfg(any(feature = "server", feature = "client"))]
+mod sources;
+mod targets;
 
+pub use self::attribution::{AttributionSource, Claim, TrackedConnection};
 pub use self::sampler::{Sampler, SamplerBuilder, SamplerHandle, SamplerTask};
 pub use self::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
     PortHeadroom, SampleCost, Tier, UpstreamCensus,
 };
 
-use crate::client::ClientView;
-use crate::server::ConnectionRegistry;
-
 /// `CLOSE_WAIT` sockets listed one by one in a snapshot; more are only counted.
 pub const MAX_CLOSE_WAIT_ENTRIES: usize = 128;
 /// (destination, source address) pairs kept per upstream in a snapshot, worst first.
 pub const MAX_SOURCES_PER_UPSTREAM: usize = 16;
-/// Upstreams followed (over all clients); more are ignored.
+/// Upstreams followed (over all sources); more are ignored.
 pub const MAX_UPSTREAMS: usize = 256;
 /// (upstream, destination, source address) pairs counted in one walk.
 pub(crate) const MAX_PORT_KEYS: usize = 4096;
@@ -91,9 +106,14 @@ pub(crate) const MAX_PORT_KEYS: usize = 4096;
 pub(crate) const MAX_HOST_LISTENERS: usize = 1024;
 
 /// Takes one full census now, on this thread, of `listeners` and `clients`, with the
-/// default thresholds and `/proc`. For more settings use
+/// default thresholds and `/proc`. For more settings, or other sources, use
 /// [`SamplerBuilder::sample_once`].
-pub fn sample_once(listeners: &[&ConnectionRegistry], clients: &[ClientView]) -> CensusSnapshot {
+#[cfg(all(feature = "server", feature = "client"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "server", feature = "client"))))]
+pub fn sample_once(
+    listeners: &[&crate::server::ConnectionRegistry],
+    clients: &[crate::client::ClientView],
+) -> CensusSnapshot {
     let mut b = Sampler::builder();
     for l in listeners {
         b = b.listener(l);

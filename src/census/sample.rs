@@ -2,24 +2,26 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use conn_hygiene_census::findings::{
-    evaluate, Check, HostSample, PortUse, ProcessCount, ProcessFd, Thresholds,
+    evaluate, read_host_counters, Check, HostSample, HostSockets, HostWalk, PortCount, ProcessFd,
+    Thresholds,
 };
+use conn_hygiene_census::process::SocketInodes;
 use conn_hygiene_census::{
-    listeners as walk_listeners, Backend, CensusError, Listener, ProcRoot, Severity, StateCounts,
-    TcpState, WalkOptions, Walker,
+    canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, WalkOptions, Walker,
 };
 
-use super::join::{canon, Join, OwnerIdx};
+use super::attribution::AttributionSource;
+use super::join::Join;
 use super::snapshot::{
-    CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
-    PortHeadroom, SampleCost, Tier, UpstreamCensus,
+    CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, PortHeadroom,
+    SampleCost, Tier, UpstreamCensus,
 };
-use super::{MAX_HOST_LISTENERS, MAX_SOURCES_PER_UPSTREAM, MAX_UPSTREAMS};
-use crate::client::{ClientView, UpstreamSnapshot};
-use crate::server::ConnectionRegistry;
+use super::targets::Targets;
+use super::{MAX_HOST_LISTENERS, MAX_PORT_KEYS, MAX_SOURCES_PER_UPSTREAM};
 
 /// A full walk may cost this fraction of the tick interval, on average.
 const WALK_BUDGET: f64 = 0.05;
@@ -46,8 +48,7 @@ pub(crate) struct Core {
     pub(crate) pid: u32,
     walker: Walker,
     pub(crate) thresholds: Thresholds,
-    pub(crate) registries: Vec<ConnectionRegistry>,
-    pub(crate) clients: Vec<ClientView>,
+    pub(crate) sources: Vec<Arc<dyn AttributionSource>>,
     pub(crate) interval: Duration,
     pub(crate) walk_every: u32,
     /// The walk period in force, in ticks.
@@ -69,14 +70,12 @@ pub(crate) struct Core {
 #[derive(Debug, Clone)]
 struct WalkData {
     walked_at: SystemTime,
-    host: StateCounts,
-    process: StateCounts,
+    /// The host's part: every socket and ours by state, the listeners, port use.
+    found: HostSockets,
     listeners: Vec<ListenerCensus>,
     upstreams: Vec<UpstreamCensus>,
     close_wait: Vec<CloseWaitEntry>,
     close_wait_unlisted: u64,
-    host_listeners: Vec<Listener>,
-    port_usage: Vec<PortUse>,
     sockets: u64,
 }
 
@@ -86,8 +85,7 @@ pub(crate) struct CoreConfig {
     pub(crate) root: Option<ProcRoot>,
     pub(crate) pid: Option<u32>,
     pub(crate) thresholds: Thresholds,
-    pub(crate) registries: Vec<ConnectionRegistry>,
-    pub(crate) clients: Vec<ClientView>,
+    pub(crate) sources: Vec<Arc<dyn AttributionSource>>,
     pub(crate) interval: Duration,
     pub(crate) walk_every: u32,
 }
@@ -107,8 +105,7 @@ impl Core {
             pid: cfg.pid.unwrap_or_else(std::process::id),
             walker: Walker::new(opts),
             thresholds: cfg.thresholds,
-            registries: cfg.registries,
-            clients: cfg.clients,
+            sources: cfg.sources,
             interval: cfg.interval,
             walk_every,
             effective_every: walk_every,
@@ -141,7 +138,10 @@ impl Core {
     pub(crate) fn sample(&mut self, full: bool) -> CensusSnapshot {
         let started = Instant::now();
         let mut degraded: Vec<(DegradedPart, String)> = Vec::new();
-        let counters = self.read_counters(&mut degraded);
+        // The findings' view of this sample: our process only.
+        let mut host = HostSample::default();
+        host.pid = Some(self.pid);
+        let counters = self.read_counters(&mut host, &mut degraded);
         let counters_cost = started.elapsed();
 
         let mut walk_cost = None;
@@ -161,7 +161,12 @@ impl Core {
         }
         degraded.extend(self.walk_degraded.iter().cloned());
 
-        let host = self.host_sample(&counters);
+        if let Some(w) = &self.last {
+            w.found.fill(&mut host);
+        }
+        if let Some(usage) = counters.fd_usage {
+            host.process_fds = vec![ProcessFd::new(self.pid, "", usage)];
+        }
         let mut report = evaluate(&host, self.prev_host.as_ref(), &self.thresholds);
         if self.last.is_none() {
             let why = self
@@ -191,8 +196,8 @@ impl Core {
             taken_at: Some(SystemTime::now()),
             walked_at: walk.map(|w| w.walked_at),
             pid: self.pid,
-            host: walk.map(|w| w.host).unwrap_or_default(),
-            process: walk.map(|w| w.process).unwrap_or_default(),
+            host: walk.map(|w| w.found.states).unwrap_or_default(),
+            process: walk.map(|w| w.found.held).unwrap_or_default(),
             listeners: walk.map(|w| w.listeners.clone()).unwrap_or_default(),
             upstreams: walk.map(|w| w.upstreams.clone()).unwrap_or_default(),
             close_wait: walk.map(|w| w.close_wait.clone()).unwrap_or_default(),
@@ -237,11 +242,17 @@ impl Core {
             .min(self.walk_every.saturating_mul(MAX_STRETCH));
     }
 
-    fn read_counters(&self, degraded: &mut Vec<(DegradedPart, String)>) -> Counters {
-        let root = &self.root;
-        let sockstat = root.sockstat();
-        let tcp = root.tcp_counters();
-        if let (Err(e), Err(_)) = (&sockstat, &tcp) {
+    /// The counters tier: the census crate's counter part of `host`, with `sockstat` and our
+    /// descriptors besides.
+    fn read_counters(
+        &self,
+        host: &mut HostSample,
+        degraded: &mut Vec<(DegradedPart, String)>,
+    ) -> Counters {
+        // Unreadable sysctls stay unknown, and the findings say so.
+        let _ = read_host_counters(&self.root, host);
+        let sockstat = self.root.sockstat();
+        if let (Err(e), None) = (&sockstat, &host.counters) {
             degraded.push((
                 DegradedPart::Counters,
                 format!("kernel counters unavailable: {e}"),
@@ -249,11 +260,11 @@ impl Core {
         }
         Counters {
             sockstat: sockstat.ok(),
-            tcp: tcp.ok(),
-            file_nr: root.file_nr().ok(),
-            fd_usage: root.fd_usage(self.pid).ok(),
-            conntrack: root.conntrack().ok().flatten(),
-            sysctls: root.sysctls().unwrap_or_default(),
+            tcp: host.counters.clone(),
+            file_nr: host.file_nr,
+            fd_usage: self.root.fd_usage(self.pid).ok(),
+            conntrack: host.conntrack,
+            sysctls: host.sysctls.clone(),
         }
     }
 
@@ -262,12 +273,7 @@ impl Core {
         counters: &Counters,
         notes: &mut Vec<(DegradedPart, String)>,
     ) -> Result<WalkData, CensusError> {
-        let registries: Vec<(String, SocketAddr)> = self
-            .registries
-            .iter()
-            .map(|r| (r.name().to_owned(), r.local_addr()))
-            .collect();
-        let upstreams = upstream_targets(&self.clients);
+        let mut targets = Targets::gather(&self.sources);
         let own = match self.root.socket_inodes(self.pid) {
             Ok(own) => Some(own),
             Err(e) => {
@@ -281,32 +287,39 @@ impl Core {
                 None
             }
         };
-        let listener_addrs: Vec<SocketAddr> = registries.iter().map(|(_, a)| *a).collect();
-        let dests: Vec<Vec<SocketAddr>> = upstreams.iter().map(|u| u.dests.clone()).collect();
-        let range = counters.sysctls.ip_local_port_range;
-        let mut join = Join::new(&listener_addrs, &dests, own.as_ref(), range);
-        let stats = self.walker.walk(|s| join.visit(s))?;
+        let dests = targets.upstream_dests();
+        // The host's part, counted as the census crate counts it for any host sample; the
+        // join attributes the same sockets to our listeners and upstreams.
+        let nobody = SocketInodes::default();
+        let mut host = HostWalk::new(counters.sysctls.ip_local_port_range)
+            .process(self.pid, "", own.as_ref().unwrap_or(&nobody))
+            .toward(dests.iter().flatten().copied())
+            .max_listeners(MAX_HOST_LISTENERS)
+            .max_ports(MAX_PORT_KEYS);
+        let mut join = Join::new(&targets.listener_addrs(), &dests);
+        let stats = self.walker.walk(|s| {
+            let ours = host.visit(s);
+            join.visit(s, ours);
+        })?;
+        let found = host.finish(&stats);
         if let Some(reason) = &stats.fallback {
             notes.push((DegradedPart::Netlink, reason.to_string()));
         }
         let now = Instant::now();
         let walked_at = SystemTime::now();
 
-        // The listening sockets, for queue lengths and the listener findings: a second,
-        // LISTEN-only dump (the kernel filters it when netlink is used).
-        let mut host_listeners = walk_listeners(self.walker.options()).unwrap_or_default();
-        host_listeners.truncate(MAX_HOST_LISTENERS);
-
-        let listeners: Vec<ListenerCensus> = registries
+        let listeners: Vec<ListenerCensus> = targets
+            .listeners
             .iter()
             .zip(&join.listeners)
-            .map(|((name, addr), c)| {
-                let l = host_listeners
+            .map(|(t, c)| {
+                let l = found
+                    .listeners
                     .iter()
-                    .find(|l| canon(l.local) == canon(*addr));
+                    .find(|l| canon(l.local) == canon(t.addr));
                 ListenerCensus {
-                    name: name.clone(),
-                    addr: *addr,
+                    name: t.name.clone(),
+                    addr: t.addr,
                     time_wait: c.time_wait,
                     syn_recv: c.syn_recv,
                     not_accepted: c.not_accepted,
@@ -320,15 +333,19 @@ impl Core {
         let range_size = counters.port_range_size();
         let dt = self.prev_walk.map(|p| now.duration_since(p).as_secs_f64());
         let mut next_ports = HashMap::new();
+        let upstreams = &targets.upstreams;
+        let mut by_upstream: Vec<Vec<&PortCount>> = vec![Vec::new(); upstreams.len()];
+        for pc in &found.ports {
+            if let Some(u) = join.upstream_of(pc.destination) {
+                by_upstream[u].push(pc);
+            }
+        }
         let mut out_upstreams: Vec<UpstreamCensus> = Vec::with_capacity(upstreams.len());
-        for (i, (u, c)) in upstreams.iter().zip(&join.upstreams).enumerate() {
+        for ((u, c), counted) in upstreams.iter().zip(&join.upstreams).zip(&by_upstream) {
             let mut ports: Vec<PortHeadroom> = Vec::new();
             if let Some(size) = range_size {
-                for ((ui, dest, source), pc) in &join.ports {
-                    if *ui != i {
-                        continue;
-                    }
-                    let key = (u.name.clone(), *dest, *source);
+                for pc in counted {
+                    let key = (u.name.clone(), pc.destination, pc.source);
                     let rate = match (self.prev_ports.get(&key), dt) {
                         (Some(prev), Some(dt)) if pc.used > *prev && dt > 0.0 => {
                             Some((pc.used - prev) as f64 / dt)
@@ -338,8 +355,8 @@ impl Core {
                     let headroom = size.saturating_sub(pc.used);
                     next_ports.insert(key, pc.used);
                     ports.push(PortHeadroom {
-                        destination: *dest,
-                        source: *source,
+                        destination: pc.destination,
+                        source: pc.source,
                         used: pc.used,
                         time_wait: pc.time_wait,
                         headroom,
@@ -369,101 +386,32 @@ impl Core {
         self.prev_ports = next_ports;
         self.prev_walk = Some(now);
 
-        // Destination port use for the findings: per destination, its busiest source.
-        let mut by_dest: HashMap<SocketAddr, u64> = HashMap::new();
-        for u in &out_upstreams {
-            for p in &u.ports {
-                let e = by_dest.entry(p.destination).or_default();
-                *e = (*e).max(p.used);
-            }
-        }
-        let mut port_usage: Vec<PortUse> = by_dest
-            .into_iter()
-            .map(|(d, used)| PortUse::new(d, used))
-            .collect();
-        port_usage.sort_by(|a, b| b.used.cmp(&a.used).then(a.destination.cmp(&b.destination)));
-
-        // CLOSE_WAIT entries: owner names, and the lease site of a leased upstream connection.
-        let mut registry_snaps: HashMap<usize, Vec<(SocketAddr, SocketAddr, u64)>> = HashMap::new();
+        // CLOSE_WAIT entries: owner names, and the connection's id and lease site as its
+        // source tracks it.
         let close_wait = join
             .close_wait
             .iter()
-            .map(|(local, remote, owner)| {
-                let mut entry = CloseWaitEntry {
-                    local: *local,
-                    remote: *remote,
-                    owner: Owner::Untracked,
-                    lease_site: None,
-                    connection_id: None,
-                };
-                match owner {
-                    OwnerIdx::Listener(l) => {
-                        entry.owner = Owner::Listener(registries[*l].0.clone());
-                        let conns = registry_snaps.entry(*l).or_insert_with(|| {
-                            self.registries[*l]
-                                .snapshot()
-                                .connections
-                                .iter()
-                                .map(|c| (canon(c.local_addr), canon(c.peer_addr), c.id))
-                                .collect()
-                        });
-                        entry.connection_id = conns
-                            .iter()
-                            .find(|(l, r, _)| l == local && r == remote)
-                            .map(|(_, _, id)| *id);
-                    }
-                    OwnerIdx::Upstream(u) => {
-                        let target = &upstreams[*u];
-                        entry.owner = Owner::Upstream(target.name.clone());
-                        let conn = target.snaps.iter().flat_map(|s| &s.connections).find(|c| {
-                            canon(c.local_addr) == *local && canon(c.peer_addr) == *remote
-                        });
-                        if let Some(c) = conn {
-                            entry.lease_site = c.lease_site;
-                            entry.connection_id = Some(c.id);
-                        }
-                    }
-                    OwnerIdx::Untracked => {}
+            .map(|&(local, remote, owner)| {
+                let conn = targets.connection(owner, local, remote);
+                CloseWaitEntry {
+                    local,
+                    remote,
+                    owner: targets.owner(owner),
+                    lease_site: conn.and_then(|c| c.lease_site),
+                    connection_id: conn.map(|c| c.id),
                 }
-                entry
             })
             .collect();
 
         Ok(WalkData {
             walked_at,
-            host: join.host,
-            process: join.process,
+            found,
             listeners,
             upstreams: out_upstreams,
             close_wait,
             close_wait_unlisted: join.close_wait_unlisted,
-            host_listeners,
-            port_usage,
             sockets: stats.sockets,
         })
-    }
-
-    /// The findings' view of this sample: our process only.
-    fn host_sample(&self, counters: &Counters) -> HostSample {
-        let mut h = HostSample::default();
-        h.pid = Some(self.pid);
-        h.counters = counters.tcp.clone();
-        h.sysctls = counters.sysctls.clone();
-        h.file_nr = counters.file_nr;
-        h.conntrack = counters.conntrack;
-        if let Some(usage) = counters.fd_usage {
-            h.process_fds = vec![ProcessFd::new(self.pid, "", usage)];
-        }
-        if let Some(w) = &self.last {
-            h.states = w.host;
-            h.listeners = w.host_listeners.clone();
-            h.port_usage = w.port_usage.clone();
-            let ours = w.process[TcpState::CloseWait];
-            if ours > 0 {
-                h.close_wait_by_process = vec![ProcessCount::new(self.pid, "", ours)];
-            }
-        }
-        h
     }
 
     /// Logs one warning when parts become unavailable (naming them all, with the reasons),
@@ -500,43 +448,4 @@ impl Core {
             tracing::info!("connection census recovered: {}", recovered.join(", "));
         }
     }
-}
-
-/// One upstream to attribute sockets to: merged over clients by name.
-struct UpstreamTarget {
-    name: String,
-    authority: String,
-    dests: Vec<SocketAddr>,
-    snaps: Vec<UpstreamSnapshot>,
-}
-
-fn upstream_targets(clients: &[ClientView]) -> Vec<UpstreamTarget> {
-    let mut out: Vec<UpstreamTarget> = Vec::new();
-    for view in clients {
-        for snap in view.snapshot() {
-            let mut dests: Vec<SocketAddr> = snap.remote_addrs.iter().map(|a| canon(*a)).collect();
-            if let Ok(a) = snap.authority.parse::<SocketAddr>() {
-                dests.push(canon(a));
-            }
-            let full = out.len() >= MAX_UPSTREAMS;
-            match out.iter_mut().find(|t| t.name == snap.name) {
-                Some(t) => {
-                    t.dests.extend(dests);
-                    t.snaps.push(snap);
-                }
-                None if !full => out.push(UpstreamTarget {
-                    name: snap.name.clone(),
-                    authority: snap.authority.clone(),
-                    dests,
-                    snaps: vec![snap],
-                }),
-                None => {}
-            }
-        }
-    }
-    for t in &mut out {
-        t.dests.sort();
-        t.dests.dedup();
-    }
-    out
 }

@@ -8,18 +8,22 @@ use conn_hygiene_census::findings::Thresholds;
 use conn_hygiene_census::ProcRoot;
 use tokio::sync::watch;
 
+use super::attribution::{AttributionSource, Claim};
 use super::export::CensusMetrics;
 use super::sample::{Core, CoreConfig};
 use super::snapshot::CensusSnapshot;
+#[cfg(feature = "client")]
 use crate::client::ClientView;
+#[cfg(feature = "server")]
 use crate::server::ConnectionRegistry;
 
 /// Shortest tick interval accepted.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// A census taken in the background: cheap counters every tick, a full walk of the socket
-/// table every few ticks, attributed to the listeners and clients it was given, judged,
-/// and exported as metrics. See the [module docs](super).
+/// table every few ticks, attributed to the listeners and upstreams of the
+/// [sources](AttributionSource) it was given, judged, and exported as metrics. See the
+/// [module docs](super).
 #[derive(Debug)]
 pub struct Sampler {
     _private: (),
@@ -27,7 +31,7 @@ pub struct Sampler {
 
 impl Sampler {
     /// A builder with the defaults: a tick every 5 s, a full walk every tick, the default
-    /// [`Thresholds`], no listener, no client, `/proc`.
+    /// [`Thresholds`], no attribution source, `/proc`.
     pub fn builder() -> SamplerBuilder {
         SamplerBuilder::default()
     }
@@ -39,8 +43,7 @@ pub struct SamplerBuilder {
     interval: Duration,
     walk_every: u32,
     thresholds: Thresholds,
-    registries: Vec<ConnectionRegistry>,
-    clients: Vec<ClientView>,
+    sources: Vec<Arc<dyn AttributionSource>>,
     proc_root: Option<PathBuf>,
     pid: Option<u32>,
 }
@@ -51,8 +54,7 @@ impl Default for SamplerBuilder {
             interval: Duration::from_secs(5),
             walk_every: 1,
             thresholds: Thresholds::default(),
-            registries: Vec::new(),
-            clients: Vec::new(),
+            sources: Vec::new(),
             proc_root: None,
             pid: None,
         }
@@ -87,20 +89,30 @@ impl SamplerBuilder {
         self
     }
 
+    /// A source of listeners and upstreams whose sockets are ours, attributed to them by
+    /// name: see [`AttributionSource`]. May be called several times; listeners keep the order
+    /// given, upstreams of one name are merged. Default: none.
+    pub fn source(mut self, source: impl AttributionSource + 'static) -> Self {
+        self.sources.push(Arc::new(source));
+        self
+    }
+
     /// A listener whose sockets are ours: `TIME_WAIT`, half-open and not yet accepted
     /// connections on its address are attributed to it by name. May be called several times.
     /// Default: none.
-    pub fn listener(mut self, registry: &ConnectionRegistry) -> Self {
-        self.registries.push(registry.clone());
-        self
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+    pub fn listener(self, registry: &ConnectionRegistry) -> Self {
+        self.source(registry.clone())
     }
 
     /// A client whose upstreams are ours: `TIME_WAIT` toward their destinations, port use
     /// and `CLOSE_WAIT` with lease sites are attributed to them by name. May be called several
     /// times. Default: none.
-    pub fn client(mut self, view: ClientView) -> Self {
-        self.clients.push(view);
-        self
+    #[cfg(feature = "client")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
+    pub fn client(self, view: ClientView) -> Self {
+        self.source(view)
     }
 
     /// Where the proc file system is. Default: `/proc`, with the socket table read through
@@ -124,8 +136,7 @@ impl SamplerBuilder {
             root: self.proc_root.map(ProcRoot::new),
             pid: self.pid,
             thresholds: self.thresholds,
-            registries: self.registries,
-            clients: self.clients,
+            sources: self.sources,
             interval: self.interval,
             walk_every: self.walk_every,
         })
@@ -143,13 +154,8 @@ impl SamplerBuilder {
     /// answers [`SamplerHandle::latest`] with `None`.
     pub fn spawn(self) -> SamplerHandle {
         let interval = self.interval;
-        let upstreams: Vec<String> = self
-            .clients
-            .iter()
-            .flat_map(|c| c.snapshot())
-            .map(|u| u.name)
-            .collect();
-        let metrics = CensusMetrics::new(self.registries.iter().map(|r| r.name()), upstreams);
+        let claims: Vec<Claim> = self.sources.iter().flat_map(|s| s.claims()).collect();
+        let metrics = CensusMetrics::new(&claims);
         let engine = Arc::new(Engine {
             state: Mutex::new((self.core(), metrics)),
             latest: watch::Sender::new(None),

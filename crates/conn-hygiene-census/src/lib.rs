@@ -73,7 +73,7 @@ pub use error::CensusError;
 pub use findings::{evaluate, sample_host, Finding, HostSample, Report, Severity, Thresholds};
 pub use listeners::{listeners, Listener};
 pub use root::ProcRoot;
-pub use sock::{Family, SockInfo};
+pub use sock::{canonical_addr, Family, SockInfo};
 pub use state::{ParseStateError, StateCounts, StateSet, TcpState};
 pub use sysctl::Sysctls;
 pub use walk::{

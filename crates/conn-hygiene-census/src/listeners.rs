@@ -22,7 +22,7 @@
 
 use std::net::SocketAddr;
 
-use crate::{walk, CensusError, Family, Source, TcpState, WalkOptions};
+use crate::{walk, CensusError, Family, SockInfo, Source, TcpState, WalkOptions, WalkStats};
 
 /// One listening socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,24 +55,34 @@ impl Listener {
 pub fn listeners(opts: &WalkOptions) -> Result<Vec<Listener>, CensusError> {
     let opts = opts.clone().states(TcpState::Listen);
     let mut found = Vec::new();
-    let stats = walk(&opts, |s| {
-        found.push(Listener {
+    let stats = walk(&opts, |s| found.push(Listener::of(s)))?;
+    Listener::settle(&mut found, &stats);
+    Ok(found)
+}
+
+impl Listener {
+    /// The listener a `LISTEN` socket of a walk describes, its maximum as reported.
+    pub(crate) fn of(s: &SockInfo) -> Self {
+        Listener {
             family: s.family,
             local: s.local,
             inode: s.inode,
             uid: s.uid,
             queue_len: s.rqueue,
             queue_max: Some(s.wqueue),
-        })
-    })?;
-    for l in &mut found {
-        let source = match l.family {
-            Family::Ipv4 => stats.ipv4,
-            Family::Ipv6 => stats.ipv6,
-        };
-        if source != Some(Source::Netlink) {
-            l.queue_max = None;
         }
     }
-    Ok(found)
+
+    /// Once the walk is over: the maximum is unknown for a family read from `/proc`.
+    pub(crate) fn settle(found: &mut [Listener], stats: &WalkStats) {
+        for l in found {
+            let source = match l.family {
+                Family::Ipv4 => stats.ipv4,
+                Family::Ipv6 => stats.ipv6,
+            };
+            if source != Some(Source::Netlink) {
+                l.queue_max = None;
+            }
+        }
+    }
 }

@@ -145,10 +145,7 @@ impl ProcRoot {
             if inodes.is_empty() {
                 continue;
             }
-            let comm: Arc<str> = match std::fs::read_to_string(entry.path().join("comm")) {
-                Ok(c) => c.trim_end_matches('\n').into(),
-                Err(_) => "".into(),
-            };
+            let comm: Arc<str> = read_comm(&entry.path()).into();
             inodes.sort_unstable();
             inodes.dedup();
             for inode in inodes {
@@ -159,6 +156,11 @@ impl ProcRoot {
             }
         }
         Ok(holders)
+    }
+
+    /// The command name of `pid` (`PID/comm`); empty when it cannot be read.
+    pub(crate) fn comm(&self, pid: u32) -> String {
+        read_comm(&self.join(pid.to_string()))
     }
 
     fn each_socket_inode(&self, fd_dir: &Path, mut f: impl FnMut(u64)) -> Result<(), CensusError> {
@@ -180,6 +182,13 @@ impl ProcRoot {
         }
         Ok(())
     }
+}
+
+/// The command name in a process directory's `comm`; empty when it cannot be read.
+fn read_comm(process_dir: &Path) -> String {
+    std::fs::read_to_string(process_dir.join("comm"))
+        .map(|c| c.trim_end_matches('\n').to_owned())
+        .unwrap_or_default()
 }
 
 /// Calls `f` for each socket of the walk that `pid` holds. `pid`'s descriptors are read from

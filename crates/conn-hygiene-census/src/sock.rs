@@ -1,7 +1,7 @@
 //! What one socket looks like to the census.
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use crate::TcpState;
 
@@ -74,6 +74,24 @@ pub struct SockInfo {
     pub wqueue: u32,
 }
 
+impl SockInfo {
+    /// A socket in `state` from `local` to `remote` that no process holds (inode 0, empty
+    /// queues), of `local`'s family: for tests and replays. Set the other fields by hand.
+    pub fn new(state: TcpState, local: SocketAddr, remote: SocketAddr) -> Self {
+        SockInfo {
+            family: if local.is_ipv6() {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
+            state,
+            local,
+            remote,
+            ..SockInfo::default()
+        }
+    }
+}
+
 impl Default for SockInfo {
     fn default() -> Self {
         let unspecified = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
@@ -87,5 +105,26 @@ impl Default for SockInfo {
             rqueue: 0,
             wqueue: 0,
         }
+    }
+}
+
+/// An address as the kernel compares it: an IPv4-mapped IPv6 address (a dual-stack socket
+/// talking IPv4) is its IPv4 address; any other address is itself.
+///
+/// ```
+/// use conn_hygiene_census::canonical_addr;
+///
+/// let mapped = "[::ffff:10.0.0.5]:5432".parse().unwrap();
+/// assert_eq!(canonical_addr(mapped), "10.0.0.5:5432".parse().unwrap());
+/// let v6 = "[2001:db8::1]:443".parse().unwrap();
+/// assert_eq!(canonical_addr(v6), v6);
+/// ```
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
     }
 }

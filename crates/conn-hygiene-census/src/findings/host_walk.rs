@@ -1,0 +1,389 @@
+//! What one walk of the socket table contributes to a [`HostSample`], apart from reading:
+//! fed made-up sockets in the tests, a live walk in [`sample_host`](super::sample_host) and
+//! in any sampler that adds its own attribution on top.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+
+use super::{HostSample, PortUse, ProcessCount};
+use crate::process::SocketInodes;
+use crate::{canonical_addr, Listener, SockInfo, StateCounts, TcpState, WalkStats};
+
+/// Local ports of `ip_local_port_range` used toward one destination from one source address.
+///
+/// Connections to one destination from one source address must differ by local port, so each
+/// such pair has the whole range to itself: every socket toward it (any state, `TIME_WAIT`
+/// included, whoever holds it) uses one of its ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PortCount {
+    /// The remote address and port, IPv4-mapped addresses as IPv4 ([`canonical_addr`]).
+    pub destination: SocketAddr,
+    /// The local address.
+    pub source: IpAddr,
+    /// Sockets toward the destination from the source whose local port lies in the range.
+    pub used: u64,
+    /// Of those, in `TIME_WAIT`.
+    pub time_wait: u64,
+}
+
+/// One pass over a walk of the socket table: the state counts, the listeners, local-port use
+/// per destination and source address, and the sockets of the process looked at.
+///
+/// Feed it every socket of one walk (every state, both families) with [`visit`](Self::visit),
+/// then [`finish`](Self::finish) it with the walk's statistics. It reads nothing itself.
+///
+/// A socket counts toward local-port use when its remote address is set, its local port lies
+/// in the port range and is not a listening port (accepted connections share the listener's
+/// port). Netlink and `/proc` both list a family's listeners before its connections, which is
+/// what lets one pass tell them apart.
+///
+/// ```
+/// use conn_hygiene_census::findings::{HostSample, HostWalk};
+/// use conn_hygiene_census::{SockInfo, TcpState, WalkStats};
+///
+/// let mut walk = HostWalk::new(Some((40_000, 40_099)));
+/// let (local, remote) = ("10.0.0.1:40001".parse()?, "10.0.0.5:5432".parse()?);
+/// walk.visit(&SockInfo::new(TcpState::TimeWait, local, remote));
+/// let found = walk.finish(&WalkStats::default());
+/// assert_eq!(found.states[TcpState::TimeWait], 1);
+/// assert_eq!((found.ports[0].used, found.ports[0].time_wait), (1, 1));
+///
+/// let mut sample = HostSample::default();
+/// found.fill(&mut sample);
+/// assert_eq!(sample.port_usage[0].used, 1);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug)]
+pub struct HostWalk<'a> {
+    range: Option<(u16, u16)>,
+    process: Option<Process<'a>>,
+    toward: Option<HashSet<SocketAddr>>,
+    max_listeners: usize,
+    max_ports: usize,
+    found: HostSockets,
+    listen_ports: HashSet<u16>,
+    ports: HashMap<(SocketAddr, IpAddr), PortCount>,
+}
+
+/// The process a walk looks at.
+#[derive(Debug)]
+struct Process<'a> {
+    pid: u32,
+    comm: String,
+    sockets: &'a SocketInodes,
+}
+
+impl<'a> HostWalk<'a> {
+    /// A pass over the whole host: every process, every destination, every listener.
+    /// `port_range` is `ip_local_port_range`; without it (or upside down) no port use is
+    /// counted.
+    pub fn new(port_range: Option<(u16, u16)>) -> Self {
+        HostWalk {
+            range: port_range.filter(|(lo, hi)| lo <= hi),
+            process: None,
+            toward: None,
+            max_listeners: usize::MAX,
+            max_ports: usize::MAX,
+            found: HostSockets::default(),
+            listen_ports: HashSet::new(),
+            ports: HashMap::new(),
+        }
+    }
+
+    /// Looks at one process only: `pid`, running `comm`, holding `sockets`. Its sockets are
+    /// counted by state in [`HostSockets::held`], and its `CLOSE_WAIT` sockets make its
+    /// [`HostSample::close_wait_by_process`]. Default: every process, whose sockets are
+    /// joined to their holders afterwards (by [`sample_host`](super::sample_host)).
+    pub fn process(mut self, pid: u32, comm: impl Into<String>, sockets: &'a SocketInodes) -> Self {
+        self.process = Some(Process {
+            pid,
+            comm: comm.into(),
+            sockets,
+        });
+        self
+    }
+
+    /// Counts local-port use toward these destinations only (compared as
+    /// [`canonical_addr`]s). Default: every destination.
+    pub fn toward(mut self, destinations: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.toward = Some(destinations.into_iter().map(canonical_addr).collect());
+        self
+    }
+
+    /// Keeps at most `n` listeners, the first walked. Default: all.
+    pub fn max_listeners(mut self, n: usize) -> Self {
+        self.max_listeners = n;
+        self
+    }
+
+    /// Counts at most `n` (destination, source address) pairs, the first walked; sockets of
+    /// other pairs are passed over. Default: no bound.
+    pub fn max_ports(mut self, n: usize) -> Self {
+        self.max_ports = n;
+        self
+    }
+
+    /// Takes one socket into account. Returns whether the process looked at holds it (always
+    /// `false` without one), for a caller that attributes sockets further.
+    pub fn visit(&mut self, s: &SockInfo) -> bool {
+        let found = &mut self.found;
+        found.states.record(s.state);
+        let held = self
+            .process
+            .as_ref()
+            .is_some_and(|p| p.sockets.contains(s.inode));
+        if held {
+            found.held.record(s.state);
+        }
+        let host_wide = self.process.is_none() && s.inode != 0;
+        if s.state == TcpState::Listen {
+            self.listen_ports.insert(s.local.port());
+            if found.listeners.len() < self.max_listeners {
+                found.listeners.push(Listener::of(s));
+            }
+            if host_wide {
+                found.tcp_inodes.push(s.inode);
+            }
+            return held;
+        }
+        if host_wide {
+            if s.state == TcpState::CloseWait {
+                found.close_wait_inodes.push(s.inode);
+            }
+            found.tcp_inodes.push(s.inode);
+        }
+        self.count_port(s);
+        held
+    }
+
+    fn count_port(&mut self, s: &SockInfo) {
+        let Some((lo, hi)) = self.range else { return };
+        let (local, remote) = (canonical_addr(s.local), canonical_addr(s.remote));
+        let port = local.port();
+        if remote.ip().is_unspecified()
+            || !(lo..=hi).contains(&port)
+            || self.listen_ports.contains(&port)
+            || self.toward.as_ref().is_some_and(|t| !t.contains(&remote))
+        {
+            return;
+        }
+        let time_wait = u64::from(s.state == TcpState::TimeWait);
+        let len = self.ports.len();
+        match self.ports.get_mut(&(remote, local.ip())) {
+            Some(c) => {
+                c.used += 1;
+                c.time_wait += time_wait;
+            }
+            None if len < self.max_ports => {
+                self.ports.insert(
+                    (remote, local.ip()),
+                    PortCount {
+                        destination: remote,
+                        source: local.ip(),
+                        used: 1,
+                        time_wait,
+                    },
+                );
+            }
+            None => {}
+        }
+    }
+
+    /// What the walk found. `stats` tells which families were read from `/proc`, whose
+    /// listeners' queue maximum is unknown.
+    pub fn finish(self, stats: &WalkStats) -> HostSockets {
+        let mut found = self.found;
+        Listener::settle(&mut found.listeners, stats);
+        found.ports = self.ports.into_values().collect();
+        found.ports.sort_by(|a, b| {
+            b.used
+                .cmp(&a.used)
+                .then(a.destination.cmp(&b.destination))
+                .then(a.source.cmp(&b.source))
+        });
+        found.process = self.process.map(|p| (p.pid, p.comm));
+        found
+    }
+}
+
+/// What one walk found ([`HostWalk::finish`]): plain data, kept until the next walk.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct HostSockets {
+    /// Every socket by state.
+    pub states: StateCounts,
+    /// The sockets of the process looked at ([`HostWalk::process`]), by state; all 0
+    /// without one.
+    pub held: StateCounts,
+    /// Listening sockets, in walk order.
+    pub listeners: Vec<Listener>,
+    /// Local-port use per destination and source address, most used first.
+    pub ports: Vec<PortCount>,
+    /// The process looked at, and its command name.
+    process: Option<(u32, String)>,
+    /// Without a process looked at: the inodes of the `CLOSE_WAIT` sockets, and of every
+    /// socket a process holds, for the join to their holders.
+    pub(super) close_wait_inodes: Vec<u64>,
+    pub(super) tcp_inodes: Vec<u64>,
+}
+
+impl HostSockets {
+    /// Local-port use per destination, from its busiest source address, most used first:
+    /// what the `local_port_headroom` check judges.
+    pub fn port_usage(&self) -> Vec<PortUse> {
+        let mut busiest: HashMap<SocketAddr, u64> = HashMap::new();
+        for p in &self.ports {
+            let used = busiest.entry(p.destination).or_default();
+            *used = (*used).max(p.used);
+        }
+        let mut usage: Vec<PortUse> = busiest
+            .into_iter()
+            .map(|(destination, used)| PortUse::new(destination, used))
+            .collect();
+        usage.sort_by(|a, b| b.used.cmp(&a.used).then(a.destination.cmp(&b.destination)));
+        usage
+    }
+
+    /// Writes what the walk found into `sample`: [`states`](HostSample::states),
+    /// [`listeners`](HostSample::listeners), [`port_usage`](HostSample::port_usage) and, for
+    /// a walk that looked at one process, its
+    /// [`close_wait_by_process`](HostSample::close_wait_by_process).
+    pub fn fill(&self, sample: &mut HostSample) {
+        sample.states = self.states;
+        sample.listeners.clone_from(&self.listeners);
+        sample.port_usage = self.port_usage();
+        if let Some((pid, comm)) = &self.process {
+            let n = self.held[TcpState::CloseWait];
+            sample.close_wait_by_process = if n > 0 {
+                vec![ProcessCount::new(*pid, comm.clone(), n)]
+            } else {
+                Vec::new()
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Source;
+
+    fn sock(state: TcpState, local: &str, remote: &str, inode: u64) -> SockInfo {
+        let mut s = SockInfo::new(state, local.parse().unwrap(), remote.parse().unwrap());
+        s.inode = inode;
+        s
+    }
+
+    /// IPv4 read through netlink, IPv6 from `/proc`.
+    fn netlink() -> WalkStats {
+        WalkStats {
+            ipv4: Some(Source::Netlink),
+            ipv6: Some(Source::Proc),
+            ..WalkStats::default()
+        }
+    }
+
+    /// A listener on 40010 (inside the range), a client toward 10.0.0.5:5432 from two
+    /// source addresses (one dual-stack), connections accepted on the listener's port, one
+    /// IPv6 listener.
+    fn host() -> Vec<SockInfo> {
+        let mut l4 = sock(TcpState::Listen, "0.0.0.0:40010", "0.0.0.0:0", 1);
+        l4.wqueue = 511;
+        vec![
+            l4,
+            sock(TcpState::TimeWait, "10.0.0.1:40001", "10.0.0.5:5432", 0),
+            sock(TcpState::Established, "10.0.0.1:40002", "10.0.0.5:5432", 11),
+            sock(TcpState::CloseWait, "10.0.0.2:40001", "10.0.0.5:5432", 12),
+            sock(TcpState::CloseWait, "10.0.0.1:40010", "10.0.0.9:1234", 13),
+            sock(TcpState::TimeWait, "10.0.0.1:40010", "10.0.0.9:1235", 0),
+            sock(TcpState::Established, "10.0.0.1:80", "10.0.0.7:40003", 14),
+            sock(TcpState::Listen, "[::]:8443", "[::]:0", 2),
+            sock(
+                TcpState::TimeWait,
+                "[::ffff:10.0.0.2]:40003",
+                "[::ffff:10.0.0.5]:5432",
+                0,
+            ),
+        ]
+    }
+
+    #[test]
+    fn one_pass_over_the_host() {
+        let mut walk = HostWalk::new(Some((40_000, 40_099)));
+        for s in &host() {
+            assert!(!walk.visit(s), "no process looked at");
+        }
+        let found = walk.finish(&netlink());
+        assert_eq!(found.states.total(), 9);
+        assert_eq!(found.states[TcpState::TimeWait], 3);
+        assert_eq!(found.held.total(), 0);
+        // IPv4 from netlink shows the queue maximum; IPv6 from /proc does not.
+        assert_eq!(found.listeners.len(), 2);
+        assert_eq!(found.listeners[0].queue_max, Some(511));
+        assert_eq!(found.listeners[1].queue_max, None);
+        // Per destination and source; the listener's port and ports outside the range do
+        // not count; the IPv4-mapped socket counts as IPv4.
+        let dest: SocketAddr = "10.0.0.5:5432".parse().unwrap();
+        let got: Vec<_> = found
+            .ports
+            .iter()
+            .map(|p| (p.destination, p.source.to_string(), p.used, p.time_wait))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (dest, "10.0.0.1".to_owned(), 2, 1),
+                (dest, "10.0.0.2".to_owned(), 2, 1),
+            ]
+        );
+        assert_eq!(found.port_usage(), [PortUse::new(dest, 2)]);
+        // Every process: inodes kept for the join to their holders.
+        assert_eq!(found.close_wait_inodes, [12, 13]);
+        assert_eq!(found.tcp_inodes, [1, 11, 12, 13, 14, 2]);
+        let mut sample = HostSample::default();
+        found.fill(&mut sample);
+        assert_eq!(sample.states, found.states);
+        assert!(sample.close_wait_by_process.is_empty());
+    }
+
+    #[test]
+    fn one_process_destinations_and_bounds() {
+        let mine = SocketInodes::new(vec![1, 12, 13]);
+        let dest: SocketAddr = "[::ffff:10.0.0.5]:5432".parse().unwrap();
+        let mut walk = HostWalk::new(Some((40_000, 40_099)))
+            .process(42, "java", &mine)
+            .toward([dest])
+            .max_listeners(1)
+            .max_ports(1);
+        let held: Vec<bool> = host().iter().map(|s| walk.visit(s)).collect();
+        assert_eq!(held.iter().filter(|h| **h).count(), 3);
+        let found = walk.finish(&netlink());
+        assert_eq!(found.held[TcpState::CloseWait], 2);
+        assert_eq!(found.held[TcpState::Listen], 1);
+        assert_eq!(found.listeners.len(), 1);
+        assert_eq!(found.ports.len(), 1, "the first pair only");
+        assert_eq!(found.ports[0].source.to_string(), "10.0.0.1");
+        assert!(found.tcp_inodes.is_empty() && found.close_wait_inodes.is_empty());
+        let mut sample = HostSample::default();
+        found.fill(&mut sample);
+        assert_eq!(
+            sample.close_wait_by_process,
+            [ProcessCount::new(42, "java", 2)]
+        );
+        // Toward other destinations only: nothing counted.
+        let mut walk = HostWalk::new(Some((40_000, 40_099))).toward([]);
+        host().iter().for_each(|s| {
+            walk.visit(s);
+        });
+        assert!(walk.finish(&netlink()).ports.is_empty());
+        // No range, or upside down: no port use.
+        for range in [None, Some((40_099, 40_000))] {
+            let mut walk = HostWalk::new(range);
+            host().iter().for_each(|s| {
+                walk.visit(s);
+            });
+            assert!(walk.finish(&netlink()).ports.is_empty());
+        }
+    }
+}
