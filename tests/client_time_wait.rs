@@ -25,6 +25,7 @@ use conn_hygiene::{
     client::{ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig},
     server::{CloseReason, HygienicListener},
 };
+use conn_hygiene_test_support::{in_netns, run_in_netns};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use netns::TimeWait;
@@ -42,7 +43,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn time_wait_by_close_order() {
-    netns::run_in_netns("inner_time_wait_by_close_order");
+    run_in_netns("inner_time_wait_by_close_order", &[]);
 }
 
 /// One row of the table.
@@ -58,7 +59,7 @@ struct Row {
 #[test]
 #[ignore = "runs inside a private network namespace, started by time_wait_by_close_order"]
 fn inner_time_wait_by_close_order() {
-    if !netns::in_netns() {
+    if !in_netns() {
         return time_wait_by_close_order();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
