@@ -8,11 +8,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use conn_hygiene_census::{count_states, StateCounts, TcpState, WalkOptions};
+use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
 use serde_json::Value;
-use support::{
-    counts_of, helper_main, in_netns, run, run_in_netns, run_json, ss_counts, wait_until, Helper,
-    HELPER_ENV,
-};
+use support::{counts_of, helper_main, run, run_json, ss_counts, Helper, HELPER_ENV};
 
 /// Entry point of the helper process started by [`Helper::start`].
 #[test]
@@ -196,7 +194,7 @@ fn inner_close_wait_leak() {
 fn doctor_warns_on_time_wait_with_a_narrow_port_range() {
     run_in_netns(
         "inner_narrow_port_range",
-        &["net.ipv4.ip_local_port_range='40000 40199'"],
+        &["net.ipv4.ip_local_port_range=40000 40199"],
     );
 }
 
