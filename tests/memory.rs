@@ -8,6 +8,7 @@ use std::{
 };
 
 use conn_hygiene::server::HygienicListener;
+use conn_hygiene_test_support::{helper_env, rerun_args};
 
 struct Counting;
 
@@ -58,13 +59,15 @@ fn raise_nofile() {
 const CLIENT_ENV: &str = "CONN_HYGIENE_MEMORY_CLIENTS";
 
 /// Runs only as the child of the test below: connects `N` clients to the address in the
-/// environment, says so, and holds them until its stdin closes.
+/// environment, says so, and holds them until its stdin closes. Fails when run on its own.
 #[test]
-#[ignore]
+#[ignore = "the client process of tracking_costs_at_most_2_kib_per_connection_and_is_released"]
 fn client_holder() {
-    let Ok(addr) = std::env::var(CLIENT_ENV) else {
-        return;
-    };
+    let addr = helper_env(
+        "client_holder",
+        CLIENT_ENV,
+        "tracking_costs_at_most_2_kib_per_connection_and_is_released",
+    );
     raise_nofile();
     let mut clients = Vec::with_capacity(N);
     for _ in 0..N {
@@ -78,13 +81,7 @@ fn client_holder() {
 /// Starts a child that opens `N` connections to `addr`; they close when the child is killed.
 fn connect_from_child(addr: std::net::SocketAddr) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "client_holder",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(rerun_args("client_holder"))
         .env(CLIENT_ENV, addr.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
