@@ -310,10 +310,19 @@ fn inner_port_headroom() {
             .spawn();
         let reg = backend.registry.clone();
         let mut snaps = Vec::new();
+        let mut sent = 0;
         for target in [FIRST, TOTAL] {
             while (reg.totals().opened as usize) < target {
+                // One connection per request (`max_requests(1)`): a bound, so that requests that
+                // stop opening connections fail the test instead of looping forever.
+                assert!(
+                    sent < 2 * TOTAL,
+                    "{sent} requests opened {} connections, not one each",
+                    reg.totals().opened
+                );
                 let res = client.get(backend.url("/").parse().unwrap()).await.unwrap();
                 res.into_body().collect().await.unwrap();
+                sent += 1;
             }
             support::eventually("every close landed", SETTLE, || {
                 reg.totals().closed == target as u64

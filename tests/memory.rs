@@ -35,6 +35,9 @@ static GLOBAL: Counting = Counting;
 
 const N: usize = 10_000;
 
+/// How long the client holder may take to connect its `N` clients.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[allow(unsafe_code)]
 fn raise_nofile() {
     let mut rl = libc::rlimit {
@@ -89,6 +92,16 @@ fn connect_from_child(addr: std::net::SocketAddr) -> std::process::Child {
         .expect("spawn the client holder")
 }
 
+/// Runs `accepting`, a loop accepting the client holder's `N` connections, failing when they
+/// do not all arrive within [`CONNECT_LIMIT`] (the holder failed: its stderr says why).
+async fn accept_within_limit(accepting: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(CONNECT_LIMIT, accepting)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the client holder did not connect {N} clients within {CONNECT_LIMIT:?}")
+        });
+}
+
 /// Waits until the child says all its connections are up.
 fn wait_connected(child: &mut std::process::Child) {
     use std::io::BufRead;
@@ -119,9 +132,12 @@ async fn tracking_costs_at_most_2_kib_per_connection_and_is_released() {
         let mut streams = Vec::with_capacity(N);
         let before = LIVE.load(Ordering::Relaxed);
         let mut child = connect_from_child(bare_addr);
-        for _ in 0..N {
-            streams.push(bare.accept().await.unwrap().0);
-        }
+        accept_within_limit(async {
+            for _ in 0..N {
+                streams.push(bare.accept().await.unwrap().0);
+            }
+        })
+        .await;
         wait_connected(&mut child);
         bare_per = (LIVE.load(Ordering::Relaxed) - before) / N as isize;
         drop(streams);
@@ -140,9 +156,12 @@ async fn tracking_costs_at_most_2_kib_per_connection_and_is_released() {
     let mut streams = Vec::with_capacity(N);
     let baseline = LIVE.load(Ordering::Relaxed);
     let mut clients = connect_from_child(addr);
-    for _ in 0..N {
-        streams.push(listener.accept().await.0);
-    }
+    accept_within_limit(async {
+        for _ in 0..N {
+            streams.push(listener.accept().await.0);
+        }
+    })
+    .await;
     wait_connected(&mut clients);
     let tracked_per = (LIVE.load(Ordering::Relaxed) - baseline) / N as isize;
     assert_eq!(registry.live(), N);
