@@ -27,7 +27,8 @@ use super::{
     config::{ClientConfigError, UpstreamConfig},
     conn::UpstreamConnection,
     connector::HygienicConnector,
-    upstream::{authority_of, AcquireTimeout, Route, Upstream, UpstreamSnapshot, Upstreams},
+    routing::{authority_of, Route, Upstreams},
+    upstream::{AcquireTimeout, Upstream, UpstreamSnapshot},
 };
 use crate::{lease::RawLease, policy::SocketPolicy};
 

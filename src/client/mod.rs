@@ -66,6 +66,7 @@ mod connector;
 mod io;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod routing;
 mod upstream;
 
 pub use crate::close::Closer;
