@@ -5,7 +5,7 @@
 //! test that calls [`run_in_netns`], and an `#[ignore]` inner half that does the work and
 //! starts with
 //!
-//! ```ignore
+//! ```text
 //! if !in_netns() {
 //!     return outer_test(); // run on its own (`--ignored`): start the namespace as the outer does
 //! }
