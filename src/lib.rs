@@ -52,9 +52,12 @@
 //! // Dropping the client closes its idle connection: the client closed first, and the server
 //! // saw it that way.
 //! drop(client);
-//! while registry.totals().closed == 0 {
-//!     tokio::task::yield_now().await;
-//! }
+//! tokio::time::timeout(std::time::Duration::from_secs(10), async {
+//!     while registry.totals().closed == 0 {
+//!         tokio::task::yield_now().await;
+//!     }
+//! })
+//! .await?;
 //! assert_eq!(registry.totals().closed_by(Closer::Peer), 1);
 //! # Ok(()) }
 //! # #[cfg(not(all(feature = "axum", feature = "client")))]

@@ -25,6 +25,7 @@ use conn_hygiene::client::{HygienicClient, UpstreamConfig};
 use conn_hygiene::server::{ConnectionLimits, HygienicListener};
 use conn_hygiene_census::findings::Check;
 use conn_hygiene_census::{count_states, Severity, StateCounts, TcpState, WalkOptions};
+use conn_hygiene_test_support::{in_netns, run_in_netns, satisfies, wait_until};
 use http_body_util::{BodyExt, Empty};
 use support::Mode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,13 +48,13 @@ fn host_counts() -> StateCounts {
 
 #[test]
 fn attribution() {
-    census_netns::run_in_netns("inner_attribution", &[]);
+    run_in_netns("inner_attribution", &[]);
 }
 
 #[test]
 #[ignore = "runs inside a private network namespace, started by `attribution`"]
 fn inner_attribution() {
-    if !census_netns::in_netns() {
+    if !in_netns() {
         return attribution();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -180,12 +181,9 @@ fn inner_attribution() {
         expected.set(TcpState::CloseWait, 1);
         expected.set(TcpState::FinWait2, 1);
         tokio::task::spawn_blocking(move || {
-            let mut last = StateCounts::new();
-            let settled = census_netns::poll_until(SETTLE, || {
-                last = host_counts();
-                last == expected
-            });
-            assert!(settled, "the crafted states: want {expected}, have {last}");
+            wait_until(&format!("the crafted states: {expected}"), SETTLE, || {
+                satisfies(host_counts(), |c| *c == expected)
+            })
         })
         .await
         .unwrap();
@@ -272,7 +270,7 @@ fn inner_attribution() {
 
 #[test]
 fn port_headroom() {
-    census_netns::run_in_netns(
+    run_in_netns(
         "inner_port_headroom",
         &["net.ipv4.ip_local_port_range=40000 40099"],
     );
@@ -281,7 +279,7 @@ fn port_headroom() {
 #[test]
 #[ignore = "runs inside a private network namespace, started by `port_headroom`"]
 fn inner_port_headroom() {
-    if !census_netns::in_netns() {
+    if !in_netns() {
         return port_headroom();
     }
     const FIRST: usize = 60;
@@ -312,10 +310,19 @@ fn inner_port_headroom() {
             .spawn();
         let reg = backend.registry.clone();
         let mut snaps = Vec::new();
+        let mut sent = 0;
         for target in [FIRST, TOTAL] {
             while (reg.totals().opened as usize) < target {
+                // One connection per request (`max_requests(1)`): a bound, so that requests that
+                // stop opening connections fail the test instead of looping forever.
+                assert!(
+                    sent < 2 * TOTAL,
+                    "{sent} requests opened {} connections, not one each",
+                    reg.totals().opened
+                );
                 let res = client.get(backend.url("/").parse().unwrap()).await.unwrap();
                 res.into_body().collect().await.unwrap();
+                sent += 1;
             }
             support::eventually("every close landed", SETTLE, || {
                 reg.totals().closed == target as u64
@@ -323,7 +330,7 @@ fn inner_port_headroom() {
             .await;
             let want = target as u64;
             tokio::task::spawn_blocking(move || {
-                census_netns::wait_until("TIME_WAIT toward the backend", SETTLE, || {
+                wait_until("TIME_WAIT toward the backend", SETTLE, || {
                     host_counts()[TcpState::TimeWait] == want
                 })
             })

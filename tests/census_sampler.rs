@@ -21,6 +21,7 @@ use conn_hygiene::metrics::names;
 use conn_hygiene::server::HygienicListener;
 use conn_hygiene_census::findings::Check;
 use conn_hygiene_census::{Severity, TcpState};
+use conn_hygiene_test_support::eventually;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::Instant;
 
@@ -226,11 +227,10 @@ async fn metrics_match_the_snapshot_and_carry_no_address() {
             .spawn()
     });
     // The first tick's sample, then one forced: the metrics are the forced one's.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while census.latest().is_none() {
-        assert!(std::time::Instant::now() < deadline, "no first sample");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the first tick's sample", Duration::from_secs(10), || {
+        census.latest().is_some()
+    })
+    .await;
     let snap = census.sample_now().await;
 
     let mut host = [None; TcpState::COUNT];

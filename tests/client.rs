@@ -28,17 +28,17 @@ async fn get_ok(client: &Client, url: &str) {
     res.into_body().collect().await.unwrap();
 }
 
-/// Lets paused time run, 100 ms at a time, until the server has seen a connection close;
-/// returns the time since `from`. Fails past `limit`.
+/// Lets paused time run until the server has seen a connection close; returns the time since
+/// `from`. Fails past `limit`.
 async fn paused_until_closed(
     reg: &conn_hygiene::server::ConnectionRegistry,
     from: tokio::time::Instant,
     limit: Duration,
 ) -> Duration {
-    while reg.totals().closed == 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(from.elapsed() < limit, "never closed");
-    }
+    eventually("the server to see a connection close", limit, || {
+        reg.totals().closed > 0
+    })
+    .await;
     from.elapsed()
 }
 
@@ -84,16 +84,15 @@ async fn server_first_lets_the_server_close_and_counts_it() {
     );
     get_ok(&client, &server.url("/")).await;
     let reg = server.registry.clone();
-    while reg.totals().closed == 0 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    paused_until_closed(&reg, tokio::time::Instant::now(), Duration::from_secs(60)).await;
     assert_eq!(reg.totals().closed_for(CloseReason::IdleTimeout), 1);
     // The pool notices the server's FIN.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while client.snapshot()[0].totals.closed == 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(
+        "the pool to see the server's FIN",
+        Duration::from_secs(10),
+        || client.snapshot()[0].totals.closed > 0,
+    )
+    .await;
     let t = client.snapshot()[0].totals.clone();
     assert_eq!(t.closed_by(Closer::Peer), 1, "{t:?}");
     assert_eq!(t.closed_for(ClientCloseReason::ServerClosed), 1, "{t:?}");

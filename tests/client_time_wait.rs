@@ -18,13 +18,14 @@
 mod netns;
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use conn_hygiene::{
     client::{ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig},
     server::{CloseReason, HygienicListener},
 };
+use conn_hygiene_test_support::{in_netns, run_in_netns, satisfies};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use netns::TimeWait;
@@ -42,7 +43,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[test]
 fn time_wait_by_close_order() {
-    netns::run_in_netns("inner_time_wait_by_close_order");
+    run_in_netns("inner_time_wait_by_close_order", &[]);
 }
 
 /// One row of the table.
@@ -58,7 +59,7 @@ struct Row {
 #[test]
 #[ignore = "runs inside a private network namespace, started by time_wait_by_close_order"]
 fn inner_time_wait_by_close_order() {
-    if !netns::in_netns() {
+    if !in_netns() {
         return time_wait_by_close_order();
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -249,20 +250,18 @@ async fn pooled(
 /// the kernel shows nothing but the listener and TIME_WAIT on its port), then counts TIME_WAIT.
 async fn settle(s: &TestServer) -> TimeWait {
     let port = s.addr.port();
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        let pending = netns::unsettled(port);
-        let live = s.registry.live();
-        if pending.is_empty() && live == 0 {
-            return netns::time_wait(port);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "closes did not land within {SETTLE_TIMEOUT:?}: server tracks {live} live, \
-             kernel shows {pending:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::eventually(
+        "every close to land (connections the server tracks, sockets not yet closed)",
+        SETTLE_TIMEOUT,
+        || {
+            satisfies(
+                (s.registry.live(), netns::unsettled(port)),
+                |(live, pending)| *live == 0 && pending.is_empty(),
+            )
+        },
+    )
+    .await;
+    netns::time_wait(port)
 }
 
 /// BUG (client): a connection that hyper-util's pool opens for a request, but that the request
@@ -337,26 +336,26 @@ async fn unused_pooled_connection_idles_out() {
     .await;
     // Every connection must now idle out within the idle timeout, and none may count as leased
     // while no request is outstanding.
-    let deadline = Instant::now() + idle * 4;
-    loop {
-        let snap = client.snapshot().remove(0);
-        assert_eq!(snap.leases.outstanding(), 0);
-        if snap.open == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "an unused pooled connection outlived the idle timeout of {idle:?}: {} open, {} idle, \
-             {} leased, connections {:?}",
-            snap.open,
-            snap.idle,
-            snap.leased,
-            snap.connections
+    support::eventually(
+        &format!(
+            "every pooled connection to idle out, within 4 idle timeouts of {idle:?} (open, idle, \
+             leased, connections by id, state, requests and age)"
+        ),
+        idle * 4,
+        || {
+            let snap = client.snapshot().remove(0);
+            assert_eq!(snap.leases.outstanding(), 0);
+            let connections: Vec<_> = snap
+                .connections
                 .iter()
                 .map(|c| (c.id, c.state, c.requests, c.age))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+                .collect();
+            satisfies(
+                (snap.open, snap.idle, snap.leased, connections),
+                |(open, ..)| *open == 0,
+            )
+        },
+    )
+    .await;
     server.stop().await;
 }

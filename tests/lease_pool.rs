@@ -22,12 +22,13 @@ use conn_hygiene::{
     metrics::names,
     testing::LeakCheck,
 };
+use conn_hygiene_test_support::{eventually, satisfies};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::{TcpListener, TcpStream},
     sync::{watch, Barrier},
-    time::{sleep, timeout, Instant},
+    time::timeout,
 };
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -181,26 +182,6 @@ fn ss_lines_parse() {
     assert_eq!(parse_ss(sample, 8080), BTreeSet::from([41234, 41236]));
 }
 
-/// Polls `condition` every 10 ms until it holds, failing after `within`.
-async fn eventually<T: std::fmt::Debug>(
-    within: Duration,
-    mut probe: impl FnMut() -> T,
-    condition: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        let value = probe();
-        if condition(&value) {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still {value:?} after {within:?}"
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Log output of a `tracing` subscriber installed for the current thread.
 #[derive(Clone, Default)]
 struct Logs(std::sync::Arc<Mutex<Vec<u8>>>);
@@ -297,11 +278,9 @@ async fn leaked_pool_connection_is_reported_and_is_the_one_left_in_close_wait() 
     let leaked_port = retry_later.lock().unwrap()[0].local_addr().unwrap().port();
 
     // The background detector reports it, naming the line that took it.
-    eventually(
-        Duration::from_secs(5),
-        || tracker.totals().leaks_detected,
-        |&n| n == 1,
-    )
+    eventually("the leak reported", Duration::from_secs(5), || {
+        satisfies(tracker.totals().leaks_detected, |&n| n == 1)
+    })
     .await;
     let site = format!("{}:{}:", file!(), ACQUIRED_AT.load(Ordering::Relaxed));
     let snapshot = tracker.snapshot();
@@ -328,9 +307,9 @@ async fn leaked_pool_connection_is_reported_and_is_the_one_left_in_close_wait() 
     // The upstream closes every connection. All three client sockets see the FIN...
     upstream.close_all();
     eventually(
+        "three sockets in CLOSE_WAIT",
         Duration::from_secs(5),
-        || close_wait_ports(port).len(),
-        |&n| n == 3,
+        || satisfies(close_wait_ports(port), |ports| ports.len() == 3),
     )
     .await;
 
@@ -340,9 +319,9 @@ async fn leaked_pool_connection_is_reported_and_is_the_one_left_in_close_wait() 
         .await
         .unwrap();
     let left = eventually(
+        "one socket left in CLOSE_WAIT",
         Duration::from_secs(5),
-        || close_wait_ports(port),
-        |ports| ports.len() == 1,
+        || satisfies(close_wait_ports(port), |ports| ports.len() == 1),
     )
     .await;
     assert_eq!(left, BTreeSet::from([leaked_port]), "the leaked connection");
@@ -363,9 +342,9 @@ async fn leaked_pool_connection_is_reported_and_is_the_one_left_in_close_wait() 
     drop(retry_later);
     drop(pool);
     eventually(
+        "no socket left in CLOSE_WAIT",
         Duration::from_secs(5),
-        || close_wait_ports(port),
-        |ports| ports.is_empty(),
+        || satisfies(close_wait_ports(port), BTreeSet::is_empty),
     )
     .await;
     drop(check); // no lease outstanding

@@ -8,6 +8,7 @@ use std::{
 };
 
 use conn_hygiene::server::HygienicListener;
+use conn_hygiene_test_support::{helper_env, rerun_args};
 
 struct Counting;
 
@@ -34,6 +35,9 @@ static GLOBAL: Counting = Counting;
 
 const N: usize = 10_000;
 
+/// How long the client holder may take to connect its `N` clients.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[allow(unsafe_code)]
 fn raise_nofile() {
     let mut rl = libc::rlimit {
@@ -58,13 +62,15 @@ fn raise_nofile() {
 const CLIENT_ENV: &str = "CONN_HYGIENE_MEMORY_CLIENTS";
 
 /// Runs only as the child of the test below: connects `N` clients to the address in the
-/// environment, says so, and holds them until its stdin closes.
+/// environment, says so, and holds them until its stdin closes. Fails when run on its own.
 #[test]
-#[ignore]
+#[ignore = "the client process of tracking_costs_at_most_2_kib_per_connection_and_is_released"]
 fn client_holder() {
-    let Ok(addr) = std::env::var(CLIENT_ENV) else {
-        return;
-    };
+    let addr = helper_env(
+        "client_holder",
+        CLIENT_ENV,
+        "tracking_costs_at_most_2_kib_per_connection_and_is_released",
+    );
     raise_nofile();
     let mut clients = Vec::with_capacity(N);
     for _ in 0..N {
@@ -78,18 +84,22 @@ fn client_holder() {
 /// Starts a child that opens `N` connections to `addr`; they close when the child is killed.
 fn connect_from_child(addr: std::net::SocketAddr) -> std::process::Child {
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "client_holder",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(rerun_args("client_holder"))
         .env(CLIENT_ENV, addr.to_string())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the client holder")
+}
+
+/// Runs `accepting`, a loop accepting the client holder's `N` connections, failing when they
+/// do not all arrive within [`CONNECT_LIMIT`] (the holder failed: its stderr says why).
+async fn accept_within_limit(accepting: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(CONNECT_LIMIT, accepting)
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the client holder did not connect {N} clients within {CONNECT_LIMIT:?}")
+        });
 }
 
 /// Waits until the child says all its connections are up.
@@ -122,9 +132,12 @@ async fn tracking_costs_at_most_2_kib_per_connection_and_is_released() {
         let mut streams = Vec::with_capacity(N);
         let before = LIVE.load(Ordering::Relaxed);
         let mut child = connect_from_child(bare_addr);
-        for _ in 0..N {
-            streams.push(bare.accept().await.unwrap().0);
-        }
+        accept_within_limit(async {
+            for _ in 0..N {
+                streams.push(bare.accept().await.unwrap().0);
+            }
+        })
+        .await;
         wait_connected(&mut child);
         bare_per = (LIVE.load(Ordering::Relaxed) - before) / N as isize;
         drop(streams);
@@ -143,9 +156,12 @@ async fn tracking_costs_at_most_2_kib_per_connection_and_is_released() {
     let mut streams = Vec::with_capacity(N);
     let baseline = LIVE.load(Ordering::Relaxed);
     let mut clients = connect_from_child(addr);
-    for _ in 0..N {
-        streams.push(listener.accept().await.0);
-    }
+    accept_within_limit(async {
+        for _ in 0..N {
+            streams.push(listener.accept().await.0);
+        }
+    })
+    .await;
     wait_connected(&mut clients);
     let tracked_per = (LIVE.load(Ordering::Relaxed) - baseline) / N as isize;
     assert_eq!(registry.live(), N);

@@ -1,6 +1,6 @@
 //! Metric label cardinality stays bounded whatever the traffic.
 //!
-//! In a private network namespace (`unshare -n`, see `support/netns.rs`), where all of
+//! In a private network namespace (`unshare -n`, see `conn_hygiene_test_support::run_in_netns`), where all of
 //! 127.0.0.0/8 is ours:
 //!
 //! - 10 000 connections, each from its own source address (127.1.x.y), to a hygienic server:
@@ -12,8 +12,6 @@
 //! current-thread runtime, so every handle, resolved at bind or at first use, lands there.
 #![cfg(all(feature = "axum", feature = "client"))]
 
-#[path = "support/netns.rs"]
-mod netns;
 mod support;
 
 use std::{
@@ -27,6 +25,7 @@ use conn_hygiene::{
     client::HygienicClient,
     server::{HygienicListener, TrackConnection},
 };
+use conn_hygiene_test_support::{in_netns, run_in_netns};
 use http_body_util::{BodyExt, Empty};
 use metrics_util::debugging::{DebuggingRecorder, Snapshotter};
 use tokio::{
@@ -45,7 +44,7 @@ const AUTHORITIES: usize = 600;
 
 #[test]
 fn series_do_not_grow_with_peers_or_upstreams() {
-    netns::run_in_netns("inner_series_do_not_grow_with_peers_or_upstreams");
+    run_in_netns("inner_series_do_not_grow_with_peers_or_upstreams", &[]);
 }
 
 fn series(s: &Snapshotter) -> Vec<String> {
@@ -79,7 +78,7 @@ async fn request_from(src: Ipv4Addr, server: SocketAddr) {
 #[test]
 #[ignore = "runs inside a private network namespace, started by series_do_not_grow_with_peers_or_upstreams"]
 fn inner_series_do_not_grow_with_peers_or_upstreams() {
-    if !netns::in_netns() {
+    if !in_netns() {
         return series_do_not_grow_with_peers_or_upstreams();
     }
     let recorder = DebuggingRecorder::new();

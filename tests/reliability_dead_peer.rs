@@ -1,7 +1,7 @@
 //! A peer that vanishes without FIN or RST is reaped within the bound the socket policy
 //! promises ([`SocketPolicy::dead_peer_bound`]), and counted as `PeerTimeout`.
 //!
-//! The test runs in a private network namespace (`unshare -n`, see `support/netns.rs`), where
+//! The test runs in a private network namespace (`unshare -n`, see `conn_hygiene_test_support::run_in_netns`), where
 //! it makes `lo` drop every packet once the connection is up: `tc qdisc … netem loss 100%`
 //! where the kernel has `sch_netem`, else the `blackhole` qdisc (every packet dropped, reported
 //! sent). Nothing outside the namespace is touched. Two cases, with keepalive idle 1 s,
@@ -11,8 +11,6 @@
 //! - a response being streamed: the data stays unacknowledged and `TCP_USER_TIMEOUT` fires.
 #![cfg(feature = "axum")]
 
-#[path = "support/netns.rs"]
-mod netns;
 mod support;
 
 use std::{
@@ -27,6 +25,7 @@ use conn_hygiene::{
     policy::{Keepalive, SocketPolicy},
     server::{CloseReason, Closer, ConnectionRegistry, HygienicListener, Server, TrackConnection},
 };
+use conn_hygiene_test_support::{in_netns, run_in_netns, satisfies};
 use support::Mode;
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 
@@ -35,7 +34,7 @@ const MARGIN: Duration = Duration::from_millis(1500);
 
 #[test]
 fn dead_peer_is_reaped_within_the_policy_bound() {
-    netns::run_in_netns("inner_dead_peer_is_reaped_within_the_policy_bound");
+    run_in_netns("inner_dead_peer_is_reaped_within_the_policy_bound", &[]);
 }
 
 fn policy() -> SocketPolicy {
@@ -129,26 +128,26 @@ async fn serve(mode: Mode, name: &str) -> (std::net::SocketAddr, ConnectionRegis
     (addr, registry)
 }
 
-/// Waits until the registry counts one peer timeout; returns the time since `since`.
+/// Waits until the registry counts one peer timeout, at most 10 s past `limit`; returns the
+/// time since `since`.
 async fn reaped(registry: &ConnectionRegistry, since: Instant, limit: Duration) -> Duration {
-    let deadline = since + limit + Duration::from_secs(10);
-    loop {
-        if registry.totals().closed_for(CloseReason::PeerTimeout) == 1 {
-            return since.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dead peer not reaped 10 s past its bound: {:?}",
-            registry.totals()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::eventually(
+        "the dead peer reaped, 10 s past its bound at most (registry totals)",
+        limit + Duration::from_secs(10),
+        || {
+            satisfies(registry.totals(), |t| {
+                t.closed_for(CloseReason::PeerTimeout) == 1
+            })
+        },
+    )
+    .await;
+    since.elapsed()
 }
 
 #[test]
 #[ignore = "runs inside a private network namespace, started by dead_peer_is_reaped_within_the_policy_bound"]
 fn inner_dead_peer_is_reaped_within_the_policy_bound() {
-    if !netns::in_netns() {
+    if !in_netns() {
         return dead_peer_is_reaped_within_the_policy_bound();
     }
     let bound = policy().dead_peer_bound().expect("a bound");

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use conn_hygiene::server::{CloseReason, ConnState, ConnectionLayer, HygienicListener};
+use conn_hygiene_test_support::eventually;
 use tonic_health::{
     pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest},
     server::health_reporter,
@@ -60,14 +61,12 @@ async fn tonic_serves_through_the_hygienic_listener() {
     );
 
     drop(client);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while registry.totals().closed < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "client close not seen"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    eventually(
+        "the server to see the client's close",
+        Duration::from_secs(10),
+        || registry.totals().closed >= 1,
+    )
+    .await;
     let t = registry.totals();
     assert_eq!(t.closed_for(CloseReason::PeerClosed), 1, "{t:?}");
     let _ = stop_tx.send(());

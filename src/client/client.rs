@@ -1,37 +1,30 @@
+//! [`HygienicClient`] and its builder: settings per upstream, and how a request is addressed
+//! to its upstream's pool before it goes to hyper-util.
+
 use std::{
     collections::HashMap,
     fmt,
-    future::Future,
-    pin::Pin,
     sync::{Arc, OnceLock, RwLock},
-    task::{ready, Context, Poll},
     time::Duration,
 };
 
 use bytes::Bytes;
-use http::{
-    header::HOST, uri::Scheme, Extensions, HeaderName, Method, Request, Response, Uri, Version,
-};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use http::{header::HOST, uri::Scheme, HeaderName, Method, Request, Uri, Version};
+use http_body::Body;
 use hyper_util::{
-    client::legacy::{
-        connect::{capture_connection, CaptureConnection},
-        Client,
-    },
+    client::legacy::{connect::capture_connection, Client},
     rt::{TokioExecutor, TokioTimer},
 };
-use pin_project_lite::pin_project;
 
 use super::{
     config::{ClientConfigError, UpstreamConfig},
-    conn::UpstreamConnection,
     connector::HygienicConnector,
-    upstream::{authority_of, AcquireTimeout, Route, Upstream, UpstreamSnapshot, Upstreams},
+    error::{BoxError, Error, Kind},
+    future::{ClientLease, ResponseFuture, State},
+    routing::{authority_of, Route, Upstreams},
+    upstream::UpstreamSnapshot,
 };
-use crate::{lease::RawLease, policy::SocketPolicy};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::policy::SocketPolicy;
 
 /// Builds a [`HygienicClient`].
 #[derive(Debug, Clone)]
@@ -168,8 +161,8 @@ pub struct HygienicClient<B = http_body_util::Full<Bytes>> {
 }
 
 /// What the clones of a client share, and what each request's future holds for a retry.
-struct Shared<B> {
-    inner: Client<HygienicConnector, B>,
+pub(crate) struct Shared<B> {
+    pub(crate) inner: Client<HygienicConnector, B>,
     upstreams: Arc<Upstreams>,
 }
 
@@ -217,8 +210,6 @@ impl fmt::Debug for ClientView {
 
 /// The `Idempotency-Key` request header, which makes any method replayable.
 static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-/// The `Keep-Alive` response header, from which a server's keep-alive timeout is learned.
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
 /// Whether a request may be sent twice: idempotent methods, or an `Idempotency-Key` header.
 pub fn is_replayable<B>(req: &Request<B>) -> bool {
@@ -376,18 +367,18 @@ fn route_request<B>(req: &mut Request<B>, route: &Route) -> Result<bool, http::E
 
 /// Sets the `Host` header hyper-util would have written for a routed request, unless the
 /// caller set one.
-fn set_host<B>(req: &mut Request<B>, route: &Route) {
+pub(crate) fn set_host<B>(req: &mut Request<B>, route: &Route) {
     if !req.headers().contains_key(HOST) {
         req.headers_mut().insert(HOST, route.host.clone());
     }
 }
 
 /// Whether a request was addressed to `route`'s pool key.
-fn is_routed<B>(req: &Request<B>, route: &Route) -> bool {
+pub(crate) fn is_routed<B>(req: &Request<B>, route: &Route) -> bool {
     req.uri().authority() == Some(&route.key)
 }
 
-fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
+pub(crate) fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
     let mut copy = Request::new(req.body().clone());
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
@@ -396,381 +387,4 @@ fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
         *copy.headers_mut() = req.headers().clone();
     }
     copy
-}
-
-fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<UpstreamConnection> {
-    let info = err.connect_info()?;
-    let mut ext = Extensions::new();
-    info.get_extras(&mut ext);
-    ext.remove::<UpstreamConnection>()
-}
-
-/// Takes a retiring connection out of the pool.
-fn poison(capture: Option<&CaptureConnection>) {
-    if let Some(c) = capture {
-        if let Some(connected) = c.connection_metadata().as_ref() {
-            connected.poison();
-        }
-    }
-}
-
-/// A request's lease on its upstream's tracker, from the call until its response body ends;
-/// it holds the upstream, so a response reaches its pool's settings through it.
-struct ClientLease {
-    upstream: Arc<Upstream>,
-    /// `None` once ended.
-    raw: Option<RawLease>,
-}
-
-impl ClientLease {
-    fn take(upstream: Arc<Upstream>, site: &'static std::panic::Location<'static>) -> Self {
-        let raw = upstream.tracker.lease_raw(site);
-        Self {
-            upstream,
-            raw: Some(raw),
-        }
-    }
-
-    /// Ends the lease now; returns the time it ended, on tokio's clock (one clock read shared
-    /// with the connection's bookkeeping).
-    fn end(mut self) -> tokio::time::Instant {
-        let now = tokio::time::Instant::now();
-        if let Some(raw) = self.raw.take() {
-            self.upstream.tracker.release(raw, now);
-        }
-        now
-    }
-}
-
-impl Drop for ClientLease {
-    fn drop(&mut self) {
-        if let Some(raw) = self.raw.take() {
-            self.upstream
-                .tracker
-                .release(raw, tokio::time::Instant::now());
-        }
-    }
-}
-
-/// Future of [`HygienicClient::request`]: the response, its body holding the request's lease.
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture<B = http_body_util::Full<Bytes>> {
-    state: State<B>,
-}
-
-enum State<B> {
-    /// Failed before anything was sent; the error is taken by the first poll.
-    Failed(Option<Error>),
-    Sending {
-        sending: hyper_util::client::legacy::ResponseFuture,
-        /// The client, for a retry.
-        shared: Arc<Shared<B>>,
-        /// A copy of a replayable request, to send again when a reused connection turns out
-        /// closed by the server before any byte of the response.
-        replay: Option<Box<Request<B>>>,
-        /// The request's lease, which also holds its upstream.
-        lease: Option<ClientLease>,
-        capture: Option<CaptureConnection>,
-        retries_left: usize,
-    },
-}
-
-impl<B> ResponseFuture<B> {
-    fn failed(e: Error) -> Self {
-        Self {
-            state: State::Failed(Some(e)),
-        }
-    }
-}
-
-impl<B> fmt::Debug for ResponseFuture<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<B> Future for ResponseFuture<B>
-where
-    B: Body + Clone + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Output = Result<Response<LeasedBody>, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let out = match &mut this.state {
-            State::Failed(e) => Err(e.take().unwrap_or_else(Error::polled_after_completion)),
-            State::Sending {
-                sending,
-                shared,
-                replay,
-                lease,
-                capture,
-                retries_left,
-            } => loop {
-                match ready!(Pin::new(&mut *sending).poll(cx)) {
-                    Ok(res) => {
-                        let Some(lease) = lease.take() else {
-                            break Err(Error::polled_after_completion());
-                        };
-                        // Taken, not cloned: the body carries it from here on.
-                        let mut res = res;
-                        let conn = res.extensions_mut().remove::<UpstreamConnection>();
-                        // The server's keep-alive is learned from each connection's first
-                        // response (a server changes it on restart or reload, which new
-                        // connections see), not looked up in every response.
-                        let mut first = true;
-                        if let Some(c) = &conn {
-                            let (retiring, n) = c.0.response_started(lease.raw.as_ref());
-                            if retiring {
-                                poison(capture.as_ref());
-                            }
-                            first = n == 1;
-                        }
-                        if first {
-                            if let Some(ka) = res.headers().get(&KEEP_ALIVE) {
-                                lease.upstream.learn_keep_alive(ka);
-                            }
-                        }
-                        let capture = capture.take();
-                        break Ok(res.map(|body| LeasedBody {
-                            inner: body,
-                            lease: Some(lease),
-                            conn,
-                            capture,
-                        }));
-                    }
-                    Err(e) => {
-                        // Retry once, and only a replayable request, when a reused connection
-                        // failed before any byte of the response arrived: the server closed
-                        // it under us.
-                        let stale = connection_of(&e).is_some_and(|c| {
-                            c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
-                                && c.0
-                                    .awaiting_response
-                                    .load(std::sync::atomic::Ordering::Acquire)
-                        });
-                        let Some(upstream) = lease.as_ref().map(|l| &l.upstream) else {
-                            break Err(Error::polled_after_completion());
-                        };
-                        match replay.as_ref() {
-                            Some(again) if stale && *retries_left > 0 => {
-                                *retries_left -= 1;
-                                upstream.retried();
-                                tracing::debug!(upstream = %upstream.name, error = %e,
-                                    "reused connection closed by the server; retrying the replayable request");
-                                let mut again = clone_request(again);
-                                if let Some(route) = &upstream.route {
-                                    if is_routed(&again, route) {
-                                        set_host(&mut again, route);
-                                    }
-                                }
-                                *sending = shared.inner.request(again);
-                            }
-                            _ => break Err(Error::from_client(e, upstream.name.clone())),
-                        }
-                    }
-                }
-            },
-        };
-        // Done: what the future held (the lease of a failed request included) goes now.
-        this.state = State::Failed(None);
-        Poll::Ready(out)
-    }
-}
-
-pin_project! {
-    /// A response body that holds its lease (and its connection) until it is fully read or
-    /// dropped.
-    pub struct LeasedBody {
-        #[pin]
-        inner: Incoming,
-        lease: Option<ClientLease>,
-        conn: Option<UpstreamConnection>,
-        capture: Option<CaptureConnection>,
-    }
-
-    impl PinnedDrop for LeasedBody {
-        fn drop(this: Pin<&mut Self>) {
-            this.release();
-        }
-    }
-}
-
-impl LeasedBody {
-    /// The connection this response came on (`None` once the body ended: the connection may
-    /// already carry another request).
-    pub fn connection(&self) -> Option<&UpstreamConnection> {
-        self.conn.as_ref()
-    }
-
-    #[inline]
-    fn release(self: Pin<&mut Self>) {
-        if self.lease.is_some() {
-            self.end_lease();
-        }
-    }
-
-    fn end_lease(self: Pin<&mut Self>) {
-        let this = self.project();
-        if let Some(lease) = this.lease.take() {
-            let now = lease.end();
-            if let Some(c) = this.conn.take() {
-                if c.0.response_finished(now) {
-                    poison(this.capture.as_ref());
-                }
-            }
-        }
-    }
-}
-
-impl fmt::Debug for LeasedBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LeasedBody")
-            .field("leased", &self.lease.is_some())
-            .field("connection", &self.conn)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Body for LeasedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(self.as_mut().project().inner.poll_frame(cx));
-        if !matches!(frame, Some(Ok(_))) || self.inner.is_end_stream() {
-            self.release();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    InvalidUri,
-    Config,
-    AcquireTimeout,
-    Connect,
-    Request,
-}
-
-/// A failed request: opaque, with predicates for what went wrong.
-pub struct Error {
-    kind: Kind,
-    upstream: Arc<str>,
-    source: Option<BoxError>,
-}
-
-impl Error {
-    fn new(kind: Kind, upstream: Arc<str>, source: Option<BoxError>) -> Self {
-        Self {
-            kind,
-            upstream,
-            source,
-        }
-    }
-
-    fn polled_after_completion() -> Self {
-        Self::new(
-            Kind::Request,
-            Arc::from("-"),
-            Some("response future polled after it completed".into()),
-        )
-    }
-
-    fn config(e: ClientConfigError) -> Self {
-        Self::new(Kind::Config, Arc::from("-"), Some(Box::new(e)))
-    }
-
-    fn from_client(e: hyper_util::client::legacy::Error, upstream: Arc<str>) -> Self {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut acquire = false;
-        while let Some(s) = source {
-            if s.is::<AcquireTimeout>() {
-                acquire = true;
-                break;
-            }
-            source = s.source();
-        }
-        let kind = if acquire {
-            Kind::AcquireTimeout
-        } else if e.is_connect() {
-            Kind::Connect
-        } else {
-            Kind::Request
-        };
-        Self::new(kind, upstream, Some(Box::new(e)))
-    }
-
-    /// True when no connection slot freed up within the upstream's acquire timeout.
-    pub fn is_acquire_timeout(&self) -> bool {
-        self.kind == Kind::AcquireTimeout
-    }
-
-    /// True when connecting to the upstream failed.
-    pub fn is_connect(&self) -> bool {
-        matches!(self.kind, Kind::Connect | Kind::AcquireTimeout)
-    }
-
-    /// True when the client's configuration or the request's URI is invalid.
-    pub fn is_invalid(&self) -> bool {
-        matches!(self.kind, Kind::Config | Kind::InvalidUri)
-    }
-
-    /// The upstream's name.
-    pub fn upstream(&self) -> &str {
-        &self.upstream
-    }
-}
-
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("upstream", &self.upstream)
-            .field("source", &self.source)
-            .finish()
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = match self.kind {
-            Kind::InvalidUri => "invalid request URI",
-            Kind::Config => "invalid client configuration",
-            Kind::AcquireTimeout => "no connection slot within the acquire timeout",
-            Kind::Connect => "connect failed",
-            Kind::Request => "request failed",
-        };
-        write!(f, "upstream {}: {what}", self.upstream)?;
-        // Walk the chain so the root cause is visible in one line.
-        let mut source = self
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static));
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|s| s as _)
-    }
 }

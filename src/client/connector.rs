@@ -13,7 +13,8 @@ use tower_service::Service;
 
 use super::{
     io::UpstreamStream,
-    upstream::{authority_of, ConnectErrorKind, Upstreams},
+    routing::{authority_of, Upstreams},
+    upstream::ConnectErrorKind,
 };
 use crate::policy::SocketSide;
 

@@ -58,14 +58,18 @@
 //! is little to save, and the client costs about 5% more. A service doing any work per request
 //! sees a far smaller share either way.
 
+mod body;
 #[allow(clippy::module_inception)]
 mod client;
 mod config;
 mod conn;
 mod connector;
+mod error;
+mod future;
 mod io;
 #[cfg(feature = "reqwest")]
 mod reqwest;
+mod routing;
 mod upstream;
 
 pub use crate::close::Closer;
@@ -76,12 +80,13 @@ pub use self::reqwest::{
 };
 
 pub use self::{
-    client::{
-        is_replayable, ClientBuilder, ClientView, Error, HygienicClient, LeasedBody, ResponseFuture,
-    },
+    body::LeasedBody,
+    client::{is_replayable, ClientBuilder, ClientView, HygienicClient},
     config::{ClientConfigError, CloseOrder, UpstreamConfig},
     conn::{ClientCloseReason, ClientConnState, ClientConnectionSnapshot, UpstreamConnection},
     connector::HygienicConnector,
+    error::Error,
+    future::ResponseFuture,
     io::UpstreamStream,
     upstream::{AcquireTimeout, ConnectErrorKind, UpstreamSnapshot, UpstreamTotals},
 };

@@ -1,19 +1,10 @@
 //! Census tests that count the kernel's socket table exactly, in a network namespace of their
-//! own: the namespace runner is the one in `netns.rs` (with extra sysctls); [`ss_counts`] reads
-//! `ss` for cross-checks.
+//! own (`conn_hygiene_test_support::run_in_netns`): [`ss_counts`] reads `ss` for cross-checks.
 #![allow(dead_code, unreachable_pub)]
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::process::Command;
 
 use conn_hygiene_census::{StateCounts, TcpState};
-
-#[path = "netns.rs"]
-mod netns;
-
-pub use self::netns::{in_netns, run_in_netns_with as run_in_netns};
 
 /// Counts the state column of `ss -Hant` (every socket) or, with `pid`, of `ss -Hantp`
 /// lines that name the process (`pid=N,`).
@@ -34,34 +25,4 @@ pub fn ss_counts(pid: Option<u32>) -> StateCounts {
                 .unwrap_or_else(|e| panic!("ss printed a state the census does not know: {e}"))
         })
         .collect()
-}
-
-/// Polls `cond` (blocking) until it holds, failing with `what` after `limit`.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    let mut pause = Duration::from_micros(200);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
-/// Polls `cond` (blocking) until it holds or `limit` passes; whether it held.
-pub fn poll_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    let mut pause = Duration::from_micros(200);
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
 }

@@ -1,5 +1,5 @@
 //! Shared helpers for the server tests: a test app, servers in both modes, a raw HTTP/1
-//! client, `ss` and `curl` runners, and polling with a deadline.
+//! client, `ss` and `curl` runners; [`eventually`] polls with a deadline.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
@@ -21,6 +21,8 @@ use axum::{
 use conn_hygiene::server::{
     ConnectionRegistry, HygienicListener, ListenerBuilder, Server, ShutdownReport, TrackConnection,
 };
+#[allow(unused_imports)] // not every test binary waits
+pub use conn_hygiene_test_support::eventually;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -160,20 +162,6 @@ pub fn start_with(mode: Mode, listener: HygienicListener, deadline: Duration) ->
         state,
         stop: Some(tx),
         task,
-    }
-}
-
-/// Polls `cond` until it holds, failing with `what` after `limit`.
-pub async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = tokio::time::Instant::now();
-    loop {
-        if cond() {
-            return;
-        }
-        if start.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 

@@ -1,14 +1,12 @@
 //! A walk allocates the same whatever the number of sockets: nothing per socket.
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::net::{TcpListener, TcpStream};
 
 use conn_hygiene_census::{count_states, Backend, TcpState, WalkOptions};
-use support::{in_netns, run_in_netns, wait_until};
+use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
 
 /// Counts allocations made by the current thread.
 struct Counting;
@@ -49,14 +47,14 @@ fn allocations_of(f: impl FnOnce()) -> u64 {
 
 #[test]
 fn walk_allocations_do_not_grow_with_sockets() {
-    run_in_netns("inner_walk_allocations");
+    run_in_netns("inner_walk_allocations", &[]);
 }
 
 #[test]
 #[ignore = "runs inside a private network namespace, started by walk_allocations_do_not_grow_with_sockets"]
 fn inner_walk_allocations() {
     if !in_netns() {
-        return run_in_netns("inner_walk_allocations");
+        return walk_allocations_do_not_grow_with_sockets();
     }
     let backends = [Backend::Netlink, Backend::Proc];
     let measure = || {

@@ -1,23 +1,21 @@
 //! `sample_host` on real sockets, in a private network namespace, judged by `evaluate`.
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use conn_hygiene_census::findings::{evaluate, sample_host, Check, Severity, Thresholds};
 use conn_hygiene_census::{count_states, TcpState, WalkOptions, Walker};
-use support::{in_netns, run_in_netns_with, wait_until};
+use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
 
 const TIME_WAIT: usize = 170;
 const CLOSE_WAIT: usize = 3;
 
 #[test]
 fn sample_host_in_netns() {
-    run_in_netns_with(
+    run_in_netns(
         "inner_sample_host",
-        &["net.ipv4.ip_local_port_range='40000 40199'"],
+        &["net.ipv4.ip_local_port_range=40000 40199"],
     );
 }
 

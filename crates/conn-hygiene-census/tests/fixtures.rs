@@ -24,7 +24,8 @@ use conn_hygiene_census::{
     netlink, proc_net, process, Backend, Family, ProcRoot, SockInfo, StateCounts, TcpState,
     WalkOptions,
 };
-use support::{in_netns, run_in_netns, Mix, MixSpec};
+use conn_hygiene_test_support::{in_netns, run_in_netns};
+use support::{Mix, MixSpec};
 
 const SPEC: MixSpec = MixSpec {
     listeners: 4,
@@ -410,7 +411,7 @@ fn capture_fixtures() {
         std::env::var_os("CENSUS_CAPTURE_DIR").expect("set CENSUS_CAPTURE_DIR to the output dir"),
     );
     if !in_netns() {
-        return run_in_netns("capture_fixtures");
+        return run_in_netns("capture_fixtures", &[]);
     }
     let mix = Mix::build(SPEC);
     let proc_out = out.join("proc");

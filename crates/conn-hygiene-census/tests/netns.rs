@@ -10,7 +10,8 @@ use conn_hygiene_census::{
     count_states, listeners, process, walk, Backend, Family, ProcRoot, SockInfo, Source, TcpState,
     WalkOptions, Walker,
 };
-use support::{in_netns, run_in_netns, ss_counts, wait_until, Mix, MixSpec};
+use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
+use support::{ss_counts, Mix, MixSpec};
 
 const SPEC: MixSpec = MixSpec {
     listeners: 4,
@@ -23,14 +24,14 @@ const SPEC: MixSpec = MixSpec {
 
 #[test]
 fn exact_counts_in_netns() {
-    run_in_netns("inner_exact_counts");
+    run_in_netns("inner_exact_counts", &[]);
 }
 
 #[test]
 #[ignore = "runs inside a private network namespace, started by exact_counts_in_netns"]
 fn inner_exact_counts() {
     if !in_netns() {
-        return run_in_netns("inner_exact_counts");
+        return exact_counts_in_netns();
     }
     let mix = Mix::build(SPEC);
     let expected = mix.expected();

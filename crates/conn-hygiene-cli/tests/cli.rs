@@ -8,23 +8,22 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use conn_hygiene_census::{count_states, StateCounts, TcpState, WalkOptions};
-use serde_json::Value;
-use support::{
-    counts_of, helper_main, in_netns, run, run_in_netns, run_json, ss_counts, wait_until, Helper,
-    HELPER_ENV,
+use conn_hygiene_test_support::{
+    helper_env, in_netns, is_root, precondition, run_in_netns, wait_until,
 };
+use serde_json::Value;
+use support::{counts_of, helper_main, run, run_json, ss_counts, Helper, HELPER_ENV};
 
-/// Entry point of the helper process started by [`Helper::start`].
+/// Entry point of the helper process started by [`Helper::start`]; fails when run on its own.
 #[test]
-#[ignore = "the helper process of the namespace tests; does nothing on its own"]
+#[ignore = "the helper process of states_who_doctor_with_a_close_wait_leak"]
 fn helper_entry() {
-    if let Some(n) = std::env::var_os(HELPER_ENV) {
-        helper_main(
-            n.to_str()
-                .and_then(|n| n.parse().ok())
-                .expect("helper count"),
-        );
-    }
+    let n = helper_env(
+        "helper_entry",
+        HELPER_ENV,
+        "states_who_doctor_with_a_close_wait_leak",
+    );
+    helper_main(n.parse().expect("helper count"));
 }
 
 const CLOSE_WAIT: u64 = 1100;
@@ -196,7 +195,7 @@ fn inner_close_wait_leak() {
 fn doctor_warns_on_time_wait_with_a_narrow_port_range() {
     run_in_netns(
         "inner_narrow_port_range",
-        &["net.ipv4.ip_local_port_range='40000 40199'"],
+        &["net.ipv4.ip_local_port_range=40000 40199"],
     );
 }
 
@@ -299,12 +298,11 @@ fn bad_input_is_one_line_and_exit_3() {
 #[test]
 fn another_users_process_is_refused_with_exit_3() {
     // Needs root to become another user; as another user, pid 1's descriptors are closed.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    if !root {
-        eprintln!("skipped: not root");
+    if !precondition(
+        "another_users_process_is_refused_with_exit_3",
+        is_root(),
+        "root, to run the binary as another user (setpriv)",
+    ) {
         return;
     }
     for args in [["states", "--pid", "1"], ["doctor", "--pid", "1"]] {

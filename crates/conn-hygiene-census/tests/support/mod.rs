@@ -1,113 +1,15 @@
-//! Helpers for tests that need a network namespace of their own.
-//!
-//! A test that asserts exact socket counts cannot run in the host's namespace, where other
-//! programs open and close sockets. [`run_in_netns`] re-executes this test binary under
-//! `unshare -n`, running only the named `#[ignore]` test, with loopback up and
-//! `net.ipv4.tcp_tw_reuse=0`; [`in_netns`] tells the inner run apart.
+//! Helpers for tests that run in a network namespace of their own
+//! (`conn_hygiene_test_support::run_in_netns`), where the kernel tables hold only the test's
+//! sockets: [`Mix`] crafts sockets in known states, [`ss_counts`] counts them as `ss` sees them.
 
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use conn_hygiene_census::{StateCounts, TcpState};
-
-/// Set in the environment of the re-executed test binary.
-pub(crate) const INNER_ENV: &str = "CONN_HYGIENE_CENSUS_IN_NETNS";
-
-/// How long an inner run may take.
-const INNER_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Whether this is the inner run, inside the private namespace.
-pub(crate) fn in_netns() -> bool {
-    std::env::var_os(INNER_ENV).is_some()
-}
-
-/// Runs the `#[ignore]` test `inner` of this test binary in a fresh network namespace and
-/// panics, with its output, unless it passes.
-pub(crate) fn run_in_netns(inner: &str) {
-    run_in_netns_with(inner, &[])
-}
-
-/// [`run_in_netns`], setting extra sysctls (`name=value`) in the namespace first.
-pub(crate) fn run_in_netns_with(inner: &str, sysctls: &[&str]) {
-    assert!(!in_netns(), "{inner}: already inside the namespace");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut script = String::from("ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0");
-    for s in sysctls {
-        script.push_str(" && sysctl -qw ");
-        script.push_str(s);
-    }
-    script.push_str(" && exec \"$0\" \"$@\"");
-    let mut child = Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", &script])
-        .arg(&exe)
-        .args([
-            "--exact",
-            inner,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(INNER_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{inner}: cannot run `unshare` (util-linux), which this test needs: {e}")
-        });
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + INNER_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for unshare") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{inner}: still running after {INNER_TIMEOUT:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    assert!(
-        status.success(),
-        "{inner} failed in its network namespace ({status}); this needs root (or user \
-         namespaces), `unshare`, `ip` and `sysctl`.\n--- stdout\n{out}\n--- stderr\n{err}"
-    );
-    assert!(
-        out.contains("1 passed"),
-        "{inner} did not run in its network namespace:\n{out}\n{err}"
-    );
-}
-
-/// Polls `cond` until it holds or `timeout` passes, then panics naming `what`.
-pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(100);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
+use conn_hygiene_test_support::wait_until;
 
 /// Counts the states column of `ss -Hant`. Panics if `ss` cannot run.
 pub(crate) fn ss_counts() -> StateCounts {

@@ -1,25 +1,21 @@
-//! Running the binary as a user would, inside private network namespaces.
+//! Running the binary as a user would, inside private network namespaces
+//! (`conn_hygiene_test_support::run_in_netns`).
 //!
-//! [`run_in_netns`] re-executes this test binary under `unshare -n`, running only the named
-//! `#[ignore]` test, with loopback up and `net.ipv4.tcp_tw_reuse=0`. [`Helper`] re-executes
-//! it once more as a separate process that holds sockets until its stdin closes, so that
-//! `who` and `doctor` have another process to name.
+//! [`Helper`] re-executes this test binary once more as a separate process that holds sockets
+//! until its stdin closes, so that `who` and `doctor` have another process to name.
 
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conn_hygiene_census::{StateCounts, TcpState};
+use conn_hygiene_test_support::{rerun_args, wait_child};
 
-/// Set in the environment of the re-executed test binary.
-pub(crate) const INNER_ENV: &str = "CONN_HYGIENE_CLI_IN_NETNS";
 /// Set for the helper process: the number of CLOSE_WAIT sockets to hold.
 pub(crate) const HELPER_ENV: &str = "CONN_HYGIENE_CLI_HELPER_CLOSE_WAIT";
-
-const INNER_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The binary under test.
 pub(crate) fn bin() -> Command {
@@ -42,90 +38,6 @@ pub(crate) fn run_json(args: &[&str]) -> (Option<i32>, serde_json::Value) {
         )
     });
     (out.status.code(), v)
-}
-
-/// Whether this is the inner run, inside the private namespace.
-pub(crate) fn in_netns() -> bool {
-    std::env::var_os(INNER_ENV).is_some()
-}
-
-/// Runs the `#[ignore]` test `inner` of this binary in a fresh network namespace, with
-/// extra sysctls (`name=value`), and panics with its output unless it passes.
-pub(crate) fn run_in_netns(inner: &str, sysctls: &[&str]) {
-    assert!(!in_netns(), "{inner}: already inside the namespace");
-    let exe = std::env::current_exe().expect("current_exe");
-    let mut script = String::from("ip link set lo up && sysctl -qw net.ipv4.tcp_tw_reuse=0");
-    for s in sysctls {
-        script.push_str(" && sysctl -qw ");
-        script.push_str(s);
-    }
-    script.push_str(" && exec \"$0\" \"$@\"");
-    let mut child = Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", &script])
-        .arg(&exe)
-        .args([
-            "--exact",
-            inner,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(INNER_ENV, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{inner}: cannot run `unshare` (util-linux): {e}"));
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let status = wait_deadline(&mut child, INNER_TIMEOUT, inner);
-    let out = out.join().unwrap();
-    let err = err.join().unwrap();
-    assert!(
-        status.success(),
-        "{inner} failed in its network namespace ({status}); this needs root, `unshare`, `ip` \
-         and `sysctl`.\n--- stdout\n{out}\n--- stderr\n{err}"
-    );
-    assert!(
-        out.contains("1 passed"),
-        "{inner} did not run:\n{out}\n{err}"
-    );
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = r.read_to_string(&mut s);
-        s
-    })
-}
-
-fn wait_deadline(child: &mut Child, timeout: Duration, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what}: still running after {timeout:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Polls `cond` until it holds or `timeout` passes, then panics naming `what`.
-pub(crate) fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(200);
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
 }
 
 /// Counts the states column of `ss -Hant`.
@@ -173,13 +85,7 @@ impl Helper {
         let mut child = Command::new("sh")
             .args(["-c", "ulimit -n 8192 && exec \"$0\" \"$@\""])
             .arg(&exe)
-            .args([
-                "--exact",
-                "helper_entry",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(rerun_args("helper_entry"))
             .env(HELPER_ENV, n.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -216,7 +122,7 @@ impl Helper {
 impl Drop for Helper {
     fn drop(&mut self) {
         drop(self.stdin.take());
-        let _ = wait_deadline(&mut self.child, Duration::from_secs(20), "helper");
+        let _ = wait_child(&mut self.child, Duration::from_secs(20), "helper");
     }
 }
 

@@ -1,0 +1,124 @@
+//! [`Error`]: a failed request, opaque, with predicates for what went wrong.
+
+use std::{fmt, sync::Arc};
+
+use super::{config::ClientConfigError, upstream::AcquireTimeout};
+
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    InvalidUri,
+    Config,
+    AcquireTimeout,
+    Connect,
+    Request,
+}
+
+/// A failed request: opaque, with predicates for what went wrong.
+pub struct Error {
+    kind: Kind,
+    upstream: Arc<str>,
+    source: Option<BoxError>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: Kind, upstream: Arc<str>, source: Option<BoxError>) -> Self {
+        Self {
+            kind,
+            upstream,
+            source,
+        }
+    }
+
+    pub(crate) fn polled_after_completion() -> Self {
+        Self::new(
+            Kind::Request,
+            Arc::from("-"),
+            Some("response future polled after it completed".into()),
+        )
+    }
+
+    pub(crate) fn config(e: ClientConfigError) -> Self {
+        Self::new(Kind::Config, Arc::from("-"), Some(Box::new(e)))
+    }
+
+    pub(crate) fn from_client(e: hyper_util::client::legacy::Error, upstream: Arc<str>) -> Self {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut acquire = false;
+        while let Some(s) = source {
+            if s.is::<AcquireTimeout>() {
+                acquire = true;
+                break;
+            }
+            source = s.source();
+        }
+        let kind = if acquire {
+            Kind::AcquireTimeout
+        } else if e.is_connect() {
+            Kind::Connect
+        } else {
+            Kind::Request
+        };
+        Self::new(kind, upstream, Some(Box::new(e)))
+    }
+
+    /// True when no connection slot freed up within the upstream's acquire timeout.
+    pub fn is_acquire_timeout(&self) -> bool {
+        self.kind == Kind::AcquireTimeout
+    }
+
+    /// True when connecting to the upstream failed.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind, Kind::Connect | Kind::AcquireTimeout)
+    }
+
+    /// True when the client's configuration or the request's URI is invalid.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.kind, Kind::Config | Kind::InvalidUri)
+    }
+
+    /// The upstream's name.
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("upstream", &self.upstream)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.kind {
+            Kind::InvalidUri => "invalid request URI",
+            Kind::Config => "invalid client configuration",
+            Kind::AcquireTimeout => "no connection slot within the acquire timeout",
+            Kind::Connect => "connect failed",
+            Kind::Request => "request failed",
+        };
+        write!(f, "upstream {}: {what}", self.upstream)?;
+        // Walk the chain so the root cause is visible in one line.
+        let mut source = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|s| s as _)
+    }
+}

@@ -1,0 +1,213 @@
+//! [`ResponseFuture`]: a request on its way, sent once more when a reused connection turns out
+//! closed, and the lease it takes, which its response body carries on.
+
+use std::{
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{ready, Context, Poll},
+};
+
+use bytes::Bytes;
+use http::{Extensions, HeaderName, Request, Response};
+use http_body::Body;
+use hyper_util::client::legacy::connect::CaptureConnection;
+
+use super::{
+    body::LeasedBody,
+    client::{clone_request, is_routed, set_host, Shared},
+    conn::UpstreamConnection,
+    error::{BoxError, Error},
+    upstream::Upstream,
+};
+use crate::lease::RawLease;
+
+/// The `Keep-Alive` response header, from which a server's keep-alive timeout is learned.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+
+fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<UpstreamConnection> {
+    let info = err.connect_info()?;
+    let mut ext = Extensions::new();
+    info.get_extras(&mut ext);
+    ext.remove::<UpstreamConnection>()
+}
+
+/// Takes a retiring connection out of the pool.
+pub(crate) fn poison(capture: Option<&CaptureConnection>) {
+    if let Some(c) = capture {
+        if let Some(connected) = c.connection_metadata().as_ref() {
+            connected.poison();
+        }
+    }
+}
+
+/// A request's lease on its upstream's tracker, from the call until its response body ends;
+/// it holds the upstream, so a response reaches its pool's settings through it.
+pub(crate) struct ClientLease {
+    pub(crate) upstream: Arc<Upstream>,
+    /// `None` once ended.
+    raw: Option<RawLease>,
+}
+
+impl ClientLease {
+    pub(crate) fn take(
+        upstream: Arc<Upstream>,
+        site: &'static std::panic::Location<'static>,
+    ) -> Self {
+        let raw = upstream.tracker.lease_raw(site);
+        Self {
+            upstream,
+            raw: Some(raw),
+        }
+    }
+
+    /// Ends the lease now; returns the time it ended, on tokio's clock (one clock read shared
+    /// with the connection's bookkeeping).
+    pub(crate) fn end(mut self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        if let Some(raw) = self.raw.take() {
+            self.upstream.tracker.release(raw, now);
+        }
+        now
+    }
+}
+
+impl Drop for ClientLease {
+    fn drop(&mut self) {
+        if let Some(raw) = self.raw.take() {
+            self.upstream
+                .tracker
+                .release(raw, tokio::time::Instant::now());
+        }
+    }
+}
+
+/// Future of [`HygienicClient::request`](super::HygienicClient::request): the response, its
+/// body holding the request's lease.
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<B = http_body_util::Full<Bytes>> {
+    pub(crate) state: State<B>,
+}
+
+pub(crate) enum State<B> {
+    /// Failed before anything was sent; the error is taken by the first poll.
+    Failed(Option<Error>),
+    Sending {
+        sending: hyper_util::client::legacy::ResponseFuture,
+        /// The client, for a retry.
+        shared: Arc<Shared<B>>,
+        /// A copy of a replayable request, to send again when a reused connection turns out
+        /// closed by the server before any byte of the response.
+        replay: Option<Box<Request<B>>>,
+        /// The request's lease, which also holds its upstream.
+        lease: Option<ClientLease>,
+        capture: Option<CaptureConnection>,
+        retries_left: usize,
+    },
+}
+
+impl<B> ResponseFuture<B> {
+    pub(crate) fn failed(e: Error) -> Self {
+        Self {
+            state: State::Failed(Some(e)),
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseFuture<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for ResponseFuture<B>
+where
+    B: Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<LeasedBody>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let out = match &mut this.state {
+            State::Failed(e) => Err(e.take().unwrap_or_else(Error::polled_after_completion)),
+            State::Sending {
+                sending,
+                shared,
+                replay,
+                lease,
+                capture,
+                retries_left,
+            } => loop {
+                match ready!(Pin::new(&mut *sending).poll(cx)) {
+                    Ok(res) => {
+                        let Some(lease) = lease.take() else {
+                            break Err(Error::polled_after_completion());
+                        };
+                        // Taken, not cloned: the body carries it from here on.
+                        let mut res = res;
+                        let conn = res.extensions_mut().remove::<UpstreamConnection>();
+                        // The server's keep-alive is learned from each connection's first
+                        // response (a server changes it on restart or reload, which new
+                        // connections see), not looked up in every response.
+                        let mut first = true;
+                        if let Some(c) = &conn {
+                            let (retiring, n) = c.0.response_started(lease.raw.as_ref());
+                            if retiring {
+                                poison(capture.as_ref());
+                            }
+                            first = n == 1;
+                        }
+                        if first {
+                            if let Some(ka) = res.headers().get(&KEEP_ALIVE) {
+                                lease.upstream.learn_keep_alive(ka);
+                            }
+                        }
+                        let capture = capture.take();
+                        break Ok(res.map(|body| LeasedBody {
+                            inner: body,
+                            lease: Some(lease),
+                            conn,
+                            capture,
+                        }));
+                    }
+                    Err(e) => {
+                        // Retry once, and only a replayable request, when a reused connection
+                        // failed before any byte of the response arrived: the server closed
+                        // it under us.
+                        let stale = connection_of(&e).is_some_and(|c| {
+                            c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
+                                && c.0
+                                    .awaiting_response
+                                    .load(std::sync::atomic::Ordering::Acquire)
+                        });
+                        let Some(upstream) = lease.as_ref().map(|l| &l.upstream) else {
+                            break Err(Error::polled_after_completion());
+                        };
+                        match replay.as_ref() {
+                            Some(again) if stale && *retries_left > 0 => {
+                                *retries_left -= 1;
+                                upstream.retried();
+                                tracing::debug!(upstream = %upstream.name, error = %e,
+                                    "reused connection closed by the server; retrying the replayable request");
+                                let mut again = clone_request(again);
+                                if let Some(route) = &upstream.route {
+                                    if is_routed(&again, route) {
+                                        set_host(&mut again, route);
+                                    }
+                                }
+                                *sending = shared.inner.request(again);
+                            }
+                            _ => break Err(Error::from_client(e, upstream.name.clone())),
+                        }
+                    }
+                }
+            },
+        };
+        // Done: what the future held (the lease of a failed request included) goes now.
+        this.state = State::Failed(None);
+        Poll::Ready(out)
+    }
+}
