@@ -3,9 +3,16 @@
 //!
 //! - [`HygienicListener`] binds with a [`SocketPolicy`](crate::policy::SocketPolicy), applies it
 //!   to every accepted socket, backs off on accept errors, can cap concurrent connections.
-//! - [`TrackedStream`] enforces [`ConnectionLimits`] at the I/O level (header timeout from the
-//!   first byte, idle timeout, max age), closes at once when an idle peer half-closes (no
-//!   CLOSE_WAIT left behind), and records [who closed first](Closer).
+//! - [`TrackedStream`] follows the bytes both ways (HTTP/1 framing, HTTP/2 frames), so it knows
+//!   where every request and response starts and ends whatever the HTTP stack and the service
+//!   do, and enforces [`ConnectionLimits`] from that: the header timeout until a request head is
+//!   complete (an HTTP/2 preface and SETTINGS included), the idle timeout, max age, max requests
+//!   and retirement only at a message boundary, and the write timeout on output that makes no
+//!   progress. A peer's FIN after complete requests is held back until they are answered
+//!   ([`HalfClose::Finish`]); on an idle connection, or on HTTP/2, it closes at once (no
+//!   CLOSE_WAIT left behind). Every request read is answered or counted in
+//!   [`RegistryTotals::requests_unanswered`]; at close it records [who closed first](Closer)
+//!   (on HTTP/2, whoever sent GOAWAY first).
 //! - [`TrackConnection`] / [`ConnectionLayer`] mark request boundaries, add
 //!   [`ConnectionInfo`] to requests, advertise `Keep-Alive: timeout=N` and retire connections
 //!   with `Connection: close`.
