@@ -1,0 +1,143 @@
+//! Framing of requests and responses however the reads split them.
+use super::*;
+
+/// Feeds `input` to both sides in every split: whole, byte by byte, and cut at each byte.
+fn splits(input: &[u8]) -> Vec<Vec<&[u8]>> {
+    let mut all = vec![vec![input], input.chunks(1).collect()];
+    for cut in 1..input.len() {
+        all.push(vec![&input[..cut], &input[cut..]]);
+    }
+    all
+}
+
+fn requests(h: &mut H1, input: &[u8]) {
+    h.requests(input);
+}
+
+#[test]
+fn requests_are_framed_however_reads_split_them() {
+    let input: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+        POST /x HTTP/1.1\r\nContent-Length: 5\r\nCONTENT-TYPE: t\r\n\r\nhello\
+        PUT /c HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\n\
+        HEAD / HTTP/1.0\n\n";
+    for parts in splits(input) {
+        let mut h = H1::default();
+        for p in &parts {
+            requests(&mut h, p);
+        }
+        assert_eq!(h.request_heads, 4, "{parts:?}");
+        assert_eq!(h.requests_complete, 4, "{parts:?}");
+        assert!(h.requests.is_idle());
+        assert_eq!(h.unanswered(), 4);
+        assert_eq!(h.framing(), Framing::Known);
+    }
+}
+
+#[test]
+fn a_partial_request_is_not_a_boundary() {
+    let full: &[u8] = b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+    for cut in 1..full.len() {
+        let mut h = H1::default();
+        h.requests(&full[..cut]);
+        assert!(!h.at_boundary(), "cut at {cut}");
+        let head_done = cut >= full.len() - 3;
+        assert_eq!(h.requests.in_head(), !head_done, "cut at {cut}");
+    }
+    // Leading empty lines are not a request.
+    let mut h = H1::default();
+    h.requests(b"\r\n\r\n");
+    assert!(h.at_boundary() && h.requests.is_idle());
+}
+
+#[test]
+fn responses_end_where_their_framing_says() {
+    let mut h = H1::default();
+    h.requests(b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\n");
+    assert_eq!(h.unanswered(), 4);
+    let out: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n\
+        HTTP/1.1 200 OK\r\ncontent-length: 5\r\nkeep-alive: timeout=75\r\n\r\nhello\
+        HTTP/1.1 200 OK\r\ncontent-length: 500\r\n\r\n\
+        HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+        HTTP/1.1 304 Not Modified\r\ncontent-length: 9\r\n\r\n";
+    for parts in splits(out) {
+        let mut h = h.clone();
+        for p in &parts {
+            h.responses(p);
+        }
+        assert_eq!(h.responses_complete, 4, "{parts:?}");
+        assert!(h.at_boundary(), "{parts:?}");
+    }
+}
+
+#[test]
+fn a_response_without_length_runs_until_close() {
+    let mut h = H1::default();
+    h.requests(b"GET / HTTP/1.0\r\n\r\n");
+    h.responses(b"HTTP/1.0 200 OK\r\n\r\nsome body");
+    assert_eq!(h.responses_complete, 0);
+    assert_eq!(h.unanswered(), 1);
+    assert!(!h.at_boundary());
+}
+
+#[test]
+fn upgrades_and_connect_turn_into_a_tunnel() {
+    let mut h = H1::default();
+    h.requests(b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    h.responses(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(h.framing(), Framing::Tunnel);
+    assert_eq!(h.unanswered(), 0);
+    h.requests(b"\x81\x05hello");
+    assert_eq!(h.request_heads, 1);
+
+    let mut h = H1::default();
+    h.requests(b"CONNECT a:443 HTTP/1.1\r\n\r\n");
+    h.responses(b"HTTP/1.1 200 OK\r\n\r\n");
+    assert_eq!(h.framing(), Framing::Tunnel);
+
+    // A refused CONNECT stays HTTP.
+    let mut h = H1::default();
+    h.requests(b"CONNECT a:443 HTTP/1.1\r\n\r\n");
+    h.responses(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n");
+    assert_eq!(h.framing(), Framing::Known);
+    assert!(h.at_boundary());
+}
+
+#[test]
+fn what_cannot_be_framed_is_lost_never_a_boundary() {
+    for bad in [
+        &b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",
+        b"GET / HTTP/1.1\r\n\rX",
+    ] {
+        let mut h = H1::default();
+        h.requests(bad);
+        assert_eq!(
+            h.framing(),
+            Framing::Lost,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+        assert!(!h.at_boundary());
+    }
+    let mut h = H1::default();
+    h.requests(b"GET / HTTP/1.1\r\n\r\n");
+    h.responses(b"HTTP/1.1 2x0 OK\r\n\r\n");
+    assert_eq!(h.framing(), Framing::Lost);
+}
+
+#[test]
+fn a_long_header_name_or_value_costs_nothing_extra() {
+    let mut req = b"GET / HTTP/1.1\r\n".to_vec();
+    req.extend(b"Content-Lengthy-And-Much-Longer: 7\r\n");
+    req.extend(b"Transfer-Encoding: chunked, but-then-something-else\r\n");
+    req.extend(b"X: ".iter().chain(&[b'a'; 10_000]));
+    req.extend(b"\r\n\r\n");
+    let mut h = H1::default();
+    h.requests(&req);
+    // The last encoding is not chunked: no body.
+    assert_eq!(h.requests_complete, 1);
+    assert!(h.requests.is_idle());
+}
