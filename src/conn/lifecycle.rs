@@ -130,8 +130,11 @@ impl Lifecycle {
         }
     }
 
-    /// True (once) when a deadline may have moved since [`next`](Self::next) last ran: the
-    /// owner should compute them again before it waits.
+    /// True (once) when a deadline may have started or come earlier since [`next`](Self::next)
+    /// last ran: a request head started (header timeout), the connection reached a message
+    /// boundary (idle timeout), GOAWAY went out (grace), output began (write watch). The owner
+    /// computes them again before it waits. A change that only ends a deadline (a head
+    /// completed) does not count: the timer armed for it fires early and is recomputed then.
     pub(crate) fn take_moved(&mut self) -> bool {
         std::mem::take(&mut self.moved)
     }
@@ -142,7 +145,7 @@ impl Lifecycle {
         if change.request_started {
             self.head_started = Stamp::Pending;
         }
-        self.moved |= change != Change::default();
+        self.moved |= change.request_started || (change.messages && self.wire.at_boundary());
         change
     }
 
@@ -163,7 +166,7 @@ impl Lifecycle {
             self.watch_wanted = true;
             self.moved = true;
         }
-        self.moved |= change != Change::default();
+        self.moved |= change.messages && self.wire.at_boundary();
         change
     }
 

@@ -141,3 +141,65 @@ fn a_long_header_name_or_value_costs_nothing_extra() {
     assert_eq!(h.requests_complete, 1);
     assert!(h.requests.is_idle());
 }
+
+/// What a scan left behind, to compare two ways of feeding the same bytes.
+fn outcome(h: &H1) -> (Framing, u64, u64, u64, bool, bool, bool) {
+    (
+        h.framing(),
+        h.request_heads,
+        h.requests_complete,
+        h.responses_complete,
+        h.requests.is_idle(),
+        h.requests.in_head(),
+        h.responses.is_idle(),
+    )
+}
+
+#[test]
+fn whole_lines_and_single_bytes_frame_mutated_input_alike() {
+    let requests: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+        POST /x HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n\
+        HEAD / HTTP/1.0\n\n\r\nGET /y HTTP/1.1\r\nConnection: close\r\n\r\n";
+    let responses: &[u8] =
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc\
+        HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n\
+        HTTP/1.1 204 No Content\r\n\r\n";
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"\r\n :0123456789aAcCtT-;,xHTP/.";
+    for round in 0..3000 {
+        let (mut req, mut res) = (requests.to_vec(), responses.to_vec());
+        for _ in 0..(next() % 4) {
+            let v = if next() % 2 == 0 { &mut req } else { &mut res };
+            let at = (next() as usize) % v.len();
+            match next() % 3 {
+                0 => v[at] = alphabet[(next() as usize) % alphabet.len()],
+                1 => {
+                    v.remove(at);
+                }
+                _ => v.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+            }
+        }
+        let (mut whole, mut bytes) = (H1::default(), H1::default());
+        whole.requests(&req);
+        whole.responses(&res);
+        for b in &req {
+            bytes.requests(std::slice::from_ref(b));
+        }
+        for b in &res {
+            bytes.responses(std::slice::from_ref(b));
+        }
+        assert_eq!(
+            outcome(&whole),
+            outcome(&bytes),
+            "round {round}: {:?} / {:?}",
+            String::from_utf8_lossy(&req),
+            String::from_utf8_lossy(&res)
+        );
+    }
+}
