@@ -13,7 +13,7 @@ use tokio::{sync::Notify, time::Instant};
 
 pub use crate::close::Closer;
 
-use super::registry::RegistryInner;
+use super::observer::{ConnConfig, ConnObserver};
 
 /// Where a connection is in its life, like Go's `http.Server.ConnState`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -236,7 +236,6 @@ pub struct ConnectionSnapshot {
 
 pub(crate) mod flags {
     pub(crate) const H2: u8 = 1;
-    pub(crate) const TRACKED: u8 = 1 << 1;
     pub(crate) const RETIRING: u8 = 1 << 2;
     pub(crate) const PEER_FIN: u8 = 1 << 3;
     pub(crate) const DRIVER: u8 = 1 << 4;
@@ -271,7 +270,10 @@ pub(crate) struct ConnShared {
     pub(crate) io_wakes: AtomicU32,
     /// Wakes the connection driver of [`Server`](super::Server) (GOAWAY, cut).
     pub(crate) driver: Notify,
-    pub(crate) registry: Arc<RegistryInner>,
+    /// The settings of the listener it came from.
+    pub(crate) config: Arc<ConnConfig>,
+    /// Who hears of its state changes and its close (its listener's registry).
+    pub(crate) observer: Arc<dyn ConnObserver>,
 }
 
 impl ConnShared {
@@ -279,7 +281,8 @@ impl ConnShared {
         id: u64,
         local: SocketAddr,
         peer: SocketAddr,
-        registry: Arc<RegistryInner>,
+        config: Arc<ConnConfig>,
+        observer: Arc<dyn ConnObserver>,
     ) -> Self {
         Self {
             id,
@@ -300,7 +303,8 @@ impl ConnShared {
             io_waker: AtomicWaker::new(),
             io_wakes: AtomicU32::new(0),
             driver: Notify::new(),
-            registry,
+            config,
+            observer,
         }
     }
 
@@ -340,7 +344,7 @@ impl ConnShared {
                 Ordering::Acquire,
             ) {
                 Ok(_) => {
-                    self.registry.on_transition(self, from, to, None);
+                    self.observer.transition(self, from, to);
                     return Some(from);
                 }
                 Err(actual) => cur = actual,
@@ -408,7 +412,7 @@ impl ConnShared {
     }
 
     pub(crate) fn is_retiring(&self) -> bool {
-        self.has(flags::RETIRING) || self.registry.is_shutting_down()
+        self.has(flags::RETIRING) || self.observer.is_shutting_down()
     }
 
     /// A request reached the layer; returns its number on this connection.

@@ -106,7 +106,7 @@ impl TrackedStream {
         conn: Arc<ConnShared>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let life = Lifecycle::new(Wire::server(), conn.registry.limits.core(), conn.opened);
+        let life = Lifecycle::new(Wire::server(), conn.config.core, conn.opened);
         Self {
             inner: Some(stream),
             conn: Connection(conn),
@@ -248,7 +248,7 @@ impl TrackedStream {
                 (self.retire_reason(), Injected::Eof)
             }
             Due::GoawayGrace => {
-                c.registry.goaway_grace_expired();
+                c.observer.goaway_grace_expired();
                 (self.retire_reason(), Injected::Eof)
             }
             Due::WriteCheck => {
@@ -271,7 +271,7 @@ impl TrackedStream {
     fn retire_reason(&self) -> CloseReason {
         let c = self.shared();
         c.retire_reason()
-            .unwrap_or(if c.registry.is_shutting_down() {
+            .unwrap_or(if c.observer.is_shutting_down() {
                 CloseReason::Shutdown
             } else {
                 CloseReason::Retired
@@ -289,12 +289,12 @@ impl TrackedStream {
         match self.life.peer_eof() {
             PeerEof::Deliver | PeerEof::Truncated => Poll::Ready(Ok(())),
             PeerEof::Cancel(_) => {
-                c.registry.half_closed_in_flight();
+                c.observer.half_closed_in_flight();
                 Poll::Ready(Ok(()))
             }
             PeerEof::Hold => {
                 c.transition(ConnState::HalfClosed);
-                c.registry.half_closed_in_flight();
+                c.observer.half_closed_in_flight();
                 self.dirty = true;
                 self.held(cx)
             }
@@ -361,7 +361,7 @@ impl TrackedStream {
 
     fn wants_abort(&self) -> bool {
         self.abort
-            || (self.shared().registry.policy.linger() == Linger::Abort
+            || (self.shared().config.policy.linger() == Linger::Abort
                 && !self.shared().has(flags::PEER_FIN)
                 && self.life.wire.at_boundary())
     }
@@ -563,7 +563,7 @@ impl Drop for TrackedStream {
                     .is_ok();
                 drop(stream);
             } else if let (Linger::Graceful(limit), false) =
-                (c.registry.policy.linger(), c.has(flags::PEER_FIN))
+                (c.config.policy.linger(), c.has(flags::PEER_FIN))
             {
                 match tokio::runtime::Handle::try_current() {
                     Ok(handle) => {
@@ -578,8 +578,8 @@ impl Drop for TrackedStream {
         let wire = &self.life.wire;
         c.requests.store(wire.requests(), Ordering::Release);
         c.answered.store(wire.answered(), Ordering::Release);
-        c.registry
-            .on_close(&c, closer, reason, aborted, wire.unanswered());
+        c.observer
+            .closed(&c, closer, reason, aborted, wire.unanswered());
     }
 }
 

@@ -213,11 +213,10 @@ impl HygienicListener {
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
                     let local = stream.local_addr().unwrap_or(self.local_addr);
-                    let registry = &self.registry.inner;
-                    registry
-                        .policy
+                    self.registry
+                        .policy()
                         .apply(SockRef::from(&stream), SocketSide::Accepted);
-                    let conn = registry.register(local, peer);
+                    let conn = self.registry.inner.register(local, peer);
                     return (TrackedStream::new(stream, conn, permit), peer);
                 }
                 Err(e) => {

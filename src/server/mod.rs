@@ -57,6 +57,7 @@ mod io;
 pub mod layer;
 mod limits;
 mod listener;
+mod observer;
 mod registry;
 mod serve;
 #[cfg(feature = "tonic")]

@@ -82,7 +82,7 @@ fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool)
     if !http1 {
         return;
     }
-    let limits = &c.registry.limits;
+    let limits = &c.config.limits;
     if !c.is_retiring() && limits.max_age.is_some_and(|age| c.opened.elapsed() >= age) {
         c.retire(CloseReason::MaxAge);
     }
@@ -91,7 +91,7 @@ fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool)
     if c.is_retiring() && last_read {
         headers.insert(header::CONNECTION, CLOSE);
         headers.remove(&KEEP_ALIVE);
-    } else if let Some(v) = &c.registry.keep_alive_value {
+    } else if let Some(v) = &c.config.keep_alive_value {
         if !headers.contains_key(&KEEP_ALIVE) && !headers.contains_key(header::CONNECTION) {
             headers.insert(KEEP_ALIVE, v.clone());
         }

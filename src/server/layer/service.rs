@@ -1,13 +1,10 @@
-use std::{
-    sync::atomic::Ordering,
-    task::{Context, Poll},
-};
+use std::task::{Context, Poll};
 
 use http::{Extensions, Request, Response, Version};
 use tower_service::Service;
 
 use super::{body::HandlerGuard, ConnectionLayer, ResponseBody, ResponseFuture};
-use crate::server::connection::{flags, Connection, ConnectionInfo};
+use crate::server::connection::{Connection, ConnectionInfo};
 
 /// Ties each request to its tracked connection. See the [module docs](super) for where the
 /// connection comes from.
@@ -30,8 +27,6 @@ impl<S> TrackConnection<S> {
     }
 
     pub(crate) fn bound(inner: S, conn: Connection) -> Self {
-        conn.0.set(flags::TRACKED);
-        conn.0.registry.layer_seen.store(true, Ordering::Release);
         Self {
             inner,
             conn: Some(conn),
@@ -85,13 +80,7 @@ where
         let conn = match &self.conn {
             Some(c) => c.clone(),
             None => match connection_from(req.extensions()) {
-                Some(c) => {
-                    if !c.0.has(flags::TRACKED) {
-                        c.0.set(flags::TRACKED);
-                        c.0.registry.layer_seen.store(true, Ordering::Release);
-                    }
-                    c
-                }
+                Some(c) => c,
                 None => return ResponseFuture::passthrough(self.inner.call(req)),
             },
         };
