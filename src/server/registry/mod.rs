@@ -114,7 +114,7 @@ impl ConnectionRegistry {
     }
 
     /// Calls `hook` on every state change of every connection, including the final close with
-    /// its [`CloseInfo`]. Hooks run inline on the connection's task: keep them short.
+    /// its [`CloseInfo`](super::CloseInfo). Hooks run inline on the connection's task: keep them short.
     pub fn on_state_change(&self, hook: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
         let mut hooks = self.inner.hooks.write().unwrap_or_else(|e| e.into_inner());
         hooks.push(Arc::new(hook));

@@ -67,7 +67,7 @@ impl AcceptErrorKind {
 }
 
 /// A state change of one connection, passed to hooks registered with
-/// [`ConnectionRegistry::on_state_change`].
+/// [`ConnectionRegistry::on_state_change`](crate::server::ConnectionRegistry::on_state_change).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ConnectionEvent {
@@ -110,11 +110,11 @@ pub struct RegistryTotals {
     /// deadline, cancelled by the peer's close (HTTP/2, or [`HalfClose::Cancel`]), or cut by an
     /// error or a timeout. Every request read is either answered or counted here.
     ///
-    /// [`HalfClose::Cancel`]: super::HalfClose::Cancel
+    /// [`HalfClose::Cancel`]: crate::server::HalfClose::Cancel
     pub requests_unanswered: u64,
     /// HTTP/2 connections closed because the peer left them open after GOAWAY, with no stream
     /// open, for longer than the grace (see
-    /// [`ConnectionLimitsBuilder::goaway_grace`](super::ConnectionLimitsBuilder::goaway_grace)).
+    /// [`ConnectionLimitsBuilder::goaway_grace`](crate::server::ConnectionLimitsBuilder::goaway_grace)).
     pub goaway_grace_expired: u64,
     pub(super) closed_by_reason: [u64; REASONS],
     pub(super) closed_by_closer: [u64; 5],
