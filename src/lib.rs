@@ -74,7 +74,7 @@ pub mod census;
 pub mod client;
 #[cfg(any(feature = "server", feature = "client"))]
 mod close;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "client"))]
 mod conn;
 #[cfg(feature = "exporter")]
 pub mod exporter;

@@ -40,7 +40,6 @@ pub(crate) fn tcp_state(_fd: i32) -> Option<u8> {
     None
 }
 
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
 /// How far the peer has taken what we sent: bytes still in the send queue (sent and not
 /// acknowledged, or not sent yet) and bytes acknowledged so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +48,6 @@ pub(crate) struct SendQueue {
     pub(crate) acked: u64,
 }
 
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
 /// The send queue of a socket (`SIOCOUTQ` and `tcpi_bytes_acked` of `TCP_INFO`), `None` if it
 /// cannot be read.
 #[cfg(target_os = "linux")]

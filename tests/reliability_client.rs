@@ -344,3 +344,55 @@ async fn faulty_upstream_never_fails_a_replayable_request_on_a_stale_connection(
         server.abort();
     }
 }
+
+/// An upstream that accepts and never reads: the request's body fills both send buffers and
+/// stops. The write timeout cuts the connection with a reset, the request fails, and nothing
+/// is left holding the buffer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_stops_reading_is_cut_by_the_write_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        // Hold the socket unread until the test ends.
+        let _ = held_rx.await;
+        drop(socket);
+    });
+    let client = HygienicClient::builder()
+        .upstream(
+            addr.to_string(),
+            UpstreamConfig::new()
+                .name("deaf")
+                .write_timeout(Some(Duration::from_millis(400))),
+        )
+        .build::<Full<Bytes>>()
+        .unwrap();
+    let body = Full::new(Bytes::from(vec![b'x'; 64 << 20]));
+    let req = http::Request::post(format!("http://{addr}/"))
+        .body(body)
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .expect("the write timeout ends the request");
+    assert!(
+        res.is_err(),
+        "a request whose body never went out cannot succeed"
+    );
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    support::eventually("the close counted", Duration::from_secs(10), || {
+        client.snapshot()[0].totals.closed == 1
+    })
+    .await;
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(
+        t.closed_for(conn_hygiene::client::ClientCloseReason::WriteTimeout),
+        1,
+        "{t:?}"
+    );
+    assert_eq!(t.aborted, 1, "reset, so the send buffer is freed: {t:?}");
+    let _ = held_tx.send(());
+    server.await.unwrap();
+}

@@ -61,6 +61,7 @@ pub struct UpstreamConfig {
     pub(crate) acquire_timeout: Duration,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_age: Option<Duration>,
+    pub(crate) write_timeout: Option<Duration>,
     pub(crate) max_requests: Option<u64>,
     pub(crate) local_addrs: Vec<IpAddr>,
     pub(crate) leak_threshold: Option<Duration>,
@@ -79,6 +80,7 @@ impl Default for UpstreamConfig {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Some(Duration::from_secs(3)),
             max_age: None,
+            write_timeout: Some(crate::conn::write_watch::DEFAULT_WRITE_TIMEOUT),
             max_requests: None,
             local_addrs: Vec::new(),
             leak_threshold: Some(Duration::from_secs(30)),
@@ -155,6 +157,17 @@ impl UpstreamConfig {
         self
     }
 
+    /// Close a connection whose pending output (a request, its body) makes no progress for
+    /// this long: an upstream that stopped reading. The connection is reset, which frees its
+    /// send buffer at once, the request fails, and the close is counted with
+    /// [`ClientCloseReason::WriteTimeout`](super::ClientCloseReason::WriteTimeout). Cut between
+    /// one and one and a quarter timeouts after the last progress. Default: 30 s, as the
+    /// server's (`DEFAULT_WRITE_TIMEOUT`).
+    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
+        self.write_timeout = t;
+        self
+    }
+
     /// Retire connections after this many requests. Default: off.
     pub fn max_requests(mut self, n: Option<u64>) -> Self {
         self.max_requests = n;
@@ -204,6 +217,9 @@ impl UpstreamConfig {
         }
         if let Some(t) = self.max_age.filter(|t| *t < ms) {
             return Err(ClientConfigError::MaxAge { value: t });
+        }
+        if let Some(t) = self.write_timeout.filter(|t| *t < ms) {
+            return Err(ClientConfigError::WriteTimeout { value: t });
         }
         if self.max_requests == Some(0) {
             return Err(ClientConfigError::MaxRequests { value: 0 });
@@ -262,6 +278,11 @@ pub enum ClientConfigError {
         /// The rejected value.
         value: Duration,
     },
+    /// `write_timeout` below 1 ms.
+    WriteTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
     /// `max_requests` of 0.
     MaxRequests {
         /// The rejected value.
@@ -303,6 +324,12 @@ impl fmt::Display for ClientConfigError {
             ),
             Self::MaxAge { value } => {
                 write!(f, "{p} max age = {value:?}; expected at least 1ms, or None")
+            }
+            Self::WriteTimeout { value } => {
+                write!(
+                    f,
+                    "{p} write timeout = {value:?}; expected at least 1ms, or None"
+                )
             }
             Self::MaxRequests { value } => write!(
                 f,

@@ -70,11 +70,14 @@ pub enum ClientCloseReason {
     /// The HTTP stack dropped it (the client was dropped, a request was cancelled mid-message,
     /// or the pool discarded it).
     Discarded,
+    /// Its pending output (a request or its body) made no progress within the write timeout:
+    /// the upstream stopped reading. Reset, so the send buffer is freed at once.
+    WriteTimeout,
 }
 
 impl ClientCloseReason {
     /// Every reason, in label order.
-    pub const ALL: [ClientCloseReason; 8] = [
+    pub const ALL: [ClientCloseReason; 9] = [
         ClientCloseReason::IdleTimeout,
         ClientCloseReason::MaxAge,
         ClientCloseReason::MaxRequests,
@@ -83,6 +86,7 @@ impl ClientCloseReason {
         ClientCloseReason::Reset,
         ClientCloseReason::Error,
         ClientCloseReason::Discarded,
+        ClientCloseReason::WriteTimeout,
     ];
 
     /// The reason's name as used in metric labels.
@@ -96,6 +100,7 @@ impl ClientCloseReason {
             ClientCloseReason::Reset => "reset",
             ClientCloseReason::Error => "error",
             ClientCloseReason::Discarded => "discarded",
+            ClientCloseReason::WriteTimeout => "write_timeout",
         }
     }
 

@@ -2,6 +2,7 @@ use std::{
     fmt,
     future::Future,
     io::{self, IoSlice},
+    os::fd::AsRawFd,
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll, Waker},
@@ -21,7 +22,7 @@ use super::{
     config::CloseOrder,
     conn::{ClientCloseReason, ClientConn, ClientConnState, UpstreamConnection},
 };
-use crate::{close::Closer, policy::Linger, sys};
+use crate::{close::Closer, conn::write_watch::WriteWatch, policy::Linger, sys};
 
 /// An outbound TCP connection, tracked from connect to close.
 ///
@@ -45,6 +46,10 @@ pub struct UpstreamStream {
     peer_fin_first: bool,
     error: Option<ClientCloseReason>,
     abort: bool,
+    /// Pending request bytes and their progress (the write timeout).
+    watch: WriteWatch,
+    /// The write timeout cut the connection: writes fail from then on.
+    write_timed_out: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -62,6 +67,7 @@ impl UpstreamStream {
         conn: Arc<ClientConn>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
+        let watch = WriteWatch::new(conn.upstream.config.write_timeout);
         Self {
             inner: Some(stream),
             conn,
@@ -75,6 +81,8 @@ impl UpstreamStream {
             peer_fin_first: false,
             error: None,
             abort: false,
+            watch,
+            write_timed_out: false,
             _permit: permit,
         }
     }
@@ -120,6 +128,20 @@ impl UpstreamStream {
             if reason.is_some() && at <= now {
                 return reason;
             }
+            // The write timeout's watch: its looks at the send queue share the timer.
+            self.watch.start(now, 0);
+            if self.watch.next_check().is_some_and(|c| c <= now) {
+                let queue = self
+                    .inner
+                    .as_ref()
+                    .and_then(|s| sys::send_queue(s.as_raw_fd()));
+                if self.watch.check(now, queue, None) {
+                    self.abort = true;
+                    self.write_timed_out = true;
+                    return Some(ClientCloseReason::WriteTimeout);
+                }
+            }
+            let at = self.watch.next_check().map_or(at, |c| c.min(at));
             self.arm(at);
             // Paired with `response_finished` (state, then the published timer, both SeqCst):
             // a response that ended after `busy` was read is seen here, or it saw the timer
@@ -314,10 +336,41 @@ impl UpstreamStream {
         }
     }
 
-    fn after_write(&mut self, res: &Poll<io::Result<usize>>) {
-        if let Poll::Ready(Err(e)) = res {
-            self.record_error(e);
+    fn after_write(&mut self, cx: &mut Context<'_>, res: &Poll<io::Result<usize>>) {
+        let start_watch = match res {
+            Poll::Ready(Ok(n)) => self.watch.wrote(*n),
+            Poll::Ready(Err(e)) => {
+                self.record_error(e);
+                false
+            }
+            Poll::Pending => self.watch.blocked(),
+        };
+        if start_watch {
+            self.look_from_write(cx);
         }
+    }
+
+    /// The write timeout's watch starts: the timer must include it now, since the stack may
+    /// not poll the read side again before it is due.
+    #[cold]
+    fn look_from_write(&mut self, cx: &mut Context<'_>) {
+        self.timer_armed = false;
+        let wakes = self.conn.io_wakes.load(Ordering::Acquire);
+        if let Some(reason) = self.poll_deadline(cx, wakes) {
+            self.conn.set_close_reason(reason);
+            self.eof_injected = true;
+            // The reader answers the end.
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    fn write_refused(&self) -> Option<io::Error> {
+        self.write_timed_out.then(|| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request bytes made no progress within the write timeout",
+            )
+        })
     }
 }
 
@@ -328,12 +381,15 @@ impl AsyncWrite for UpstreamStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(e) = this.write_refused() {
+            return Poll::Ready(Err(e));
+        }
         this.before_write();
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write(cx, buf);
-        this.after_write(&res);
+        this.after_write(cx, &res);
         res
     }
 
@@ -343,12 +399,15 @@ impl AsyncWrite for UpstreamStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(e) = this.write_refused() {
+            return Poll::Ready(Err(e));
+        }
         this.before_write();
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write_vectored(cx, bufs);
-        this.after_write(&res);
+        this.after_write(cx, &res);
         res
     }
 
@@ -399,6 +458,7 @@ impl Drop for UpstreamStream {
         let closer = match reason {
             ClientCloseReason::Reset => Closer::Reset,
             ClientCloseReason::Error => Closer::Error,
+            ClientCloseReason::WriteTimeout => Closer::Timeout,
             _ if self.peer_fin_first => Closer::Peer,
             _ => Closer::Local,
         };

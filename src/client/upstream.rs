@@ -27,6 +27,9 @@ use crate::{close::Closer, lease::LeaseTracker, metrics::names, policy::SocketPo
 pub(crate) const MAX_UPSTREAMS: usize = 256;
 
 /// One idle connection in `Upstream::pool_states`.
+/// How many close reasons a client connection can have.
+const CLIENT_REASONS: usize = ClientCloseReason::ALL.len();
+
 const IDLE_ONE: u64 = 1;
 /// One leased connection in `Upstream::pool_states`.
 const LEASED_ONE: u64 = 1 << 32;
@@ -80,7 +83,7 @@ pub struct UpstreamTotals {
     pub retries: u64,
     /// Closed with a reset by abort-on-idle (no TIME_WAIT).
     pub aborted: u64,
-    closed_by_reason: [u64; 8],
+    closed_by_reason: [u64; CLIENT_REASONS],
     closed_by_closer: [u64; 5],
 }
 
@@ -133,7 +136,7 @@ struct UpstreamMetrics {
     pending: Gauge,
     connects: Counter,
     connect_errors: [Counter; 4],
-    closed: [[Counter; 8]; 5],
+    closed: [[Counter; CLIENT_REASONS]; 5],
     requests_per_connection: Histogram,
     retries: Counter,
 }
@@ -189,7 +192,7 @@ pub(crate) struct Upstream {
     retries: AtomicU64,
     aborted: AtomicU64,
     requests_on_closed: AtomicU64,
-    closed_by_reason: [AtomicU64; 8],
+    closed_by_reason: [AtomicU64; CLIENT_REASONS],
     closed_by_closer: [AtomicU64; 5],
     metrics: UpstreamMetrics,
 }

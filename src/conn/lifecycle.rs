@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::{
     h1::Framing,
     wire::{Change, Wire},
+    write_watch::WriteWatch,
 };
 use crate::sys::SendQueue;
 
@@ -83,15 +84,6 @@ impl Stamp {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct WriteWatch {
-    next_check: Instant,
-    /// Send-queue progress (bytes acknowledged plus bytes written) when it last moved, and when.
-    sock: (u64, Instant),
-    /// HTTP/2 DATA bytes sent when they last moved, and when.
-    flow: (u64, Instant),
-}
-
 /// One connection's state, limits and deadlines.
 #[derive(Debug, Clone)]
 pub(crate) struct Lifecycle {
@@ -103,10 +95,7 @@ pub(crate) struct Lifecycle {
     goaway_at: Stamp,
     peer_eof: bool,
     eof_held: bool,
-    written: u64,
-    write_blocked: bool,
-    watch_wanted: bool,
-    watch: Option<WriteWatch>,
+    watch: WriteWatch,
     /// A deadline may have moved since [`next`](Self::next) last ran.
     moved: bool,
 }
@@ -122,10 +111,7 @@ impl Lifecycle {
             goaway_at: Stamp::Unset,
             peer_eof: false,
             eof_held: false,
-            written: 0,
-            write_blocked: false,
-            watch_wanted: false,
-            watch: None,
+            watch: WriteWatch::new(limits.write),
             moved: false,
         }
     }
@@ -151,8 +137,7 @@ impl Lifecycle {
 
     /// Bytes written to the peer.
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
-        self.written += buf.len() as u64;
-        self.write_blocked = false;
+        self.moved |= self.watch.wrote(buf.len());
         let goaway = self.wire.h2().is_some_and(|h| h.goaway_sent);
         let change = self.wire.sent(buf);
         if !goaway && self.wire.h2().is_some_and(|h| h.goaway_sent) {
@@ -162,21 +147,13 @@ impl Lifecycle {
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
         }
-        if self.limits.write.is_some() && self.watch.is_none() && !self.watch_wanted {
-            self.watch_wanted = true;
-            self.moved = true;
-        }
         self.moved |= change.messages && self.wire.at_boundary();
         change
     }
 
     /// A write could not go on: the send buffer is full.
     pub(crate) fn write_blocked(&mut self) {
-        self.write_blocked = true;
-        if self.limits.write.is_some() && self.watch.is_none() && !self.watch_wanted {
-            self.watch_wanted = true;
-            self.moved = true;
-        }
+        self.moved |= self.watch.blocked();
     }
 
     /// The peer's FIN arrived.
@@ -229,17 +206,8 @@ impl Lifecycle {
     /// GOAWAY for it. Stamps the times taken lazily with `now`.
     pub(crate) fn next(&mut self, now: Instant, retiring: bool) -> Option<(Instant, Due)> {
         self.moved = false;
-        if self.watch_wanted {
-            self.watch_wanted = false;
-            if let Some(w) = self.limits.write {
-                let flow = self.wire.h2().map_or(0, |h| h.data_sent);
-                self.watch = Some(WriteWatch {
-                    next_check: now + check_interval(w),
-                    sock: (self.written, now),
-                    flow: (flow, now),
-                });
-            }
-        }
+        self.watch
+            .start(now, self.wire.h2().map_or(0, |h| h.data_sent));
         let head_started = self.head_started.resolve(now);
         let idle_since = self.idle_since.resolve(now);
         let goaway_at = self.goaway_at.resolve(now);
@@ -250,8 +218,8 @@ impl Lifecycle {
                 best = Some((at, due));
             }
         };
-        if let Some(w) = &self.watch {
-            consider(w.next_check, Due::WriteCheck);
+        if let Some(at) = self.watch.next_check() {
+            consider(at, Due::WriteCheck);
         }
         if wire.framing() != Framing::Known {
             return best;
@@ -286,38 +254,9 @@ impl Lifecycle {
     /// Looks at the send queue (`None` where the kernel does not say); true when pending output
     /// made no progress for the write timeout: the connection is to be closed.
     pub(crate) fn check_write(&mut self, now: Instant, queue: Option<SendQueue>) -> bool {
-        let (Some(limit), Some(w)) = (self.limits.write, self.watch.as_mut()) else {
-            return false;
-        };
-        let sock_now = queue.map_or(0, |q| q.acked) + self.written;
-        if sock_now != w.sock.0 {
-            w.sock = (sock_now, now);
-        }
-        let h2 = self.wire.h2();
-        let flow_now = h2.map_or(0, |h| h.data_sent);
-        if flow_now != w.flow.0 {
-            w.flow = (flow_now, now);
-        }
-        let sock_pending = self.write_blocked || queue.is_some_and(|q| q.queued > 0);
-        let flow_pending = h2.is_some_and(|h| h.flow_blocked());
-        if (sock_pending && now.duration_since(w.sock.1) >= limit)
-            || (flow_pending && now.duration_since(w.flow.1) >= limit)
-        {
-            return true;
-        }
-        if sock_pending || flow_pending {
-            w.next_check = now + check_interval(limit);
-        } else {
-            self.watch = None;
-        }
-        false
+        let flow = self.wire.h2().map(|h| (h.data_sent, h.flow_blocked()));
+        self.watch.check(now, queue, flow)
     }
-}
-
-/// The send queue is looked at four times per write timeout while output is pending, so a stall
-/// is cut between one and one and a quarter timeouts after its last progress.
-fn check_interval(limit: Duration) -> Duration {
-    (limit / 4).max(Duration::from_millis(1))
 }
 
 #[cfg(test)]

@@ -45,8 +45,9 @@ pub const DEFAULT_GOAWAY_GRACE: Duration = Duration::from_secs(5);
 /// The write timeout by default: pending output that makes no progress for this long is cut.
 /// Long enough for a congested mobile link to recover from a stall of several RTOs, short
 /// enough that a peer that stopped reading does not pin send buffers for minutes (nginx's
-/// `send_timeout` is 60 s, HAProxy's `timeout server`/`client` commonly 30 s).
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// `send_timeout` is 60 s, HAProxy's `timeout client`/`server` commonly 30 s). The client's
+/// upstreams take the same default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = crate::conn::write_watch::DEFAULT_WRITE_TIMEOUT;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
