@@ -11,7 +11,7 @@ use std::{
 use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
-use super::upstream::Upstream;
+use super::observer::ConnObserver;
 use crate::lease::RawLease;
 
 /// The state of an outbound connection.
@@ -150,7 +150,8 @@ pub struct ClientConnectionSnapshot {
 /// State shared by an outbound stream, its responses and the upstream registry.
 pub(crate) struct ClientConn {
     pub(crate) id: u64,
-    pub(crate) upstream: Arc<Upstream>,
+    /// The upstream it belongs to: its settings, and who hears of its states and its close.
+    pub(crate) upstream: Arc<dyn ConnObserver>,
     pub(crate) local: SocketAddr,
     pub(crate) peer: SocketAddr,
     pub(crate) opened: Instant,
@@ -178,7 +179,7 @@ pub(crate) struct ClientConn {
 impl ClientConn {
     pub(crate) fn new(
         id: u64,
-        upstream: Arc<Upstream>,
+        upstream: Arc<dyn ConnObserver>,
         local: SocketAddr,
         peer: SocketAddr,
         http2: bool,
@@ -225,7 +226,7 @@ impl ClientConn {
             .compare_exchange(from as u8, to as u8, Ordering::SeqCst, Ordering::Acquire)
             .is_ok();
         if moved {
-            self.upstream.on_transition(from, to);
+            self.upstream.transition(from, to);
         }
         moved
     }
@@ -237,7 +238,7 @@ impl ClientConn {
                 .swap(ClientConnState::Closing as u8, Ordering::AcqRel),
         );
         if prev != ClientConnState::Closing && prev != ClientConnState::Closed {
-            self.upstream.on_transition(prev, ClientConnState::Closing);
+            self.upstream.transition(prev, ClientConnState::Closing);
         }
         prev
     }
@@ -248,7 +249,7 @@ impl ClientConn {
                 .swap(ClientConnState::Closed as u8, Ordering::AcqRel),
         );
         if prev != ClientConnState::Closed {
-            self.upstream.on_transition(prev, ClientConnState::Closed);
+            self.upstream.transition(prev, ClientConnState::Closed);
         }
     }
 
@@ -288,7 +289,7 @@ impl ClientConn {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(ClientConnState::Idle, ClientConnState::Leased);
         }
-        let cfg = &self.upstream.config;
+        let cfg = self.upstream.config();
         let retiring = if cfg.max_requests.is_some_and(|max| n >= max) {
             self.retire(ClientCloseReason::MaxRequests);
             true
@@ -311,7 +312,7 @@ impl ClientConn {
         // a response is in flight.
         let since = self.since_opened(now);
         self.idle_since.store(since, Ordering::Release);
-        if self.upstream.idle_count() >= self.upstream.config.max_idle {
+        if self.upstream.idle_count() >= self.upstream.config().max_idle {
             self.retire(ClientCloseReason::MaxIdle);
         }
         self.set_state(ClientConnState::Leased, ClientConnState::Idle);
@@ -332,8 +333,8 @@ impl ClientConn {
     /// its max age, whichever comes first. Both times in nanoseconds since `opened`.
     fn idle_deadline(&self, idle_since: u64) -> (u64, ClientCloseReason) {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let idle = idle_since.saturating_add(nanos(self.upstream.effective_idle_timeout()));
-        match self.upstream.config.max_age.map(nanos) {
+        let idle = idle_since.saturating_add(nanos(self.upstream.idle_timeout()));
+        match self.upstream.config().max_age.map(nanos) {
             Some(age) if age < idle => (age, ClientCloseReason::MaxAge),
             _ => (idle, ClientCloseReason::IdleTimeout),
         }
@@ -385,7 +386,7 @@ impl ClientConn {
                 .then(|| {
                     let id = self.lease_id.load(Ordering::Acquire);
                     let slot = self.lease_slot.load(Ordering::Acquire);
-                    self.upstream.tracker.site_of(slot, id)
+                    self.upstream.lease_site(slot, id)
                 })
                 .flatten(),
         }
@@ -405,7 +406,7 @@ impl UpstreamConnection {
 
     /// The upstream's name.
     pub fn upstream(&self) -> &str {
-        &self.0.upstream.name
+        self.0.upstream.name()
     }
 
     /// Our address (source ip and ephemeral port).
@@ -428,7 +429,7 @@ impl fmt::Debug for UpstreamConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamConnection")
             .field("id", &self.0.id)
-            .field("upstream", &self.0.upstream.name)
+            .field("upstream", &self.0.upstream.name())
             .field("local_addr", &self.0.local)
             .finish()
     }

@@ -67,7 +67,7 @@ impl UpstreamStream {
         conn: Arc<ClientConn>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let watch = WriteWatch::new(conn.upstream.config.write_timeout);
+        let watch = WriteWatch::new(conn.upstream.config().write_timeout);
         Self {
             inner: Some(stream),
             conn,
@@ -118,7 +118,7 @@ impl UpstreamStream {
             let now = Instant::now();
             let busy = c.busy();
             let (at, reason) = if busy {
-                (now + c.upstream.effective_idle_timeout(), None)
+                (now + c.upstream.idle_timeout(), None)
             } else if let Some(reason) = c.retire_reason() {
                 return Some(reason);
             } else {
@@ -220,7 +220,8 @@ impl UpstreamStream {
 
     fn wants_abort(&self) -> bool {
         let up = &self.conn.upstream;
-        (up.config.close_order == CloseOrder::AbortOnIdle || up.policy.linger() == Linger::Abort)
+        (up.config().close_order == CloseOrder::AbortOnIdle
+            || up.policy().linger() == Linger::Abort)
             && !self.peer_fin_first
             && self.error.is_none()
             && self.at_boundary()
@@ -473,6 +474,6 @@ impl Drop for UpstreamStream {
             drop(stream);
         }
         c.closing();
-        c.upstream.on_close(&c, closer, reason, aborted);
+        c.upstream.closed(&c, closer, reason, aborted);
     }
 }

@@ -67,6 +67,7 @@ mod connector;
 mod error;
 mod future;
 mod io;
+mod observer;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod routing;

@@ -18,6 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{
     config::{ClientConfigError, UpstreamConfig},
     conn::{ClientCloseReason, ClientConn, ClientConnState, ClientConnectionSnapshot},
+    observer::ConnObserver,
     routing::Route,
 };
 use crate::{close::Closer, lease::LeaseTracker, metrics::names, policy::SocketPolicy};
@@ -304,7 +305,8 @@ impl Upstream {
         http2: bool,
     ) -> Arc<ClientConn> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(ClientConn::new(id, self.clone(), local, peer, http2));
+        let observer: Arc<dyn ConnObserver> = self.clone();
+        let conn = Arc::new(ClientConn::new(id, observer, local, peer, http2));
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.metrics.connects.increment(1);
         self.pool_states.fetch_add(IDLE_ONE, Ordering::AcqRel);
@@ -331,7 +333,7 @@ impl Upstream {
         self.metrics.connect_errors[i].increment(1);
     }
 
-    pub(crate) fn on_transition(&self, from: ClientConnState, to: ClientConnState) {
+    fn on_transition(&self, from: ClientConnState, to: ClientConnState) {
         let unit = |state| match state {
             ClientConnState::Idle => IDLE_ONE,
             ClientConnState::Leased => LEASED_ONE,
@@ -361,11 +363,7 @@ impl Upstream {
         ((v & 0xffff_ffff) as usize, (v >> 32) as usize)
     }
 
-    pub(crate) fn idle_count(&self) -> usize {
-        self.pool_counts().0
-    }
-
-    pub(crate) fn on_close(
+    fn on_close(
         &self,
         conn: &ClientConn,
         closer: Closer,
@@ -506,6 +504,40 @@ impl fmt::Display for AcquireTimeout {
 }
 
 impl std::error::Error for AcquireTimeout {}
+
+impl ConnObserver for Upstream {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn config(&self) -> &UpstreamConfig {
+        &self.config
+    }
+
+    fn policy(&self) -> &SocketPolicy {
+        &self.policy
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        self.effective_idle_timeout()
+    }
+
+    fn idle_count(&self) -> usize {
+        self.pool_counts().0
+    }
+
+    fn lease_site(&self, slot: usize, id: u64) -> Option<&'static std::panic::Location<'static>> {
+        self.tracker.site_of(slot, id)
+    }
+
+    fn transition(&self, from: ClientConnState, to: ClientConnState) {
+        self.on_transition(from, to);
+    }
+
+    fn closed(&self, conn: &ClientConn, closer: Closer, reason: ClientCloseReason, aborted: bool) {
+        self.on_close(conn, closer, reason, aborted);
+    }
+}
 
 #[cfg(test)]
 mod tests {
