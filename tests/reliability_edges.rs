@@ -26,19 +26,6 @@ fn listener(limits: ConnectionLimits) -> ListenerBuilder {
     HygienicListener::builder().limits(limits)
 }
 
-/// Waits (bounded) until the registry's totals satisfy `cond`.
-async fn wait(
-    reg: &conn_hygiene::server::ConnectionRegistry,
-    cond: impl FnMut(&conn_hygiene::server::RegistryTotals) -> bool,
-) {
-    if tokio::time::timeout(LONG, reg.wait_for(cond))
-        .await
-        .is_err()
-    {
-        panic!("totals never got there: {:?}", reg.totals());
-    }
-}
-
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
@@ -84,7 +71,7 @@ async fn a_half_close_right_after_the_request_gets_every_response() {
             }
         }
         let reg = server.registry.clone();
-        wait(&reg, |t| t.closed == 100).await;
+        support::wait_totals(&reg, |t| t.closed == 100).await;
         let t = reg.totals();
         assert_eq!(t.requests_on_closed, expected, "{mode:?}: {t:?}");
         assert_eq!(t.requests_unanswered, 0, "{mode:?}: {t:?}");
@@ -208,11 +195,11 @@ async fn an_http2_peer_that_closes_with_a_stalled_stream_releases_the_descriptor
             if round % 2 == 0 {
                 // FIN only: the socket stays open on our side.
                 s.shutdown().await.unwrap();
-                wait(&reg, |t| t.closed == round + 1).await;
+                support::wait_totals(&reg, |t| t.closed == round + 1).await;
                 drop(s);
             } else {
                 drop(s);
-                wait(&reg, |t| t.closed == round + 1).await;
+                support::wait_totals(&reg, |t| t.closed == round + 1).await;
             }
         }
         assert_eq!(reg.live(), 0, "{mode:?}");
@@ -250,7 +237,7 @@ async fn a_preface_or_nothing_never_escapes_the_header_timeout() {
             );
         }
         let reg = server.registry.clone();
-        wait(&reg, |t| t.closed == 4).await;
+        support::wait_totals(&reg, |t| t.closed == 4).await;
         assert_eq!(
             reg.totals().closed_for(CloseReason::HeaderTimeout),
             4,
@@ -282,7 +269,7 @@ async fn a_peer_that_stops_reading_is_cut_by_the_write_timeout() {
         s2.write_all(&h2::start_with_zero_window()).await.unwrap();
         s2.write_all(&h2::get(1, "/big?kb=64")).await.unwrap();
 
-        wait(&reg, |t| t.closed == 2).await;
+        support::wait_totals(&reg, |t| t.closed == 2).await;
         let t = reg.totals();
         assert_eq!(
             t.closed_for(CloseReason::WriteTimeout),
@@ -319,7 +306,7 @@ async fn a_peer_that_never_answers_goaway_is_closed_after_the_grace() {
     // GOAWAY arrives; its PING is never answered, and the connection is never closed by us.
     h2::read_until(&mut s, 7, 0).await;
     let started = tokio::time::Instant::now();
-    wait(&reg, |t| t.closed == 1).await;
+    support::wait_totals(&reg, |t| t.closed == 1).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",

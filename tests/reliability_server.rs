@@ -281,7 +281,7 @@ async fn resets_and_half_close_are_counted_and_leave_nothing_behind() {
         // spawns its signal task on the serve loop's first poll), minus this connection's task.
         let tasks = alive_tasks() - 1;
         reset(c);
-        support::eventually("reset mid-body closed", LONG, || reg.totals().closed == 1).await;
+        support::wait_totals(&reg, |t| t.closed == 1).await;
         assert_eq!(
             reg.totals().closed_for(CloseReason::PeerReset),
             1,
@@ -302,10 +302,7 @@ async fn resets_and_half_close_are_counted_and_leave_nothing_behind() {
             got += n;
         }
         reset(c);
-        support::eventually("reset mid-response closed", LONG, || {
-            reg.totals().closed == 2
-        })
-        .await;
+        support::wait_totals(&reg, |t| t.closed == 2).await;
         assert_eq!(
             reg.totals().closed_for(CloseReason::PeerReset),
             2,
@@ -329,10 +326,7 @@ async fn resets_and_half_close_are_counted_and_leave_nothing_behind() {
         assert_eq!(res.status, 200);
         assert_eq!(support::read_until_closed(&mut c, LONG).await.unwrap(), 0);
         drop(c);
-        support::eventually("half-closed connection closed", LONG, || {
-            reg.totals().closed == 3
-        })
-        .await;
+        support::wait_totals(&reg, |t| t.closed == 3).await;
         let t = reg.totals();
         assert_eq!(t.half_closed_in_flight, 1, "{mode:?}: {t:?}");
         assert_eq!(t.closed_by(Closer::Peer), 1, "{mode:?}: {t:?}");

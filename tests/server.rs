@@ -109,10 +109,7 @@ async fn curl_reuses_connections_and_sees_keep_alive_timeout() {
         );
         // curl closes its connection when it exits: the peer closed first.
         let reg = server.registry.clone();
-        eventually("curl's connection closed", LONG, || {
-            reg.totals().closed == 1
-        })
-        .await;
+        support::wait_totals(&reg, |t| t.closed == 1).await;
         let t = reg.totals();
         assert_eq!(t.opened, 1, "{mode:?}");
         assert_eq!(t.closed_by(Closer::Peer), 1, "{mode:?}: {t:?}");
@@ -139,7 +136,7 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
         // The server closes the idle connection: we read EOF.
         assert_eq!(read_until_closed(&mut client, LONG).await.unwrap(), 0);
         let reg = server.registry.clone();
-        eventually("close recorded", LONG, || reg.totals().closed == 1).await;
+        support::wait_totals(&reg, |t| t.closed == 1).await;
         let t = reg.totals();
         assert_eq!(t.closed_for(CloseReason::IdleTimeout), 1, "{mode:?}: {t:?}");
         assert_eq!(t.closed_by(Closer::Local), 1, "{mode:?}");
@@ -178,7 +175,7 @@ async fn max_requests_sends_connection_close_and_curl_reconnects() {
         // Two TCP connections: the third request went on a new one.
         assert_eq!(err.matches("Connected to").count(), 2, "{mode:?}: {err}");
         let reg = server.registry.clone();
-        eventually("both connections closed", LONG, || reg.totals().closed == 2).await;
+        support::wait_totals(&reg, |t| t.closed == 2).await;
         let t = reg.totals();
         assert_eq!(t.opened, 2);
         assert_eq!(t.closed_for(CloseReason::MaxRequests), 1, "{mode:?}: {t:?}");
@@ -215,7 +212,7 @@ async fn peer_half_close_on_idle_connection_leaves_no_close_wait() {
         ])
         .is_empty());
         let reg = server.registry.clone();
-        eventually("close recorded", LONG, || reg.totals().closed == 1).await;
+        support::wait_totals(&reg, |t| t.closed == 1).await;
         assert_eq!(
             reg.totals().closed_for(CloseReason::PeerClosed),
             1,
@@ -245,7 +242,7 @@ async fn half_a_header_is_cut_at_the_header_timeout() {
         let _ = read_until_closed(&mut slow, LONG).await;
         let _ = read_until_closed(&mut silent, LONG).await;
         let reg = server.registry.clone();
-        eventually("three closes", LONG, || reg.totals().closed == 3).await;
+        support::wait_totals(&reg, |t| t.closed == 3).await;
         let t = reg.totals();
         assert_eq!(
             t.closed_for(CloseReason::HeaderTimeout),
@@ -380,7 +377,7 @@ async fn half_close_with_a_request_in_flight_finishes_or_cancels() {
             let res = read_response(&mut client).await;
             assert_eq!(res.is_ok(), expect_response, "{policy:?} {mode:?}: {res:?}");
             let reg = server.registry.clone();
-            eventually("closed", LONG, || reg.totals().closed == 1).await;
+            support::wait_totals(&reg, |t| t.closed == 1).await;
             let t = reg.totals();
             assert_eq!(t.half_closed_in_flight, 1);
             assert_eq!(t.closed_by(Closer::Peer), 1, "{policy:?} {mode:?}: {t:?}");
@@ -421,7 +418,7 @@ async fn abort_linger_leaves_no_time_wait_anywhere() {
         }
         drop(client);
         let reg = server.registry.clone();
-        eventually("closed", LONG, || reg.totals().closed == 1).await;
+        support::wait_totals(&reg, |t| t.closed == 1).await;
         assert_eq!(reg.totals().aborted, (linger == Linger::Abort) as u64);
         // Match this connection's exact 4-tuple, either end: other tests' old TIME_WAIT
         // sockets may share one of its port numbers.
@@ -480,7 +477,7 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
     assert!(first.bytes_in > 0 && first.bytes_out > first.bytes_in);
     drop(a);
     drop(b);
-    eventually("both closed", LONG, || reg.totals().closed == 2).await;
+    support::wait_totals(&reg, |t| t.closed == 2).await;
 
     let events = events.lock().unwrap().clone();
     let of_first: Vec<_> = events
@@ -623,7 +620,7 @@ async fn http2_connection_retires_with_goaway_after_max_requests() {
         .unwrap()
         .unwrap();
     let reg = server.registry.clone();
-    eventually("closed", LONG, || reg.totals().closed == 1).await;
+    support::wait_totals(&reg, |t| t.closed == 1).await;
     // Retired by us; after the GOAWAY the client may send the first FIN: both are recorded.
     let t = reg.totals();
     assert_eq!(t.closed_for(CloseReason::MaxRequests), 1, "{t:?}");
@@ -641,7 +638,7 @@ async fn max_age_retires_an_idle_connection() {
     assert_eq!(get(&mut client, "/").await.unwrap().status, 200);
     assert_eq!(read_until_closed(&mut client, LONG).await.unwrap(), 0);
     let reg = server.registry.clone();
-    eventually("closed", LONG, || reg.totals().closed == 1).await;
+    support::wait_totals(&reg, |t| t.closed == 1).await;
     assert_eq!(reg.totals().closed_for(CloseReason::MaxAge), 1);
     server.stop().await;
 }
@@ -660,7 +657,7 @@ async fn retire_from_a_handle_closes_after_the_response() {
     conn.retire();
     assert!(conn.is_retiring());
     assert_eq!(read_until_closed(&mut client, LONG).await.unwrap(), 0);
-    eventually("closed", LONG, || reg.totals().closed == 1).await;
+    support::wait_totals(&reg, |t| t.closed == 1).await;
     let t = reg.totals();
     assert_eq!(t.closed_for(CloseReason::Retired), 1, "{t:?}");
     assert_eq!(t.closed_by(Closer::Local), 1, "{t:?}");

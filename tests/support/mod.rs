@@ -279,3 +279,17 @@ pub async fn curl(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Waits, on the registry's close events and with a bound, until its totals satisfy `cond`;
+/// fails with the totals it last saw.
+pub async fn wait_totals(
+    reg: &conn_hygiene::server::ConnectionRegistry,
+    cond: impl FnMut(&conn_hygiene::server::RegistryTotals) -> bool,
+) {
+    if tokio::time::timeout(Duration::from_secs(10), reg.wait_for(cond))
+        .await
+        .is_err()
+    {
+        panic!("totals never got there in 10 s: {:?}", reg.totals());
+    }
+}
