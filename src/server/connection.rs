@@ -260,7 +260,7 @@ pub(crate) struct ConnShared {
     /// Requests the layer saw, numbering [`ConnectionInfo::request_number`].
     pub(crate) layer_requests: AtomicU64,
     /// Requests in a handler or a response body, as the layer counts them.
-    pub(crate) handlers: Arc<AtomicU32>,
+    pub(crate) handlers: AtomicU32,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     /// Wakes the task that reads the stream; only through [`wake_io`](Self::wake_io).
@@ -297,7 +297,7 @@ impl ConnShared {
             requests: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             layer_requests: AtomicU64::new(0),
-            handlers: Arc::new(AtomicU32::new(0)),
+            handlers: AtomicU32::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             io_waker: AtomicWaker::new(),

@@ -179,8 +179,20 @@ impl Scanner {
                         }
                     }
                 }
+                // Empty lines between messages are skipped in one pass (as the byte path skips
+                // them one by one): a line that starts with them is never searched again from
+                // each of its bytes, which would make a run of them cost quadratic time.
+                St::Idle if matches!(buf[0], b'\r' | b'\n') => {
+                    let n = buf
+                        .iter()
+                        .position(|b| !matches!(b, b'\r' | b'\n'))
+                        .unwrap_or(buf.len());
+                    buf = &buf[n..];
+                }
                 // A whole line in the buffer (the usual case) is taken at once; a line split
-                // across reads goes byte by byte.
+                // across reads goes byte by byte. `whole_line` takes every line it is given here
+                // (it declines only one that starts with `\r` between messages, skipped above),
+                // so each byte is searched for a newline once.
                 St::Idle | St::LineStart => match find_newline(buf) {
                     Some(i) if self.whole_line(&buf[..i], &mut seen, answering, on_head) => {
                         buf = &buf[i + 1..];

@@ -203,3 +203,26 @@ fn whole_lines_and_single_bytes_frame_mutated_input_alike() {
         );
     }
 }
+
+#[test]
+fn runs_of_empty_lines_and_partial_lines_are_framed_in_one_pass() {
+    // A megabyte of carriage returns between messages, then a request: linear work, same
+    // framing whether it arrives whole or in pieces.
+    let mut input = vec![b'\r'; 1 << 20];
+    input.extend_from_slice(b"\nGET / HTTP/1.1\r\n\r\n");
+    let mut whole = H1::default();
+    whole.requests(&input);
+    let mut pieces = H1::default();
+    for chunk in input.chunks(4096) {
+        pieces.requests(chunk);
+    }
+    assert_eq!(outcome(&whole), outcome(&pieces));
+    assert_eq!(whole.request_heads, 1);
+    // A megabyte header line with no newline yet: still in the head, nothing framed.
+    let mut h = H1::default();
+    h.requests(b"GET / HTTP/1.1\r\nX-Long: ");
+    h.requests(&vec![b'a'; 1 << 20]);
+    assert!(h.requests.in_head());
+    h.requests(b"\r\n\r\n");
+    assert_eq!(h.request_heads, 1);
+}

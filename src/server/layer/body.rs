@@ -1,28 +1,28 @@
 use std::{
     pin::Pin,
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     task::{ready, Context, Poll},
 };
 
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-/// Counts one request in its handler or response body; dropping it ends the count.
-pub(crate) struct HandlerGuard(pub(crate) Arc<AtomicU32>);
+use crate::server::connection::ConnShared;
+
+/// Counts one request in its handler or response body on its connection; dropping it ends
+/// the count.
+pub(crate) struct HandlerGuard(pub(crate) Arc<ConnShared>);
 
 impl HandlerGuard {
-    pub(crate) fn new(count: Arc<AtomicU32>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        Self(count)
+    pub(crate) fn new(conn: Arc<ConnShared>) -> Self {
+        conn.handlers.fetch_add(1, Ordering::AcqRel);
+        Self(conn)
     }
 }
 
 impl Drop for HandlerGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.handlers.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

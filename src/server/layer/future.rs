@@ -8,8 +8,6 @@ use http::{header, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use super::{body::HandlerGuard, ResponseBody};
-use std::sync::Arc;
-
 use crate::server::connection::{CloseReason, ConnShared};
 
 pin_project! {
@@ -18,24 +16,16 @@ pin_project! {
         #[pin]
         inner: F,
         guard: Option<HandlerGuard>,
-        conn: Option<Arc<ConnShared>>,
         request: u64,
         http1: bool,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn tracked(
-        inner: F,
-        conn: Arc<ConnShared>,
-        guard: HandlerGuard,
-        request: u64,
-        http1: bool,
-    ) -> Self {
+    pub(crate) fn tracked(inner: F, guard: HandlerGuard, request: u64, http1: bool) -> Self {
         Self {
             inner,
             guard: Some(guard),
-            conn: Some(conn),
             request,
             http1,
         }
@@ -45,7 +35,6 @@ impl<F> ResponseFuture<F> {
         Self {
             inner,
             guard: None,
-            conn: None,
             request: 0,
             http1: false,
         }
@@ -62,10 +51,9 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard.take();
-        let conn = this.conn.take();
         Poll::Ready(result.map(|mut res| {
-            if let Some(c) = &conn {
-                decorate(c, &mut res, *this.request, *this.http1);
+            if let Some(g) = &guard {
+                decorate(&g.0, &mut res, *this.request, *this.http1);
             }
             res.map(|body| ResponseBody::new(body, guard))
         }))

@@ -86,14 +86,13 @@ where
         };
         let http2 = req.version() == Version::HTTP_2;
         let request = conn.0.layer_request(http2);
-        let guard = HandlerGuard::new(conn.0.handlers.clone());
+        let guard = HandlerGuard::new(conn.0.clone());
         let age = conn.0.opened.elapsed();
-        let shared = conn.0.clone();
         req.extensions_mut().insert(ConnectionInfo {
             connection: conn,
             request,
             age,
         });
-        ResponseFuture::tracked(self.inner.call(req), shared, guard, request, !http2)
+        ResponseFuture::tracked(self.inner.call(req), guard, request, !http2)
     }
 }
