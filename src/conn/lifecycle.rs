@@ -93,6 +93,8 @@ pub(crate) struct Lifecycle {
     head_started: Stamp,
     idle_since: Stamp,
     goaway_at: Stamp,
+    /// The last byte either way, while the bytes cannot be framed.
+    unframed_activity: Stamp,
     peer_eof: bool,
     eof_held: bool,
     watch: WriteWatch,
@@ -109,6 +111,7 @@ impl Lifecycle {
             head_started: Stamp::Unset,
             idle_since: Stamp::At(opened),
             goaway_at: Stamp::Unset,
+            unframed_activity: Stamp::Unset,
             peer_eof: false,
             eof_held: false,
             watch: WriteWatch::new(limits.write),
@@ -132,6 +135,7 @@ impl Lifecycle {
             self.head_started = Stamp::Pending;
         }
         self.moved |= change.request_started || (change.messages && self.wire.at_boundary());
+        self.note_unframed();
         change
     }
 
@@ -148,7 +152,17 @@ impl Lifecycle {
             self.idle_since = Stamp::Pending;
         }
         self.moved |= change.messages && self.wire.at_boundary();
+        self.note_unframed();
         change
+    }
+
+    /// Bytes that cannot be framed keep no message boundary: the idle timeout then counts from
+    /// the last byte either way, so that no input can turn the limits off.
+    fn note_unframed(&mut self) {
+        if self.wire.framing() == Framing::Lost {
+            self.unframed_activity = Stamp::Pending;
+            self.moved = true;
+        }
     }
 
     /// A write could not go on: the send buffer is full.
@@ -211,6 +225,7 @@ impl Lifecycle {
         let head_started = self.head_started.resolve(now);
         let idle_since = self.idle_since.resolve(now);
         let goaway_at = self.goaway_at.resolve(now);
+        let unframed_activity = self.unframed_activity.resolve(now);
         let wire = &self.wire;
         let mut best: Option<(Instant, Due)> = None;
         let mut consider = |at: Instant, due: Due| {
@@ -221,8 +236,16 @@ impl Lifecycle {
         if let Some(at) = self.watch.next_check() {
             consider(at, Due::WriteCheck);
         }
-        if wire.framing() != Framing::Known {
-            return best;
+        match wire.framing() {
+            Framing::Known => {}
+            // An upgraded connection's protocol is the application's.
+            Framing::Tunnel => return best,
+            Framing::Lost => {
+                if let (Some(t), Some(last)) = (self.limits.idle, unframed_activity) {
+                    consider(last + t, Due::Idle);
+                }
+                return best;
+            }
         }
         let boundary = wire.at_boundary() && !self.eof_held;
         if let Some(at) = goaway_at {
@@ -400,6 +423,24 @@ mod tests {
         l.received(b"\r\n");
         l.sent(OK);
         assert_eq!(l.next(now, true), Some((now, Due::Retire)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_that_cannot_be_framed_still_meet_the_idle_timeout() {
+        let mut l = server(limits());
+        l.received(b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
+        let t0 = Instant::now();
+        assert_eq!(
+            l.next(t0, false).map(|(at, d)| (at, d)),
+            Some((t0 + Duration::from_secs(75), Due::Idle))
+        );
+        tokio::time::advance(Duration::from_secs(30)).await;
+        l.received(b"more");
+        let t1 = Instant::now();
+        assert_eq!(
+            l.next(t1, false),
+            Some((t1 + Duration::from_secs(75), Due::Idle))
+        );
     }
 
     #[tokio::test(start_paused = true)]
