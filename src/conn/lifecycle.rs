@@ -431,7 +431,7 @@ mod tests {
         l.received(b"POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n");
         let t0 = Instant::now();
         assert_eq!(
-            l.next(t0, false).map(|(at, d)| (at, d)),
+            l.next(t0, false),
             Some((t0 + Duration::from_secs(75), Due::Idle))
         );
         tokio::time::advance(Duration::from_secs(30)).await;
