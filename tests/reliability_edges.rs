@@ -318,3 +318,41 @@ async fn a_peer_that_never_answers_goaway_is_closed_after_the_grace() {
     drop(s);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fin_then_reset_on_a_stalled_http1_response_releases_the_descriptor() {
+    for mode in MODES {
+        let server = start(mode, listener(ConnectionLimits::default()), LONG).await;
+        let reg = server.registry.clone();
+        let baseline = open_fds();
+        for round in 0..10u64 {
+            let s = TcpStream::connect(server.addr).await.unwrap();
+            let std = s.into_std().unwrap();
+            std.set_nonblocking(false).unwrap();
+            let sock = socket2::Socket::from(std);
+            sock.set_recv_buffer_size(4096).unwrap();
+            use std::io::Write;
+            (&sock)
+                .write_all(b"GET /big?kb=4096 HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap();
+            // The response stalls on our closed window; our FIN is held by the server until
+            // the response ends, which it never will: then we reset.
+            sock.shutdown(std::net::Shutdown::Write).unwrap();
+            support::eventually("the server's response stalled", LONG, || {
+                reg.snapshot()
+                    .connections
+                    .iter()
+                    .any(|c| c.bytes_out > 64 * 1024)
+            })
+            .await;
+            sock.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(sock);
+            support::wait_totals(&reg, |t| t.closed == round + 1).await;
+        }
+        assert_eq!(reg.live(), 0, "{mode:?}");
+        let t = reg.totals();
+        assert_eq!(t.requests_unanswered, 10, "{mode:?}: {t:?}");
+        support::eventually("descriptors released", LONG, || open_fds() <= baseline).await;
+        server.stop().await;
+    }
+}
