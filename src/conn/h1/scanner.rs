@@ -317,14 +317,20 @@ impl Scanner {
                     b'A'..=b'F' => Some(b - b'A' + 10),
                     _ => None,
                 };
-                match d {
-                    Some(d) if digits < 15 => {
+                // Bounded by the value, not the digits: leading zeros are valid, and the HTTP
+                // stack refuses only a size that overflows.
+                match d.and_then(|d| {
+                    size.checked_mul(16)?
+                        .checked_add(u64::from(d))
+                        .map(|v| (d, v))
+                }) {
+                    Some((_, v)) => {
                         self.st = St::ChunkSize {
-                            size: size << 4 | u64::from(d),
-                            digits: digits + 1,
+                            size: v,
+                            digits: digits.saturating_add(1),
                         }
                     }
-                    Some(_) => self.lost(),
+                    None if d.is_some() => self.lost(),
                     None if digits == 0 => self.lost(),
                     None if b == b'\n' => self.st = chunk_size_done(size),
                     None => self.st = St::ChunkExt { size },

@@ -226,3 +226,26 @@ fn runs_of_empty_lines_and_partial_lines_are_framed_in_one_pass() {
     h.requests(b"\r\n\r\n");
     assert_eq!(h.request_heads, 1);
 }
+
+#[test]
+fn chunk_sizes_may_have_leading_zeros_only_overflow_is_lost() {
+    // hyper takes any number of leading zeros (18 hex digits here) and refuses only a size
+    // that overflows 64 bits.
+    let input: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+        000000000000000005\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    for parts in splits(input) {
+        let mut h = H1::default();
+        for p in &parts {
+            h.requests(p);
+        }
+        assert_eq!(h.framing(), Framing::Known, "{parts:?}");
+        assert_eq!((h.request_heads, h.requests_complete), (2, 2), "{parts:?}");
+    }
+    let mut h = H1::default();
+    h.requests(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n");
+    assert_eq!(
+        h.framing(),
+        Framing::Lost,
+        "17 significant hex digits overflow"
+    );
+}
