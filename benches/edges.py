@@ -16,19 +16,12 @@ Each figure is printed as one line `mode figure value`:
                       never read, once the write timeout (2 s here) has passed
 Talks to loopback only; every loop is bounded in count and time.
 """
+import os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rawhttp import PREFACE, frame, h2_get  # noqa: E402
+
 import argparse, os, signal, socket, struct, subprocess, threading, time
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def frame(ty, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ty, flags]) + struct.pack(">I", stream) + payload
-
-
-def h2_get(stream, path):
-    block = bytes([0x82, 0x86, 0x41, 1]) + b"a" + bytes([0x44, len(path)]) + path.encode()
-    return frame(1, 0x5, stream, block)
-
 
 def start(binary, mode, extra=()):
     args = [binary, "--listen", "127.0.0.1:0", "--no-metrics", *extra]
@@ -41,7 +34,6 @@ def start(binary, mode, extra=()):
     host, port = line.split()[-1].rsplit(":", 1)
     return p, (host, int(port))
 
-
 def stop(p):
     p.send_signal(signal.SIGTERM)
     try:
@@ -50,7 +42,6 @@ def stop(p):
         p.kill()
         _, err = p.communicate()
     return err
-
 
 def read_all(s, limit=10):
     s.settimeout(limit)
@@ -65,7 +56,6 @@ def read_all(s, limit=10):
         pass
     return out
 
-
 def half_close(addr, request, n=20):
     got = 0
     for _ in range(n):
@@ -75,7 +65,6 @@ def half_close(addr, request, n=20):
         got += read_all(s).count(b" 200 OK\r\n")
         s.close()
     return got
-
 
 def sigterm(binary, mode):
     p, addr = start(binary, mode)
@@ -121,10 +110,8 @@ def sigterm(binary, mode):
     totals = [l for l in err.splitlines() if l.startswith("connections ")]
     return answered[0], totals[-1] if totals else err.strip()[-300:]
 
-
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
 
 def h2_stalled(addr, pid, n=100):
     before = fds(pid)
@@ -144,7 +131,6 @@ def h2_stalled(addr, pid, n=100):
         time.sleep(0.1)
     return before, fds(pid)
 
-
 def preface_held(addr):
     longest = 0.0
     for data in (b"", PREFACE[:10], PREFACE, PREFACE + frame(4, 0, 0)):
@@ -156,11 +142,9 @@ def preface_held(addr):
         s.close()
     return longest
 
-
 def send_queue(port):
     out = subprocess.run(["ss", "-tnH", f"sport = :{port}"], capture_output=True, text=True).stdout
     return sum(int(l.split()[2]) for l in out.splitlines() if l.split())
-
 
 def slow_readers(binary, mode, n=40):
     p, addr = start(binary, mode, ["--write-timeout", "2"])
@@ -178,7 +162,6 @@ def slow_readers(binary, mode, n=40):
         s.close()
     stop(p)
     return held, after
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -205,7 +188,6 @@ def main():
         if mode != "bare":
             held, after = slow_readers(a.binary, mode)
             print(f"{mode} slow_readers_sendq before={held} after={after}", flush=True)
-
 
 if __name__ == "__main__":
     main()

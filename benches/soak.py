@@ -16,19 +16,12 @@ sampled. A well-behaved request that fails is counted as lost. The last line is 
 {"mode", "secs", "requests_ok", "lost", "rss_kb", "fds", "live"} with first-minute and
 last-minute means of each sample.
 """
+import os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rawhttp import PREFACE, frame, get_until_close, h2_get  # noqa: E402
+
 import argparse, json, random, socket, struct, subprocess, threading, time
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-
-def frame(ty, flags, stream, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ty, flags]) + struct.pack(">I", stream) + payload
-
-
-def h2_get(stream, path):
-    block = bytes([0x82, 0x86, 0x41, 1]) + b"a" + bytes([0x44, len(path)]) + path.encode()
-    return frame(1, 0x5, stream, block)
-
 
 class Stats:
     def __init__(self):
@@ -47,7 +40,6 @@ class Stats:
             if len(self.errors) < 10:
                 self.errors.append(what)
 
-
 def read_response(f):
     status = f.readline()
     if not status:
@@ -61,7 +53,6 @@ def read_response(f):
             length = int(h.split(b":")[1])
     body = f.read(length)
     return status, body
-
 
 def keep_alive(addr, end, stats):
     while time.time() < end:
@@ -81,26 +72,16 @@ def keep_alive(addr, end, stats):
         except OSError as e:
             stats.bad(f"keep-alive: {e}")
 
-
 def short(addr, end, stats):
     while time.time() < end:
         try:
-            s = socket.create_connection(addr, timeout=10)
-            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-            out = b""
-            while True:
-                b = s.recv(65536)
-                if not b:
-                    break
-                out += b
-            s.close()
+            out = get_until_close(addr, "/")
             if b" 200 OK\r\n" in out:
                 stats.good()
             else:
                 stats.bad(f"short: {out[:60]!r}")
         except OSError as e:
             stats.bad(f"short: {e}")
-
 
 def read_frame(s):
     h = b""
@@ -117,7 +98,6 @@ def read_frame(s):
             return None
         p += b
     return h[3], h[4], int.from_bytes(h[5:9], "big") & 0x7FFFFFFF, p
-
 
 def http2(addr, end, stats):
     while time.time() < end:
@@ -152,7 +132,6 @@ def http2(addr, end, stats):
         except OSError as e:
             stats.bad(f"http2: {e}")
 
-
 def half_close(addr, end, rng):
     req = b"GET /slow?ms=20 HTTP/1.1\r\nHost: a\r\n\r\n"
     while time.time() < end:
@@ -167,7 +146,6 @@ def half_close(addr, end, rng):
         except OSError:
             pass
 
-
 def reset(addr, end, rng):
     req = b"GET /big?kb=256 HTTP/1.1\r\nHost: a\r\n\r\n"
     while time.time() < end:
@@ -180,7 +158,6 @@ def reset(addr, end, rng):
             s.close()
         except OSError:
             pass
-
 
 def slow_reader(addr, end, rng):
     while time.time() < end:
@@ -198,27 +175,16 @@ def slow_reader(addr, end, rng):
         except OSError:
             pass
 
-
 def sample(pid, addr):
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1])
-    import os
-
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     live = 0
     try:
-        s = socket.create_connection(addr, timeout=5)
-        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        out = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            out += b
-        s.close()
+        out = get_until_close(addr, "/metrics", timeout=5)
         for line in out.decode(errors="replace").splitlines():
             if line.startswith("conn_hygiene_server_connections{"):
                 live += float(line.rsplit(" ", 1)[1])
@@ -226,10 +192,8 @@ def sample(pid, addr):
         live = -1
     return rss, fds, int(live)
 
-
 def mean(xs):
     return round(sum(xs) / len(xs), 1) if xs else None
-
 
 def main():
     ap = argparse.ArgumentParser()
@@ -288,7 +252,6 @@ def main():
             "max": max(s[i] for s in samples) if samples else None,
         }
     print(json.dumps(summary))
-
 
 if __name__ == "__main__":
     main()
