@@ -231,6 +231,51 @@ async fn an_unread_body_is_a_leak_reported_with_its_line() {
     server.stop().await;
 }
 
+/// A small response body the HTTP stack read whole leaves its connection idle and reusable
+/// while the response's lease is still held: accounting follows the connection's bytes, not
+/// the lease, so the connection is reused, counted idle, and still closed by the client first.
+#[tokio::test(start_paused = true)]
+async fn a_held_small_body_leaves_its_connection_idle_and_closing_first() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(
+        UpstreamConfig::new()
+            .idle_timeout(Duration::from_secs(10))
+            .leak_threshold(Some(Duration::from_secs(5))),
+    );
+    let url = server.url("/");
+    let held = client.get(url.parse().unwrap()).await.unwrap();
+    eventually("the held response's connection to be idle", LONG, || {
+        let s = &client.snapshot()[0];
+        s.idle == 1 && s.leased == 0
+    })
+    .await;
+    // Reused while the first lease is held.
+    get_ok(&client, &url).await;
+    let snap = &client.snapshot()[0];
+    assert_eq!(snap.totals.connects, 1, "{:?}", snap.totals);
+    assert_eq!(snap.connections[0].requests, 2);
+    assert_eq!(snap.leases.outstanding(), 1);
+    // Idle from the second response on: the client closes it at its idle timeout, before the
+    // server's keep-alive.
+    let idle_from = tokio::time::Instant::now();
+    let reg = server.registry.clone();
+    let closed_after = paused_until_closed(&reg, idle_from, Duration::from_secs(60)).await;
+    assert!(
+        closed_after >= Duration::from_secs(10) && closed_after < Duration::from_secs(11),
+        "closed after {closed_after:?}"
+    );
+    assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(ClientCloseReason::IdleTimeout), 1, "{t:?}");
+    assert_eq!(t.closed_by(Closer::Local), 1);
+    // The lease itself is still held, and reported as the leak it is.
+    let leases = client.snapshot()[0].leases.clone();
+    assert_eq!(leases.outstanding(), 1);
+    assert!(leases.leases[0].leaked, "{leases:?}");
+    drop(held);
+    server.stop().await;
+}
+
 #[cfg(feature = "reqwest")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_connects_are_registered_by_destination() {

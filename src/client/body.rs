@@ -52,9 +52,9 @@ impl LeasedBody {
     fn end_lease(self: Pin<&mut Self>) {
         let this = self.project();
         if let Some(lease) = this.lease.take() {
-            let now = lease.end();
+            lease.end();
             if let Some(c) = this.conn.take() {
-                if c.0.response_finished(now) {
+                if c.0.response_finished() {
                     poison(this.capture.as_ref());
                 }
             }

@@ -20,7 +20,10 @@ use crate::lease::RawLease;
 pub enum ClientConnState {
     /// In the pool, waiting for a request.
     Idle,
-    /// Carrying a request whose response body is not yet read or dropped.
+    /// Carrying requests: bytes of a request were written and its response has not been read
+    /// to its end (HTTP/2: a stream is open). Followed from the bytes on the connection, not
+    /// from the lease: a response whose body the HTTP stack read whole leaves the connection
+    /// idle, and reusable, even while its lease is still held.
     Leased,
     /// Being closed.
     Closing,
@@ -158,18 +161,18 @@ pub(crate) struct ClientConn {
     opened_system: SystemTime,
     state: AtomicU8,
     pub(crate) requests: AtomicU64,
+    /// Responses on it whose lease has not ended.
     pub(crate) in_flight: AtomicU32,
-    idle_since: AtomicU64,
     retire_reason: AtomicU8,
     close_reason: AtomicU8,
     /// A request was written and no byte of its response has arrived yet.
     pub(crate) awaiting_response: AtomicBool,
     pub(crate) http2: bool,
+    /// The stream's task, woken when something outside it changes its deadlines (a
+    /// retirement, a keep-alive timeout learned from the server).
     pub(crate) io_waker: AtomicWaker,
     /// Wakes through `io_waker` so far, counted before each wake takes the waker.
     pub(crate) io_wakes: AtomicU32,
-    /// When the stream's timer fires, in nanoseconds since `opened` (`u64::MAX`: no timer).
-    timer_at: AtomicU64,
     /// The lease of the latest response, as its tracker's slot and id: plain stores on the
     /// request path, resolved to a call site only by a snapshot.
     lease_slot: AtomicUsize,
@@ -196,14 +199,12 @@ impl ClientConn {
             state: AtomicU8::new(0),
             requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
-            idle_since: AtomicU64::new(0),
             retire_reason: AtomicU8::new(0),
             close_reason: AtomicU8::new(0),
             awaiting_response: AtomicBool::new(false),
             http2,
             io_waker: AtomicWaker::new(),
             io_wakes: AtomicU32::new(0),
-            timer_at: AtomicU64::new(u64::MAX),
             lease_slot: AtomicUsize::new(usize::MAX),
             lease_id: AtomicU64::new(0),
         }
@@ -253,28 +254,24 @@ impl ClientConn {
         }
     }
 
-    fn since_opened(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.opened).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Carrying a request or response (leased, or HTTP/2 streams in flight). SeqCst: see
-    /// `publish_timer`.
-    pub(crate) fn busy(&self) -> bool {
-        self.state.load(Ordering::SeqCst) != ClientConnState::Idle as u8
-            || self.in_flight.load(Ordering::SeqCst) > 0
-    }
-
-    /// The stream armed its timer at `at`. SeqCst: the stream then reads the state again
-    /// (`busy`), and `response_finished` sets the state then reads this; one of them sees the
-    /// other.
-    pub(crate) fn publish_timer(&self, at: Instant) {
-        self.timer_at.store(self.since_opened(at), Ordering::SeqCst);
-    }
-
-    /// The IO saw a request written on an idle HTTP/1 connection: it is leased.
-    pub(crate) fn request_written(&self) {
-        self.awaiting_response.store(true, Ordering::Release);
+    /// The stream saw request bytes written on an idle connection: it is leased.
+    pub(crate) fn became_busy(&self) {
         self.set_state(ClientConnState::Idle, ClientConnState::Leased);
+    }
+
+    /// The stream saw the last response end: the connection is idle, or must retire when the
+    /// upstream already holds its maximum of idle connections.
+    pub(crate) fn became_idle(&self) {
+        if self.upstream.idle_count() >= self.upstream.config().max_idle {
+            self.retire(ClientCloseReason::MaxIdle);
+        }
+        self.set_state(ClientConnState::Leased, ClientConnState::Idle);
+    }
+
+    /// Wakes the stream's task so it computes its deadlines again.
+    pub(crate) fn wake_io(&self) {
+        self.io_wakes.fetch_add(1, Ordering::AcqRel);
+        self.io_waker.wake();
     }
 
     /// A response arrived on this connection; returns whether the connection must retire (max
@@ -286,9 +283,7 @@ impl ClientConn {
         self.lease_slot.store(slot, Ordering::Release);
         self.lease_id.store(id, Ordering::Release);
         let n = self.requests.fetch_add(1, Ordering::AcqRel) + 1;
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.set_state(ClientConnState::Idle, ClientConnState::Leased);
-        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         let cfg = self.upstream.config();
         let retiring = if cfg.max_requests.is_some_and(|max| n >= max) {
             self.retire(ClientCloseReason::MaxRequests);
@@ -302,57 +297,25 @@ impl ClientConn {
         (retiring, n)
     }
 
-    /// A response body ended or was dropped; returns true when the connection must leave the
-    /// pool (the upstream already holds its maximum of idle connections, or it is retiring).
-    pub(crate) fn response_finished(&self, now: Instant) -> bool {
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) != 1 {
-            return false;
-        }
+    /// A response's lease ended (its body ended or was dropped); returns true when the
+    /// connection must leave the pool (it is retiring).
+    pub(crate) fn response_finished(&self) -> bool {
         // The site stays until the next response replaces it; a snapshot shows it only while
         // a response is in flight.
-        let since = self.since_opened(now);
-        self.idle_since.store(since, Ordering::Release);
-        if self.upstream.idle_count() >= self.upstream.config().max_idle {
-            self.retire(ClientCloseReason::MaxIdle);
-        }
-        self.set_state(ClientConnState::Leased, ClientConnState::Idle);
-        // The stream is not woken for every response: it keeps a timer armed while leased. It
-        // is woken when it must act now (retiring), or when that timer would fire past the
-        // connection's next deadline, idle or age (no timer armed yet, or the idle timeout
-        // shrank since, say from a server's Keep-Alive header).
-        let retiring = self.retire_reason().is_some();
-        let (deadline, _) = self.idle_deadline(since);
-        if retiring || self.timer_at.load(Ordering::SeqCst) > deadline {
-            self.io_wakes.fetch_add(1, Ordering::AcqRel);
-            self.io_waker.wake();
-        }
-        retiring
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.retire_reason().is_some()
     }
 
-    /// When the connection, idle since `idle_since`, must close, and why: its idle timeout or
-    /// its max age, whichever comes first. Both times in nanoseconds since `opened`.
-    fn idle_deadline(&self, idle_since: u64) -> (u64, ClientCloseReason) {
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        let idle = idle_since.saturating_add(nanos(self.upstream.idle_timeout()));
-        match self.upstream.config().max_age.map(nanos) {
-            Some(age) if age < idle => (age, ClientCloseReason::MaxAge),
-            _ => (idle, ClientCloseReason::IdleTimeout),
-        }
-    }
-
-    /// The idle deadline of the current idle period (see `idle_deadline`), as an instant.
-    pub(crate) fn next_idle_deadline(&self) -> (Instant, ClientCloseReason) {
-        let (at, reason) = self.idle_deadline(self.idle_since.load(Ordering::Acquire));
-        (self.opened + Duration::from_nanos(at), reason)
-    }
-
+    /// Retires the connection: its stream closes it at the next message boundary (at once
+    /// when idle).
     pub(crate) fn retire(&self, reason: ClientCloseReason) {
-        let _ = self.retire_reason.compare_exchange(
-            0,
-            reason.to_u8(),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let set = self
+            .retire_reason
+            .compare_exchange(0, reason.to_u8(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if set {
+            self.wake_io();
+        }
     }
 
     pub(crate) fn retire_reason(&self) -> Option<ClientCloseReason> {

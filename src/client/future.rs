@@ -163,6 +163,11 @@ where
                         if first {
                             if let Some(ka) = res.headers().get(&KEEP_ALIVE) {
                                 lease.upstream.learn_keep_alive(ka);
+                                // The connection may be idle already (its stream read the
+                                // whole response), its idle timer armed for a longer timeout.
+                                if let Some(c) = &conn {
+                                    c.0.wake_io();
+                                }
                             }
                         }
                         let capture = capture.take();

@@ -1,6 +1,5 @@
 use std::{
     fmt,
-    future::Future,
     io::{self, IoSlice},
     os::fd::AsRawFd,
     pin::Pin,
@@ -15,41 +14,92 @@ use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
     sync::OwnedSemaphorePermit,
-    time::{Instant, Sleep},
+    time::Instant,
 };
 
 use super::{
-    config::CloseOrder,
-    conn::{ClientCloseReason, ClientConn, ClientConnState, UpstreamConnection},
+    config::{CloseOrder, UpstreamConfig},
+    conn::{ClientCloseReason, ClientConn, UpstreamConnection},
 };
-use crate::{close::Closer, conn::write_watch::WriteWatch, policy::Linger, sys};
+use crate::{
+    close::Closer,
+    conn::{
+        lifecycle::{Due, Lifecycle, Limits, GOAWAY_GRACE},
+        timer::Timer,
+        wire::{Change, Wire},
+    },
+    policy::Linger,
+    sys,
+};
+
+/// What the stream now answers in place of the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Injected {
+    /// We close first: the stack sees the connection end, drops it from its pool and closes.
+    Eof,
+    WriteTimeout,
+}
+
+impl Injected {
+    fn error(self) -> Option<io::Error> {
+        match self {
+            Injected::Eof => None,
+            Injected::WriteTimeout => Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request bytes made no progress within the write timeout",
+            )),
+        }
+    }
+
+    fn read_result(self) -> io::Result<()> {
+        self.error().map_or(Ok(()), Err)
+    }
+}
+
+/// The limits of an upstream's connections, as the connection core takes them.
+fn limits(cfg: &UpstreamConfig, idle: Duration) -> Limits {
+    Limits {
+        // A client waits for responses: the per-request timeouts bound that, not the stream.
+        header: None,
+        idle: Some(idle),
+        max_age: cfg.max_age,
+        max_requests: cfg.max_requests,
+        write: cfg.write_timeout,
+        // The server closing is never held back on a client.
+        finish_half_closed: false,
+        goaway_grace: GOAWAY_GRACE,
+    }
+}
 
 /// An outbound TCP connection, tracked from connect to close.
 ///
-/// Closes itself at a message boundary when its upstream's idle timeout, max age, max requests
-/// or max idle says so (the HTTP stack then sees the connection end before it could reuse it),
-/// and records at drop who closed first and why.
+/// Follows the bytes both ways to know where each request and response starts and ends
+/// (HTTP/1 framing, HTTP/2 frames): the connection is leased from the first byte of a request
+/// until its response has been read to its end, whatever happens to the response's lease. At
+/// a message boundary it closes itself when its upstream's idle timeout, max age, max requests
+/// or max idle says so (the HTTP stack then sees the connection end before it could reuse it);
+/// it cuts request bytes that make no progress within the write timeout, and records at drop
+/// who closed first and why.
 pub struct UpstreamStream {
     inner: Option<TcpStream>,
     conn: Arc<ClientConn>,
-    timer: Option<Pin<Box<Sleep>>>,
-    /// The timer is armed and not seen fired.
-    timer_armed: bool,
-    /// The timer was polled (so holds this task's waker) since it was armed, and was pending.
-    timer_polled: bool,
+    life: Lifecycle,
+    timer: Timer,
+    /// Something changed since the deadlines were last computed.
+    dirty: bool,
     /// The waker last registered in the connection's `io_waker`.
     waker: Option<Waker>,
-    /// The connection's wake count when the stream last looked.
+    /// The connection's wake count when that waker was registered.
     wakes_seen: u32,
-    eof_injected: bool,
+    /// The wake count when the deadlines were last computed.
+    wakes_computed: u32,
+    injected: Option<Injected>,
+    /// The connection was last published as leased rather than idle.
+    busy: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
     error: Option<ClientCloseReason>,
     abort: bool,
-    /// Pending request bytes and their progress (the write timeout).
-    watch: WriteWatch,
-    /// The write timeout cut the connection: writes fail from then on.
-    write_timed_out: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -67,22 +117,24 @@ impl UpstreamStream {
         conn: Arc<ClientConn>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
-        let watch = WriteWatch::new(conn.upstream.config().write_timeout);
+        let up = &conn.upstream;
+        let limits = limits(up.config(), up.idle_timeout());
+        let life = Lifecycle::new(Wire::client(conn.http2), limits, conn.opened);
         Self {
             inner: Some(stream),
             conn,
-            timer: None,
-            timer_armed: false,
-            timer_polled: false,
+            life,
+            timer: Timer::default(),
+            dirty: true,
             waker: None,
             wakes_seen: 0,
-            eof_injected: false,
+            wakes_computed: 0,
+            injected: None,
+            busy: false,
             shutdown_started: false,
             peer_fin_first: false,
             error: None,
             abort: false,
-            watch,
-            write_timed_out: false,
             _permit: permit,
         }
     }
@@ -92,109 +144,116 @@ impl UpstreamStream {
         UpstreamConnection(self.conn.clone())
     }
 
-    /// Arms the timer at `at` and publishes the time for the response-end check
-    /// ([`ClientConn::response_finished`]).
-    fn arm(&mut self, at: Instant) {
-        match &mut self.timer {
-            Some(t) => t.as_mut().reset(at),
-            None => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+    fn inject(&mut self, what: Injected) {
+        if self.injected.is_none_or(|i| i == Injected::Eof) {
+            self.injected = Some(what);
         }
-        self.timer_armed = true;
-        self.timer_polled = false;
-        self.conn.publish_timer(at);
     }
 
-    /// Looks at the connection now: `Some` means close it now (a retirement, or its idle or
-    /// age deadline passed); otherwise the timer is armed for the next look.
-    ///
-    /// A busy (leased) connection has no deadline of its own: its timer is a recheck at
-    /// `now + idle timeout`. A response's end does not wake the stream when the armed timer
-    /// fires no later than the connection's new deadline (the common case: the stream is
-    /// left alone on the request path), and wakes it otherwise.
-    fn decide(&mut self) -> Option<ClientCloseReason> {
+    /// Publishes what a chunk of bytes changed: the state, max requests.
+    fn publish(&mut self, change: Change) {
+        self.dirty |= self.life.take_moved();
+        if change == Change::default() {
+            return;
+        }
+        let c = &*self.conn;
+        if change.messages && self.life.max_requests_reached() && c.retire_reason().is_none() {
+            c.retire(ClientCloseReason::MaxRequests);
+        }
+        let busy = !self.life.wire.at_boundary();
+        if busy != self.busy {
+            self.busy = busy;
+            if busy {
+                c.became_busy();
+            } else {
+                c.became_idle();
+            }
+        }
+    }
+
+    /// Registers this task in the connection's `io_waker`, unless the waker registered last
+    /// is this task's and no wake has taken it since.
+    fn register_io(&mut self, cx: &mut Context<'_>) {
+        let c = &*self.conn;
+        let wakes = c.io_wakes.load(Ordering::Acquire);
+        if wakes == self.wakes_seen && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return;
+        }
+        c.io_waker.register(cx.waker());
+        self.waker = Some(cx.waker().clone());
+        self.wakes_seen = wakes;
+    }
+
+    /// The deadlines, on the way to `Pending` (or after bytes when the timer already fired).
+    /// `Some` is what the stream answers now in place of the socket.
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Option<Injected> {
+        for _ in 0..4 {
+            // A wake from outside (a retirement, a keep-alive timeout learned) moves them too.
+            let wakes = self.conn.io_wakes.load(Ordering::Acquire);
+            if wakes != self.wakes_computed {
+                self.wakes_computed = wakes;
+                self.dirty = true;
+            }
+            if self.dirty {
+                self.dirty = false;
+                let retiring = self.conn.retire_reason().is_some();
+                self.life.set_idle(Some(self.conn.upstream.idle_timeout()));
+                let now = Instant::now();
+                let next = self.life.next(now, retiring);
+                if let Some((at, due)) = next {
+                    if at <= now {
+                        if let Some(injected) = self.act(due, now) {
+                            return Some(injected);
+                        }
+                        self.dirty = true;
+                        continue;
+                    }
+                }
+                self.timer.set(next.map(|(at, _)| at), now);
+            }
+            match self.timer.poll(cx) {
+                Poll::Pending => return None,
+                Poll::Ready(()) => self.dirty = true,
+            }
+        }
+        // Bounded: an instant that keeps being due is looked at again on the next poll.
+        cx.waker().wake_by_ref();
+        None
+    }
+
+    /// Acts on what is due; `Some` ends the connection.
+    fn act(&mut self, due: Due, now: Instant) -> Option<Injected> {
         let conn = self.conn.clone();
         let c = &*conn;
-        for _ in 0..2 {
-            let now = Instant::now();
-            let busy = c.busy();
-            let (at, reason) = if busy {
-                (now + c.upstream.idle_timeout(), None)
-            } else if let Some(reason) = c.retire_reason() {
-                return Some(reason);
-            } else {
-                let (at, reason) = c.next_idle_deadline();
-                (at, Some(reason))
-            };
-            if reason.is_some() && at <= now {
-                return reason;
+        let (reason, injected) = match due {
+            // No header timeout on a client; the idle timeout counts from the last byte of
+            // bytes that cannot be framed.
+            Due::Header | Due::Idle => (ClientCloseReason::IdleTimeout, Injected::Eof),
+            Due::MaxAge => {
+                c.retire(ClientCloseReason::MaxAge);
+                return None;
             }
-            // The write timeout's watch: its looks at the send queue share the timer.
-            self.watch.start(now, 0);
-            if self.watch.next_check().is_some_and(|c| c <= now) {
+            Due::Retire | Due::GoawayGrace => (
+                c.retire_reason().unwrap_or(ClientCloseReason::Discarded),
+                Injected::Eof,
+            ),
+            Due::WriteCheck => {
                 let queue = self
                     .inner
                     .as_ref()
                     .and_then(|s| sys::send_queue(s.as_raw_fd()));
-                if self.watch.check(now, queue, None) {
-                    self.abort = true;
-                    self.write_timed_out = true;
-                    return Some(ClientCloseReason::WriteTimeout);
+                if !self.life.check_write(now, queue) {
+                    return None;
                 }
+                self.abort = true;
+                self.error = Some(ClientCloseReason::WriteTimeout);
+                (ClientCloseReason::WriteTimeout, Injected::WriteTimeout)
             }
-            let at = self.watch.next_check().map_or(at, |c| c.min(at));
-            self.arm(at);
-            // Paired with `response_finished` (state, then the published timer, both SeqCst):
-            // a response that ended after `busy` was read is seen here, or it saw the timer
-            // just published and woke the stream if that timer is too late.
-            if c.busy() == busy {
-                return None;
-            }
-        }
-        None
-    }
-
-    /// The timer, the waker and the connection's state, on the way to `Pending`; `Some` means
-    /// close now.
-    fn poll_deadline(&mut self, cx: &mut Context<'_>, wakes: u32) -> Option<ClientCloseReason> {
-        let mut woken = wakes != self.wakes_seen;
-        if woken || !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            self.conn.io_waker.register(cx.waker());
-            self.waker = Some(cx.waker().clone());
-            // The timer holds the previous task's waker, if any.
-            self.timer_polled = false;
-        }
-        // A wake counts itself before it takes the waker: one counted between the load above
-        // and the registration may have found no waker, so look again.
-        let wakes_now = self.conn.io_wakes.load(Ordering::Acquire);
-        woken |= wakes_now != wakes;
-        self.wakes_seen = wakes_now;
-        let mut look = woken || !self.timer_armed;
-        for _ in 0..2 {
-            if look {
-                if let Some(reason) = self.decide() {
-                    return Some(reason);
-                }
-            }
-            let timer = self.timer.as_mut()?;
-            // Registered with this task and not fired: nothing to poll.
-            if self.timer_polled && !timer.is_elapsed() {
-                return None;
-            }
-            // Unconstrained: a `Pending` from an exhausted task budget would not register the
-            // waker, and the flag above would then skip the poll that does.
-            let polled = Pin::new(&mut tokio::task::unconstrained(timer.as_mut())).poll(cx);
-            if polled.is_pending() {
-                self.timer_polled = true;
-                return None;
-            }
-            // Fired: look at the connection again.
-            self.timer_armed = false;
-            self.timer_polled = false;
-            look = true;
-        }
-        // Fired twice in one poll: come back rather than stall without a timer.
-        cx.waker().wake_by_ref();
-        None
+        };
+        c.set_close_reason(reason);
+        self.inject(injected);
+        Some(injected)
     }
 
     fn note_fin_order(&mut self) {
@@ -211,20 +270,42 @@ impl UpstreamStream {
         });
     }
 
-    fn at_boundary(&self) -> bool {
-        let c = &*self.conn;
-        c.state() != ClientConnState::Leased
-            && c.in_flight.load(Ordering::Acquire) == 0
-            && !c.awaiting_response.load(Ordering::Acquire)
-    }
-
     fn wants_abort(&self) -> bool {
         let up = &self.conn.upstream;
         (up.config().close_order == CloseOrder::AbortOnIdle
             || up.policy().linger() == Linger::Abort)
             && !self.peer_fin_first
             && self.error.is_none()
-            && self.at_boundary()
+            && self.life.wire.at_boundary()
+    }
+
+    /// The server sent GOAWAY before we did: on HTTP/2 that is the server closing first,
+    /// whichever FIN then goes out first.
+    fn peer_goaway_first(&self) -> bool {
+        self.life.wire.h2().is_some_and(|h| h.peer_goaway_first)
+    }
+
+    /// Who closed first and why.
+    fn close_info(&self) -> (Closer, ClientCloseReason) {
+        let c = &*self.conn;
+        let peer_first = self.peer_fin_first || self.peer_goaway_first();
+        let reason = match self.error {
+            Some(e) => e,
+            None if peer_first => ClientCloseReason::ServerClosed,
+            None => c
+                .close_reason()
+                .filter(|r| *r != ClientCloseReason::ServerClosed)
+                .or_else(|| c.retire_reason())
+                .unwrap_or(ClientCloseReason::Discarded),
+        };
+        let closer = match reason {
+            ClientCloseReason::Reset => Closer::Reset,
+            ClientCloseReason::Error => Closer::Error,
+            ClientCloseReason::WriteTimeout => Closer::Timeout,
+            _ if peer_first => Closer::Peer,
+            _ => Closer::Local,
+        };
+        (closer, reason)
     }
 }
 
@@ -246,132 +327,106 @@ impl AsyncRead for UpstreamStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(inner) = this.inner.as_mut().filter(|_| !this.eof_injected) else {
-            return this.read_closed();
-        };
+        if let Some(injected) = this.injected {
+            return Poll::Ready(injected.read_result());
+        }
         // Read first: bytes or an end from the server win over our own deadline, and the
-        // timer and waker are touched only on the way to `Pending` (kept out of line, like
-        // every other path but bytes read).
+        // timer and waker are touched only on the way to `Pending`.
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
+        };
         let before = buf.filled().len();
         match Pin::new(inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                if this.conn.awaiting_response.load(Ordering::Relaxed) {
-                    this.conn.awaiting_response.store(false, Ordering::Release);
+            Poll::Ready(Ok(())) => {
+                let read = &buf.filled()[before..];
+                if read.is_empty() {
+                    return this.read_eof();
+                }
+                let c = &*this.conn;
+                if c.awaiting_response.load(Ordering::Relaxed) {
+                    c.awaiting_response.store(false, Ordering::Release);
+                }
+                let change = this.life.received(read);
+                this.publish(change);
+                // A server that keeps trickling bytes never lets the read go `Pending`: look
+                // at a timer that fired here too (a flag read, no clock). What is due is
+                // answered on the next read; these bytes are delivered.
+                if this.timer.is_elapsed() && this.poll_deadlines(cx).is_some() {
+                    cx.waker().wake_by_ref();
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Ok(())) => this.read_eof(),
-            Poll::Ready(Err(e)) => this.read_error(e),
-            Poll::Pending => this.read_pending(cx),
+            Poll::Ready(Err(e)) => {
+                this.record_error(&e);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                this.register_io(cx);
+                match this.poll_deadlines(cx) {
+                    Some(injected) => Poll::Ready(injected.read_result()),
+                    None => Poll::Pending,
+                }
+            }
         }
     }
 }
 
 impl UpstreamStream {
-    #[cold]
-    fn read_closed(&mut self) -> Poll<io::Result<()>> {
-        if self.eof_injected {
-            Poll::Ready(Ok(()))
-        } else {
-            Poll::Ready(Err(io::ErrorKind::NotConnected.into()))
-        }
-    }
-
     #[cold]
     fn read_eof(&mut self) -> Poll<io::Result<()>> {
         if !self.shutdown_started {
             self.peer_fin_first = true;
         }
+        let _ = self.life.peer_eof();
         self.conn.set_close_reason(ClientCloseReason::ServerClosed);
         Poll::Ready(Ok(()))
     }
 
-    #[cold]
-    fn read_error(&mut self, e: io::Error) -> Poll<io::Result<()>> {
-        self.record_error(&e);
-        Poll::Ready(Err(e))
-    }
-
-    fn read_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Nothing happened since the last `Pending` (the same task, no wake from a response's
-        // end, the timer registered and not fired): nothing to do. The request path ends here.
-        let wakes = self.conn.io_wakes.load(Ordering::Acquire);
-        if self.timer_polled
-            && wakes == self.wakes_seen
-            && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
-            && self.timer.as_ref().is_some_and(|t| !t.is_elapsed())
-        {
-            return Poll::Pending;
-        }
-        self.read_pending_slow(cx, wakes)
-    }
-
-    #[inline(never)]
-    fn read_pending_slow(&mut self, cx: &mut Context<'_>, wakes: u32) -> Poll<io::Result<()>> {
-        match self.poll_deadline(cx, wakes) {
-            // Closing an idle connection ourselves, before the server does: the stack sees
-            // EOF, drops the connection from the pool and closes it.
-            Some(reason) => {
-                self.conn.set_close_reason(reason);
-                self.eof_injected = true;
-                Poll::Ready(Ok(()))
-            }
-            None => Poll::Pending,
-        }
-    }
-}
-
-impl UpstreamStream {
-    fn before_write(&mut self) {
-        let c = &*self.conn;
-        if !c.http2 {
+    fn before_write(&self) {
+        if !self.conn.http2 {
             // Request bytes: until a response byte arrives, a failure of this connection is a
             // failure before any response byte (what makes a replayable request safe to retry).
-            // Set on every write, not only on a connection seen idle: the pool can hand a
-            // connection out again before its previous response's body is marked done.
-            c.awaiting_response.store(true, Ordering::Release);
-            if c.state() == ClientConnState::Idle {
-                // A request on an idle HTTP/1 connection (new or pooled): it is leased.
-                c.request_written();
+            self.conn.awaiting_response.store(true, Ordering::Release);
+        }
+    }
+
+    /// Follows `n` written bytes of `bufs`.
+    fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
+        for b in bufs {
+            if n == 0 {
+                break;
             }
+            let take = n.min(b.len());
+            let change = self.life.sent(&b[..take]);
+            self.publish(change);
+            n -= take;
         }
     }
 
     fn after_write(&mut self, cx: &mut Context<'_>, res: &Poll<io::Result<usize>>) {
-        let start_watch = match res {
-            Poll::Ready(Ok(n)) => self.watch.wrote(*n),
-            Poll::Ready(Err(e)) => {
-                self.record_error(e);
-                false
+        match res {
+            // A request started: the write watch may have started, and the stack may not poll
+            // the read side again before it is due, so the timer is armed here.
+            Poll::Ready(Ok(_)) => {
+                if self.dirty && self.poll_deadlines(cx).is_some() {
+                    // The reader answers what was injected.
+                    cx.waker().wake_by_ref();
+                }
             }
-            Poll::Pending => self.watch.blocked(),
-        };
-        if start_watch {
-            self.look_from_write(cx);
+            Poll::Ready(Err(e)) => self.record_error(e),
+            Poll::Pending => {
+                self.life.write_blocked();
+                self.dirty = true;
+                if self.poll_deadlines(cx).is_some() {
+                    cx.waker().wake_by_ref();
+                }
+            }
         }
     }
 
-    /// The write timeout's watch starts: the timer must include it now, since the stack may
-    /// not poll the read side again before it is due.
-    #[cold]
-    fn look_from_write(&mut self, cx: &mut Context<'_>) {
-        self.timer_armed = false;
-        let wakes = self.conn.io_wakes.load(Ordering::Acquire);
-        if let Some(reason) = self.poll_deadline(cx, wakes) {
-            self.conn.set_close_reason(reason);
-            self.eof_injected = true;
-            // The reader answers the end.
-            cx.waker().wake_by_ref();
-        }
-    }
-
-    fn write_refused(&self) -> Option<io::Error> {
-        self.write_timed_out.then(|| {
-            io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request bytes made no progress within the write timeout",
-            )
-        })
+    /// An error the write side answers in place of the socket.
+    fn write_refusal(&self) -> Option<io::Error> {
+        self.injected.and_then(Injected::error)
     }
 }
 
@@ -382,7 +437,7 @@ impl AsyncWrite for UpstreamStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(e) = this.write_refused() {
+        if let Some(e) = this.write_refusal() {
             return Poll::Ready(Err(e));
         }
         this.before_write();
@@ -390,6 +445,10 @@ impl AsyncWrite for UpstreamStream {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = res {
+            let change = this.life.sent(&buf[..n]);
+            this.publish(change);
+        }
         this.after_write(cx, &res);
         res
     }
@@ -400,7 +459,7 @@ impl AsyncWrite for UpstreamStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let Some(e) = this.write_refused() {
+        if let Some(e) = this.write_refusal() {
             return Poll::Ready(Err(e));
         }
         this.before_write();
@@ -408,6 +467,9 @@ impl AsyncWrite for UpstreamStream {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
         let res = Pin::new(inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = res {
+            this.sent_vectored(bufs, n);
+        }
         this.after_write(cx, &res);
         res
     }
@@ -446,27 +508,13 @@ impl Drop for UpstreamStream {
         if !self.shutdown_started {
             self.note_fin_order();
         }
-        let c = self.conn.clone();
-        let reason = match self.error {
-            Some(e) => e,
-            None if self.peer_fin_first => ClientCloseReason::ServerClosed,
-            None => c
-                .close_reason()
-                .filter(|r| *r != ClientCloseReason::ServerClosed)
-                .or_else(|| c.retire_reason())
-                .unwrap_or(ClientCloseReason::Discarded),
-        };
-        let closer = match reason {
-            ClientCloseReason::Reset => Closer::Reset,
-            ClientCloseReason::Error => Closer::Error,
-            ClientCloseReason::WriteTimeout => Closer::Timeout,
-            _ if self.peer_fin_first => Closer::Peer,
-            _ => Closer::Local,
-        };
+        let (closer, reason) = self.close_info();
         let abort = self.abort || self.wants_abort();
+        let c = self.conn.clone();
         let mut aborted = false;
         if let Some(stream) = self.inner.take() {
             if abort {
+                // SO_LINGER zero: close() sends RST at once and never blocks.
                 aborted = SockRef::from(&stream)
                     .set_linger(Some(Duration::ZERO))
                     .is_ok();

@@ -16,6 +16,10 @@ use super::{
 };
 use crate::sys::SendQueue;
 
+/// How long an HTTP/2 connection that sent GOAWAY stays open once no stream is open, unless
+/// set otherwise.
+pub(crate) const GOAWAY_GRACE: Duration = Duration::from_secs(5);
+
 /// The limits one connection is held to; `None` turns a limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limits {
@@ -131,11 +135,7 @@ impl Lifecycle {
     /// Bytes read from the peer.
     pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
         let change = self.wire.received(buf);
-        if change.request_started {
-            self.head_started = Stamp::Pending;
-        }
-        self.moved |= change.request_started || (change.messages && self.wire.at_boundary());
-        self.note_unframed();
+        self.follow(change);
         change
     }
 
@@ -148,12 +148,31 @@ impl Lifecycle {
             self.goaway_at = Stamp::Pending;
             self.moved = true;
         }
+        self.follow(change);
+        change
+    }
+
+    /// What a chunk either way changed: a request started (the header timeout), the last
+    /// message ended (the idle timeout; a server's response is written, a client's read, and a
+    /// reset can end an HTTP/2 stream either way).
+    fn follow(&mut self, change: Change) {
+        if change.request_started {
+            self.head_started = Stamp::Pending;
+            self.moved = true;
+        }
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
+            self.moved = true;
         }
-        self.moved |= change.messages && self.wire.at_boundary();
         self.note_unframed();
-        change
+    }
+
+    /// The idle timeout changed (a client learned a shorter keep-alive from its server).
+    pub(crate) fn set_idle(&mut self, idle: Option<Duration>) {
+        if self.limits.idle != idle {
+            self.limits.idle = idle;
+            self.moved = true;
+        }
     }
 
     /// Bytes that cannot be framed keep no message boundary: the idle timeout then counts from

@@ -1,6 +1,7 @@
-//! What the bytes of one connection say about its messages, whatever its protocol: the
-//! protocol is found from the first bytes a server reads (the HTTP/2 client preface, or
-//! HTTP/1), then [`H1`] or [`H2`] follows both directions.
+//! What the bytes of one connection say about its messages, whatever its protocol and side: a
+//! server finds the protocol from the first bytes it reads (the HTTP/2 client preface, or
+//! HTTP/1), a client knows it from the connect (ALPN or configuration); then [`H1`] or [`H2`]
+//! follows both directions. A server reads requests and writes responses, a client the reverse.
 
 use super::{
     h1::{Framing, H1},
@@ -31,6 +32,8 @@ pub(crate) struct Change {
 #[derive(Debug, Clone)]
 pub(crate) struct Wire {
     proto: Proto,
+    /// The client's side of the connection: requests are written, responses read.
+    client: bool,
 }
 
 impl Wire {
@@ -41,11 +44,11 @@ impl Wire {
                 buf: [0; 24],
                 len: 0,
             },
+            client: false,
         }
     }
 
     /// A client's connection in a known protocol.
-    #[allow(dead_code)]
     pub(crate) fn client(http2: bool) -> Self {
         Self {
             proto: if http2 {
@@ -53,6 +56,7 @@ impl Wire {
             } else {
                 Proto::H1(Box::default())
             },
+            client: true,
         }
     }
 
@@ -67,18 +71,11 @@ impl Wire {
         }
     }
 
-    /// Follows bytes a server read.
+    /// Follows bytes read from the peer.
     pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
-            Proto::H1(h) => {
-                let before = h.request_heads;
-                let idle = h.requests.is_idle();
-                let seen = h.requests(buf);
-                Change {
-                    request_started: idle && (seen.started > 0 || !h.requests.is_idle()),
-                    messages: h.request_heads != before || seen.completed > 0,
-                }
-            }
+            Proto::H1(h) if self.client => h1_responses(h, buf),
+            Proto::H1(h) => h1_requests(h, buf),
             Proto::H2(h) => {
                 let before = h.request_heads + h.streams_ended;
                 h.received(buf);
@@ -121,22 +118,18 @@ impl Wire {
         }
     }
 
-    /// Follows bytes a server wrote.
+    /// Follows bytes written to the peer.
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
-            Proto::H1(h) => {
-                let seen = h.responses(buf);
-                Change {
-                    request_started: false,
-                    messages: seen.completed > 0,
-                }
-            }
+            Proto::H1(h) if self.client => h1_requests(h, buf),
+            Proto::H1(h) => h1_responses(h, buf),
             Proto::H2(h) => {
-                let before = h.streams_ended;
+                // A client's request heads are written.
+                let before = h.request_heads + h.streams_ended;
                 h.sent(buf);
                 Change {
                     request_started: false,
-                    messages: h.streams_ended != before,
+                    messages: h.request_heads + h.streams_ended != before,
                 }
             }
             // Nothing is written before the protocol is known.
@@ -144,7 +137,7 @@ impl Wire {
         }
     }
 
-    /// Request heads read so far.
+    /// Request heads read (a server) or written (a client) so far.
     pub(crate) fn requests(&self) -> u64 {
         match &self.proto {
             Proto::H1(h) => h.request_heads,
@@ -153,7 +146,7 @@ impl Wire {
         }
     }
 
-    /// Requests read whose response has not ended.
+    /// Requests whose response has not ended.
     pub(crate) fn unanswered(&self) -> u64 {
         match &self.proto {
             Proto::H1(h) => h.unanswered(),
@@ -200,12 +193,33 @@ impl Wire {
         }
     }
 
-    /// An HTTP/1 request is partly read: its head or body is incomplete.
+    /// An HTTP/1 request is partly read (a server) or written (a client): its head or body is
+    /// incomplete.
     pub(crate) fn request_incomplete(&self) -> bool {
         match &self.proto {
             Proto::H1(h) => h.framing() == Framing::Known && !h.requests.is_idle(),
             Proto::Detecting { len, .. } => *len > 0,
             Proto::H2(_) => false,
         }
+    }
+}
+
+/// Request bytes of an HTTP/1 connection.
+fn h1_requests(h: &mut H1, buf: &[u8]) -> Change {
+    let before = h.request_heads;
+    let idle = h.requests.is_idle();
+    let seen = h.requests(buf);
+    Change {
+        request_started: idle && (seen.started > 0 || !h.requests.is_idle()),
+        messages: h.request_heads != before || seen.completed > 0,
+    }
+}
+
+/// Response bytes of an HTTP/1 connection.
+fn h1_responses(h: &mut H1, buf: &[u8]) -> Change {
+    let seen = h.responses(buf);
+    Change {
+        request_started: false,
+        messages: seen.completed > 0,
     }
 }

@@ -78,5 +78,6 @@ mod tracker;
 pub use error::LeaseConfigError;
 pub use guard::{Lease, Leased};
 pub use snapshot::{LeaseInfo, LeaseSnapshot, LeaseTotals};
+#[cfg(feature = "client")]
 pub(crate) use tracker::RawLease;
 pub use tracker::{LeaseTracker, LeaseTrackerBuilder, DEFAULT_LEAK_THRESHOLD, DEFAULT_MAX_TRACKED};

@@ -148,6 +148,7 @@ impl LeaseTracker {
         lease
     }
 
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Takes a lease at `site` that the caller must end with [`release`](Self::release),
     /// exactly once.
     pub(crate) fn lease_raw(&self, site: &'static Location<'static>) -> RawLease {
@@ -156,6 +157,7 @@ impl LeaseTracker {
         lease
     }
 
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Ends a lease taken by [`lease_raw`](Self::lease_raw) at `now`.
     pub(crate) fn release(&self, lease: RawLease, now: Instant) {
         self.shared
@@ -193,6 +195,7 @@ impl LeaseTracker {
         self.shared.core.lock().totals
     }
 
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Where the listed lease `id` in `slot` was taken; `None` once it ended (or when it was
     /// never listed).
     pub(crate) fn site_of(&self, slot: usize, id: u64) -> Option<&'static Location<'static>> {
@@ -303,6 +306,7 @@ pub(super) struct Core {
 /// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]). Neither `Clone`
 /// nor `Copy`: it is ended by moving it into [`LeaseTracker::release`], once.
 #[derive(Debug)]
+#[cfg_attr(not(feature = "client"), allow(dead_code))]
 pub(crate) struct RawLease {
     pub(crate) id: u64,
     pub(crate) slot: usize,

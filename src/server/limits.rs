@@ -40,7 +40,7 @@ pub struct ConnectionLimits {
 
 /// How long an HTTP/2 connection that sent GOAWAY stays open with no stream open, by default:
 /// Envoy's `drain_timeout` for the same wait.
-pub const DEFAULT_GOAWAY_GRACE: Duration = Duration::from_secs(5);
+pub const DEFAULT_GOAWAY_GRACE: Duration = crate::conn::lifecycle::GOAWAY_GRACE;
 
 /// The write timeout by default: pending output that makes no progress for this long is cut.
 /// Long enough for a congested mobile link to recover from a stall of several RTOs, short
