@@ -67,6 +67,8 @@ mod connector;
 mod error;
 mod future;
 mod io;
+#[cfg(test)]
+mod io_tests;
 mod observer;
 #[cfg(feature = "reqwest")]
 mod reqwest;

@@ -54,6 +54,8 @@
 mod axum;
 mod connection;
 mod io;
+#[cfg(test)]
+mod io_tests;
 pub mod layer;
 mod limits;
 mod listener;
