@@ -689,3 +689,38 @@ async fn http2_requests_carry_their_own_authority() {
     );
     server.abort();
 }
+
+/// An HTTP/2 connection is leased while a stream is open on it, and a server that retires it
+/// (GOAWAY before anything of ours) is the server closing first.
+#[tokio::test(start_paused = true)]
+async fn http2_a_servers_goaway_is_the_server_closing_first() {
+    let listener = HygienicListener::builder().limits(
+        ConnectionLimits::builder()
+            .idle_timeout(Some(Duration::from_secs(5)))
+            .build()
+            .unwrap(),
+    );
+    let server = start(Mode::Hyper, listener, LONG).await;
+    let client = HygienicClient::builder()
+        .http2_only(true)
+        .default_upstream(UpstreamConfig::new().idle_timeout(Duration::from_secs(600)))
+        .build::<Empty<Bytes>>()
+        .unwrap();
+    let res = client.get(server.url("/").parse().unwrap()).await.unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    res.into_body().collect().await.unwrap();
+    eventually("the connection to be idle", LONG, || {
+        client.snapshot()[0].idle == 1
+    })
+    .await;
+    let reg = server.registry.clone();
+    paused_until_closed(&reg, tokio::time::Instant::now(), Duration::from_secs(60)).await;
+    eventually("the client to see the close", LONG, || {
+        client.snapshot()[0].totals.closed_by(Closer::Peer) == 1
+    })
+    .await;
+    let t = client.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(ClientCloseReason::ServerClosed), 1, "{t:?}");
+    assert_eq!(reg.totals().closed_for(CloseReason::IdleTimeout), 1);
+    server.stop().await;
+}

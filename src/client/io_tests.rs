@@ -62,6 +62,10 @@ struct Pair {
 }
 
 async fn pair(config: UpstreamConfig) -> Pair {
+    pair_with(config, false).await
+}
+
+async fn pair_with(config: UpstreamConfig, http2: bool) -> Pair {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap())
         .await
@@ -78,7 +82,7 @@ async fn pair(config: UpstreamConfig) -> Pair {
         recorder.clone(),
         client.local_addr().unwrap(),
         client.peer_addr().unwrap(),
-        false,
+        http2,
     ));
     Pair {
         stream: UpstreamStream::new(client, conn.clone(), None),
@@ -217,4 +221,37 @@ async fn abort_on_idle_resets_at_a_boundary_but_not_mid_request() {
     assert!(!p.recorder.closed.lock().unwrap()[0].2);
     p.server.read_exact(&mut req).await.unwrap();
     assert_eq!(p.server.read(&mut buf).await.unwrap(), 0, "a FIN");
+}
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(start_paused = true)]
+async fn http2_a_goaway_from_the_server_first_is_the_server_closing_even_if_our_fin_leads() {
+    let mut p = pair_with(UpstreamConfig::new(), true).await;
+    let mut start = crate::conn::h2::PREFACE.to_vec();
+    start.extend(frame(4, 0, 0, &[]));
+    // A request stream, END_HEADERS | END_STREAM.
+    start.extend(frame(1, 5, 1, &[0x82]));
+    p.stream.write_all(&start).await.unwrap();
+    assert_eq!(p.conn.state(), ClientConnState::Leased, "a stream is open");
+    // The server answers it, then sends GOAWAY and keeps its side open.
+    let mut answer = frame(4, 0, 0, &[]);
+    answer.extend(frame(1, 5, 1, &[0x88]));
+    answer.extend(frame(7, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
+    p.server.write_all(&answer).await.unwrap();
+    read_exactly(&mut p.stream, answer.len()).await;
+    assert_eq!(p.conn.state(), ClientConnState::Idle, "the stream ended");
+    // The stack closes: our FIN goes out first, after the server's GOAWAY.
+    p.stream.shutdown().await.unwrap();
+    drop(p.stream);
+    assert_eq!(
+        *p.recorder.closed.lock().unwrap(),
+        [(Closer::Peer, ClientCloseReason::ServerClosed, false)]
+    );
 }
