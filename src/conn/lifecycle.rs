@@ -158,7 +158,8 @@ impl Lifecycle {
     fn follow(&mut self, change: Change) {
         if change.request_started {
             self.head_started = Stamp::Pending;
-            self.moved = true;
+            // Without a header timeout a request's start only ends a deadline (idle).
+            self.moved |= self.limits.header.is_some();
         }
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
