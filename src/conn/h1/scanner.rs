@@ -1,7 +1,7 @@
 //! One direction's framing, byte by byte: the state machine, and the lines that start a message
 //! or a header taken whole when the buffer holds them ([`lines`](super::lines)).
 
-use super::{lines::find_newline, Asked, Framing, Kind, Seen};
+use super::{Asked, Framing, Kind, Seen};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Header {
@@ -126,23 +126,33 @@ impl Scanner {
         self.st = St::Done(Framing::Lost);
     }
 
-    pub(super) fn start_message(&mut self) {
+    /// The first byte of a message: a response learns what its request asked (a final response
+    /// after an interim one answers the same request).
+    pub(super) fn start_message<A: FnMut() -> Asked>(
+        &mut self,
+        seen: &mut Seen,
+        answering: &mut A,
+    ) {
+        seen.started += 1;
         self.method = [0; 8];
         self.status = 0;
         self.content_length = None;
         self.chunked = false;
         self.st = St::StartLine { pos: 0 };
+        if self.kind == Kind::Response && !self.after_interim {
+            self.asked = answering();
+        }
+        self.after_interim = false;
     }
 
     /// Follows `buf`. `answering` is called when a response starts (not after an interim one)
     /// and gives what the request it answers asked; `on_head` is called with each completed
     /// request head's [`Asked`].
-    pub(crate) fn scan(
-        &mut self,
-        mut buf: &[u8],
-        answering: &mut dyn FnMut() -> Asked,
-        on_head: &mut dyn FnMut(Asked),
-    ) -> Seen {
+    pub(crate) fn scan<A, H>(&mut self, mut buf: &[u8], answering: &mut A, on_head: &mut H) -> Seen
+    where
+        A: FnMut() -> Asked,
+        H: FnMut(Asked),
+    {
         let mut seen = Seen::default();
         while !buf.is_empty() {
             match self.st {
@@ -189,20 +199,13 @@ impl Scanner {
                         .unwrap_or(buf.len());
                     buf = &buf[n..];
                 }
-                // A whole line in the buffer (the usual case) is taken at once; a line split
-                // across reads goes byte by byte. `whole_line` takes every line it is given here
-                // (it declines only one that starts with `\r` between messages, skipped above),
-                // so each byte is searched for a newline once.
-                St::Idle | St::LineStart => match find_newline(buf) {
-                    Some(i) if self.whole_line(&buf[..i], &mut seen, answering, on_head) => {
-                        buf = &buf[i + 1..];
-                    }
-                    _ => {
-                        let b = buf[0];
-                        buf = &buf[1..];
-                        self.byte(b, &mut seen, answering, on_head);
-                    }
-                },
+                // Whole lines in the buffer (the usual case) are taken at once, their newlines
+                // found in one pass; a line split across reads goes byte by byte. `lines` takes
+                // at least one byte.
+                St::Idle | St::LineStart => {
+                    let n = self.lines(buf, &mut seen, answering, on_head);
+                    buf = &buf[n..];
+                }
                 _ => {
                     let b = buf[0];
                     buf = &buf[1..];
@@ -213,22 +216,15 @@ impl Scanner {
         seen
     }
 
-    pub(super) fn byte(
-        &mut self,
-        b: u8,
-        seen: &mut Seen,
-        answering: &mut dyn FnMut() -> Asked,
-        on_head: &mut dyn FnMut(Asked),
-    ) {
+    pub(super) fn byte<A, H>(&mut self, b: u8, seen: &mut Seen, answering: &mut A, on_head: &mut H)
+    where
+        A: FnMut() -> Asked,
+        H: FnMut(Asked),
+    {
         match self.st {
             St::Idle => {
                 if b != b'\r' && b != b'\n' {
-                    seen.started += 1;
-                    self.start_message();
-                    if self.kind == Kind::Response && !self.after_interim {
-                        self.asked = answering();
-                    }
-                    self.after_interim = false;
+                    self.start_message(seen, answering);
                     self.start_line_byte(b, 0);
                 }
             }
@@ -401,7 +397,7 @@ impl Scanner {
         }
     }
 
-    pub(super) fn head_done(&mut self, seen: &mut Seen, on_head: &mut dyn FnMut(Asked)) {
+    pub(super) fn head_done<H: FnMut(Asked)>(&mut self, seen: &mut Seen, on_head: &mut H) {
         match self.kind {
             Kind::Request => {
                 seen.heads += 1;

@@ -249,3 +249,122 @@ fn chunk_sizes_may_have_leading_zeros_only_overflow_is_lost() {
         "17 significant hex digits overflow"
     );
 }
+
+#[test]
+fn lines_end_at_every_place_in_a_word_alike_whole_and_byte_by_byte() {
+    // Header values of every length move each newline through every place of the eight-byte
+    // words newlines are searched in; the bytes around them have bit patterns next to a
+    // newline's (a carry between bytes would show). Short buffers are padded to a word.
+    for len in 0..40 {
+        let value: Vec<u8> = (0..len).map(|i| [b'x', 0x0b, 0x8a, 0x09][i % 4]).collect();
+        let mut req = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        req.extend(&value);
+        req.extend(b"\r\nContent-Length: 2\r\n\r\nabHEAD /");
+        req.extend(&value);
+        req.extend(b" HTTP/1.1\n\n");
+        let mut bytes = H1::default();
+        for b in &req {
+            bytes.requests(std::slice::from_ref(b));
+        }
+        assert_eq!((bytes.request_heads, bytes.requests_complete), (2, 2));
+        for piece in 1..=req.len() {
+            let mut whole = H1::default();
+            for p in req.chunks(piece) {
+                whole.requests(p);
+            }
+            assert_eq!(
+                outcome(&whole),
+                outcome(&bytes),
+                "len {len}, pieces of {piece}"
+            );
+        }
+    }
+}
+
+#[test]
+fn header_names_match_in_any_case_and_nothing_else() {
+    use lines::{starts_with_name, CONTENT_LENGTH, TRANSFER_ENCODING};
+    type Matches<'a> = &'a dyn Fn(&[u8]) -> bool;
+    let names: [(&[u8], Matches<'_>); 2] = [
+        (b"content-length", &|l| starts_with_name(l, &CONTENT_LENGTH)),
+        (b"transfer-encoding", &|l| {
+            starts_with_name(l, &TRANSFER_ENCODING)
+        }),
+    ];
+    for (name, matches) in names {
+        assert!(matches(name));
+        assert!(matches(&name.to_ascii_uppercase()));
+        assert!(!matches(&name[..name.len() - 1]), "too short");
+        for at in 0..name.len() {
+            for b in 0..=255u8 {
+                let mut other = name.to_vec();
+                other[at] = b;
+                other.extend(b": 1");
+                assert_eq!(
+                    matches(&other),
+                    other[..name.len()].eq_ignore_ascii_case(name),
+                    "{:?}",
+                    String::from_utf8_lossy(&other)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn whole_lines_and_every_split_frame_pipelined_mutated_input_alike() {
+    // As above, with the bytes cut at every place instead of fed one by one: a line split
+    // anywhere continues on the byte path from where the whole-line path left it.
+    let requests: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+        POST /x HTTP/1.1\r\nTRANSFER-Encoding: gzip, chunked\r\ncontent-LENGTH: 12\r\n\r\n\
+        3;x=y\r\nabc\r\n0\r\nTrailer: t\r\n\r\n\r\n\nHEAD / HTTP/1.0\n\nCONNECT a:1 HTTP/1.1\r\n\r\n";
+    let responses: &[u8] =
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc\
+        HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nx: y\r\n\r\n\
+        HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nHTTP/1.1 200 Connected\r\n\r\n";
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"\r\n :0123456789aAcCtT-;,xHTP/.";
+    for round in 0..300 {
+        let (mut req, mut res) = (requests.to_vec(), responses.to_vec());
+        for _ in 0..(next() % 4) {
+            let v = if next() % 2 == 0 { &mut req } else { &mut res };
+            let at = (next() as usize) % v.len();
+            match next() % 3 {
+                0 => v[at] = alphabet[(next() as usize) % alphabet.len()],
+                1 => {
+                    v.remove(at);
+                }
+                _ => v.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+            }
+        }
+        let mut bytes = H1::default();
+        for b in &req {
+            bytes.requests(std::slice::from_ref(b));
+        }
+        for b in &res {
+            bytes.responses(std::slice::from_ref(b));
+        }
+        for cut in 0..=req.len().max(res.len()) {
+            let mut split = H1::default();
+            let (r1, r2) = req.split_at(cut.min(req.len()));
+            split.requests(r1);
+            split.requests(r2);
+            let (s1, s2) = res.split_at(cut.min(res.len()));
+            split.responses(s1);
+            split.responses(s2);
+            assert_eq!(
+                outcome(&split),
+                outcome(&bytes),
+                "round {round}, cut {cut}: {:?} / {:?}",
+                String::from_utf8_lossy(&req),
+                String::from_utf8_lossy(&res)
+            );
+        }
+    }
+}
