@@ -158,8 +158,11 @@ impl Lifecycle {
     fn follow(&mut self, change: Change) {
         if change.request_started {
             self.head_started = Stamp::Pending;
-            // Without a header timeout a request's start only ends a deadline (idle).
-            self.moved |= self.limits.header.is_some();
+            // A start moves a deadline only when the header timeout then runs: one is set, and
+            // the head is still incomplete (a head that started and completed within these
+            // bytes started and ended it; without a header timeout a start only ends the idle
+            // deadline).
+            self.moved |= self.limits.header.is_some() && self.wire.awaiting_head();
         }
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
