@@ -142,12 +142,20 @@ impl Lifecycle {
     /// Bytes written to the peer.
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
         self.moved |= self.watch.wrote(buf.len());
-        let goaway = self.wire.h2().is_some_and(|h| h.goaway_sent);
-        let change = self.wire.sent(buf);
-        if !goaway && self.wire.h2().is_some_and(|h| h.goaway_sent) {
-            self.goaway_at = Stamp::Pending;
-            self.moved = true;
-        }
+        let change = match self.wire.h2() {
+            // Only HTTP/2 sends GOAWAY (the protocol of bytes written is known and never
+            // changes: a server writes nothing before it knows it).
+            Some(h) => {
+                let goaway = h.goaway_sent;
+                let change = self.wire.sent(buf);
+                if !goaway && self.wire.h2().is_some_and(|h| h.goaway_sent) {
+                    self.goaway_at = Stamp::Pending;
+                    self.moved = true;
+                }
+                change
+            }
+            None => self.wire.sent(buf),
+        };
         self.follow(change);
         change
     }
