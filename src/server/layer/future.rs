@@ -80,8 +80,12 @@ fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool)
         headers.insert(header::CONNECTION, CLOSE);
         headers.remove(&KEEP_ALIVE);
     } else if let Some(v) = &c.config.keep_alive_value {
-        if !headers.contains_key(&KEEP_ALIVE) && !headers.contains_key(header::CONNECTION) {
-            headers.insert(KEEP_ALIVE, v.clone());
+        // One lookup of the (non-standard, so hashed byte by byte) name: looked up and
+        // inserted through its entry.
+        if !headers.contains_key(header::CONNECTION) {
+            if let header::Entry::Vacant(e) = headers.entry(KEEP_ALIVE) {
+                e.insert(v.clone());
+            }
         }
     }
 }
