@@ -3,7 +3,7 @@
 
 use std::{
     convert::Infallible,
-    future::{ready, Future, Ready},
+    future::Future,
     io,
     net::SocketAddr,
     pin::Pin,
@@ -51,23 +51,62 @@ impl Connected<IncomingStream<'_, HygienicListener>> for Connection {
 }
 
 /// `axum::serve(listener, TrackConnection::new(app))`: binds each accepted connection.
-impl<S> Service<IncomingStream<'_, HygienicListener>> for TrackConnection<S>
+///
+/// `app` is what `axum::serve` takes: a `Router`, or a make-service such as
+/// `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own per-connection step
+/// runs for each connection (a `Router` turns its handlers into routes there, once per
+/// connection rather than once per request), then the connection's service is tracked.
+impl<'a, M, S> Service<IncomingStream<'a, HygienicListener>> for TrackConnection<M>
 where
-    S: Clone,
+    M: Service<IncomingStream<'a, HygienicListener>, Response = S, Error = Infallible>,
 {
     type Response = AxumConnection<S>;
     type Error = Infallible;
-    type Future = Ready<Result<Self::Response, Infallible>>;
+    type Future = MakeConnection<M::Future>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, stream: IncomingStream<'_, HygienicListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'a, HygienicListener>) -> Self::Future {
         let conn = stream.io().connection().clone();
-        ready(Ok(AxumConnection {
-            inner: TrackConnection::bound(self.inner.clone(), conn),
+        MakeConnection {
+            inner: self.inner.call(stream),
+            conn: Some(conn),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`TrackConnection`]'s per-connection step under `axum::serve`.
+    pub struct MakeConnection<F> {
+        #[pin]
+        inner: F,
+        conn: Option<Connection>,
+    }
+}
+
+impl<F, S> Future for MakeConnection<F>
+where
+    F: Future<Output = Result<S, Infallible>>,
+{
+    type Output = Result<AxumConnection<S>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(svc) = ready_poll!(this.inner.poll(cx));
+        let Some(conn) = this.conn.take() else {
+            panic!("MakeConnection polled after completion");
+        };
+        Poll::Ready(Ok(AxumConnection {
+            inner: TrackConnection::bound(svc, conn),
         }))
+    }
+}
+
+impl<F> std::fmt::Debug for MakeConnection<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MakeConnection").finish_non_exhaustive()
     }
 }
 

@@ -66,7 +66,7 @@ mod serve;
 mod tonic;
 
 #[cfg(feature = "axum")]
-pub use self::axum::{AxumConnection, AxumResponseFuture};
+pub use self::axum::{AxumConnection, AxumResponseFuture, MakeConnection};
 pub use self::{
     connection::{
         CloseInfo, CloseReason, Closer, ConnState, Connection, ConnectionInfo, ConnectionSnapshot,
