@@ -14,7 +14,7 @@ use std::{
 };
 
 use conn_hygiene::server::{CloseReason, ConnectionLimits, HygienicListener, ListenerBuilder};
-use support::{read_response, read_until_closed, start, Mode, MODES};
+use support::{read_response, read_until_closed, start, MODES};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -288,35 +288,95 @@ async fn a_peer_that_stops_reading_is_cut_by_the_write_timeout() {
     }
 }
 
+/// A retiring HTTP/2 connection announces it with GOAWAY in both modes (under `axum::serve`
+/// the stream writes it itself), and a peer that never closes is closed after the grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_never_answers_goaway_is_closed_after_the_grace() {
-    let limits = ConnectionLimits::builder()
-        .goaway_grace(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let server = start(Mode::Hyper, listener(limits), LONG).await;
-    let reg = server.registry.clone();
-    let mut s = TcpStream::connect(server.addr).await.unwrap();
-    s.write_all(h2::PREFACE).await.unwrap();
-    s.write_all(&h2::frame(4, 0, 0, &[])).await.unwrap();
-    s.write_all(&h2::get(1, "/")).await.unwrap();
-    h2::read_until(&mut s, 0, 1).await;
-    let id = reg.snapshot().connections[0].id;
-    reg.connection(id).unwrap().retire();
-    // GOAWAY arrives; its PING is never answered, and the connection is never closed by us.
-    h2::read_until(&mut s, 7, 0).await;
-    let started = tokio::time::Instant::now();
-    support::wait_totals(&reg, |t| t.closed == 1).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
-    let t = reg.totals();
-    assert_eq!(t.goaway_grace_expired, 1, "{t:?}");
-    assert_eq!(t.closed_for(CloseReason::Retired), 1, "{t:?}");
-    drop(s);
-    server.stop().await;
+    for mode in MODES {
+        let limits = ConnectionLimits::builder()
+            .goaway_grace(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let server = start(mode, listener(limits), LONG).await;
+        let reg = server.registry.clone();
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(h2::PREFACE).await.unwrap();
+        s.write_all(&h2::frame(4, 0, 0, &[])).await.unwrap();
+        s.write_all(&h2::get(1, "/")).await.unwrap();
+        h2::read_until(&mut s, 0, 1).await;
+        let id = reg.snapshot().connections[0].id;
+        reg.connection(id).unwrap().retire();
+        // GOAWAY arrives; the peer neither answers nor closes.
+        h2::read_until(&mut s, 7, 0).await;
+        let started = tokio::time::Instant::now();
+        support::wait_totals(&reg, |t| t.closed == 1).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: {:?}",
+            started.elapsed()
+        );
+        let t = reg.totals();
+        assert_eq!(t.goaway_grace_expired, 1, "{mode:?}: {t:?}");
+        assert_eq!(t.closed_for(CloseReason::Retired), 1, "{mode:?}: {t:?}");
+        drop(s);
+        server.stop().await;
+    }
+}
+
+/// HTTP/2 clients in a request loop while their connections retire every 150 ms (max age):
+/// the GOAWAY comes before the close, so no request the clients sent is lost, in both modes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_retirement_under_load_loses_no_request() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Empty};
+    for mode in MODES {
+        let limits = ConnectionLimits::builder()
+            .max_age(Some(Duration::from_millis(150)))
+            .build()
+            .unwrap();
+        let server = start(mode, listener(limits), LONG).await;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http::<Empty<Bytes>>();
+        let url: http::Uri = server.url("/").parse().unwrap();
+        let failed = Arc::new(AtomicU64::new(0));
+        let ok = Arc::new(AtomicU64::new(0));
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let (client, url, failed, ok) =
+                (client.clone(), url.clone(), failed.clone(), ok.clone());
+            tasks.push(tokio::spawn(async move {
+                while tokio::time::Instant::now() < until {
+                    match client.get(url.clone()).await {
+                        Ok(res) if res.status() == 200 => {
+                            let _ = res.into_body().collect().await;
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        drop(client);
+        let t = server.registry.totals();
+        let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+        assert!(ok > 100, "{mode:?}: {ok} ok");
+        assert!(t.closed_for(CloseReason::MaxAge) >= 3, "{mode:?}: {t:?}");
+        assert_eq!(
+            failed,
+            0,
+            "{mode:?}: {failed} of {} failed; {t:?}",
+            ok + failed
+        );
+        server.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

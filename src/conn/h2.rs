@@ -101,6 +101,8 @@ pub(crate) struct H2 {
     pub(crate) peer_goaway_first: bool,
     /// PING acknowledgements the peer sent.
     pub(crate) ping_acks: u64,
+    /// Frames we started writing.
+    tx_frames: u64,
 }
 
 impl H2 {
@@ -125,6 +127,7 @@ impl H2 {
             goaway_received: false,
             peer_goaway_first: false,
             ping_acks: 0,
+            tx_frames: 0,
         }
     }
 
@@ -146,6 +149,12 @@ impl H2 {
     /// True when the requests' side has not completed a request head yet.
     pub(crate) fn awaiting_first_head(&self) -> bool {
         self.request_heads == 0
+    }
+
+    /// A frame can be written now: every frame written so far is whole, and at least one was
+    /// (a server's first frame must be its SETTINGS).
+    pub(crate) fn can_send_frame(&self) -> bool {
+        self.tx_frames > 0 && self.tx.frame.is_none() && self.tx.have == 0
     }
 
     /// No request is open, no request head is in progress, and what is followed is complete.
@@ -230,6 +239,9 @@ impl H2 {
     }
 
     fn frame_start(&mut self, dir: Dir, ty: u8, flags: u8, stream: u32, len: u32) {
+        if dir == Dir::Tx {
+            self.tx_frames += 1;
+        }
         if ty == DATA && dir == Dir::Tx {
             self.data_sent += u64::from(len);
             self.conn_window -= i64::from(len);

@@ -180,7 +180,14 @@ async fn drive<S, B>(
                     // Dropping the connection future drops the handlers and the socket.
                     return;
                 }
-                if !graceful && shared.is_retiring() {
+                // HTTP/1: the stack closes after the response in progress. HTTP/2 at shutdown:
+                // the stack's GOAWAY, whose final one refuses streams opened later. A retiring
+                // HTTP/2 connection is left to its stream, whose GOAWAY refuses nothing.
+                let h2 = shared.has(flags::H2);
+                if !graceful
+                    && shared.is_retiring()
+                    && (!h2 || shared.observer.is_shutting_down())
+                {
                     graceful = true;
                     connection.as_mut().graceful_shutdown();
                 }

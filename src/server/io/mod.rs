@@ -5,10 +5,8 @@ use std::{
     pin::Pin,
     sync::{atomic::Ordering, Arc},
     task::{Context, Poll, Waker},
-    time::Duration,
 };
 
-use socket2::SockRef;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::TcpStream,
@@ -16,16 +14,19 @@ use tokio::{
     time::Instant,
 };
 
-use super::connection::{flags, CloseReason, Closer, ConnShared, ConnState, Connection};
+use self::goaway::{OwnFrame, GOAWAY};
+use super::connection::{flags, CloseReason, ConnShared, ConnState, Connection};
 use crate::{
     conn::{
         lifecycle::{Due, Lifecycle, PeerEof},
         timer::Timer,
         wire::{Change, Wire},
     },
-    policy::Linger,
     sys,
 };
+
+mod close;
+mod goaway;
 
 /// What the stream now answers in place of the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,8 @@ pub struct TrackedStream {
     wakes_seen: u32,
     injected: Option<Injected>,
     driver_told: bool,
+    /// What is left of a GOAWAY the stream wrote itself.
+    own: OwnFrame,
     /// The connection was last published as busy (a request in progress) rather than idle.
     busy: bool,
     shutdown_started: bool,
@@ -118,6 +121,7 @@ impl TrackedStream {
             wakes_seen: 0,
             injected: None,
             driver_told: false,
+            own: OwnFrame::default(),
             busy: false,
             shutdown_started: false,
             peer_fin_first: false,
@@ -239,10 +243,16 @@ impl TrackedStream {
                 return None;
             }
             Due::Retire => {
-                if self.life.wire.is_h2() && c.has(flags::DRIVER) {
-                    // The serve loop's driver sends GOAWAY; the grace then bounds the wait.
+                // HTTP/2 announces the close with GOAWAY, then the grace bounds the wait. At
+                // shutdown the serve loop's driver has the stack send it (its final GOAWAY
+                // refuses streams opened later, which a peer may retry elsewhere). A retiring
+                // connection gets ours: every stream the peer opens meanwhile is served.
+                if self.life.wire.is_h2() && c.has(flags::DRIVER) && c.observer.is_shutting_down() {
                     self.driver_told = true;
                     c.driver.notify_one();
+                    return None;
+                }
+                if self.goaway() {
                     return None;
                 }
                 (self.retire_reason(), Injected::Eof)
@@ -266,6 +276,34 @@ impl TrackedStream {
         c.set_close_reason(reason);
         self.inject(injected);
         Some(injected)
+    }
+
+    /// HTTP/2 with no driver to send GOAWAY: the stream writes it, between the stack's frames,
+    /// and the grace then bounds the wait. False when it cannot (HTTP/1, a frame half
+    /// written, the send buffer full): the stream ends the connection instead.
+    fn goaway(&mut self) -> bool {
+        let can = self
+            .life
+            .wire
+            .h2()
+            .is_some_and(|h| !h.goaway_sent && h.can_send_frame());
+        let Some(inner) = self.inner.as_ref().filter(|_| can && self.own.is_empty()) else {
+            return false;
+        };
+        if !self.own.write_goaway(inner) {
+            return false;
+        }
+        let change = self.life.sent(&GOAWAY);
+        self.publish(change);
+        true
+    }
+
+    /// Writes what is left of our own frame before any byte of the stack's.
+    fn flush_own(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.inner.as_mut() {
+            Some(inner) if !self.own.is_empty() => self.own.poll_flush(inner, cx),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 
     fn retire_reason(&self) -> CloseReason {
@@ -321,49 +359,6 @@ impl TrackedStream {
             _ => CloseReason::IoError,
         };
         self.shared().set_close_reason(reason);
-    }
-
-    /// True when the peer's FIN arrived before ours (read as EOF, or waiting unread: the kernel
-    /// then holds the socket in CLOSE_WAIT).
-    fn note_fin_order(&mut self) {
-        if self.peer_fin_first {
-            return;
-        }
-        self.peer_fin_first = self.inner.as_ref().is_some_and(sys::peer_sent_fin);
-    }
-
-    /// Who closed first and why. On HTTP/2 a close starts with GOAWAY: a peer that sent it
-    /// before us closed first, whichever FIN then went out first.
-    fn close_info(&self) -> (Closer, CloseReason) {
-        let c = self.shared();
-        let peer_goaway = self.life.wire.h2().is_some_and(|h| h.peer_goaway_first);
-        let explicit = match c.close_reason() {
-            None | Some(CloseReason::ServerClosed) if peer_goaway => {
-                return (Closer::Peer, CloseReason::PeerClosed)
-            }
-            r => r,
-        };
-        let reason = match explicit {
-            Some(r) if r.forced_closer().is_some() => r,
-            Some(r @ (CloseReason::IdleTimeout | CloseReason::MaxAge)) => r,
-            _ if c.is_retiring() => c.retire_reason().unwrap_or(CloseReason::Shutdown),
-            Some(r) => r,
-            None if self.peer_fin_first => CloseReason::PeerClosed,
-            None => CloseReason::ServerClosed,
-        };
-        let closer = reason.forced_closer().unwrap_or(if self.peer_fin_first {
-            Closer::Peer
-        } else {
-            Closer::Local
-        });
-        (closer, reason)
-    }
-
-    fn wants_abort(&self) -> bool {
-        self.abort
-            || (self.shared().config.policy.linger() == Linger::Abort
-                && !self.shared().has(flags::PEER_FIN)
-                && self.life.wire.at_boundary())
     }
 
     /// Follows `n` written bytes of `bufs`.
@@ -483,6 +478,7 @@ impl AsyncWrite for TrackedStream {
         if let Some(e) = this.write_refusal() {
             return Poll::Ready(Err(e));
         }
+        std::task::ready!(this.flush_own(cx))?;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
@@ -504,6 +500,7 @@ impl AsyncWrite for TrackedStream {
         if let Some(e) = this.write_refusal() {
             return Poll::Ready(Err(e));
         }
+        std::task::ready!(this.flush_own(cx))?;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
         };
@@ -521,6 +518,7 @@ impl AsyncWrite for TrackedStream {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        std::task::ready!(this.flush_own(cx))?;
         match this.inner.as_mut() {
             Some(inner) => Pin::new(inner).poll_flush(cx),
             None => Poll::Ready(Ok(())),
@@ -544,57 +542,4 @@ impl AsyncWrite for TrackedStream {
             None => Poll::Ready(Ok(())),
         }
     }
-}
-
-impl Drop for TrackedStream {
-    fn drop(&mut self) {
-        if !self.shutdown_started {
-            self.note_fin_order();
-        }
-        let (closer, reason) = self.close_info();
-        let abort = self.abort || (self.wants_abort() && reason.forced_closer().is_none());
-        let c = self.conn.0.clone();
-        let mut aborted = false;
-        if let Some(stream) = self.inner.take() {
-            if abort {
-                // Setting SO_LINGER to zero makes close() send RST at once; it never blocks.
-                aborted = SockRef::from(&stream)
-                    .set_linger(Some(Duration::ZERO))
-                    .is_ok();
-                drop(stream);
-            } else if let (Linger::Graceful(limit), false) =
-                (c.config.policy.linger(), c.has(flags::PEER_FIN))
-            {
-                match tokio::runtime::Handle::try_current() {
-                    Ok(handle) => {
-                        handle.spawn(lingering_close(stream, limit));
-                    }
-                    Err(_) => drop(stream),
-                }
-            } else {
-                drop(stream);
-            }
-        }
-        let wire = &self.life.wire;
-        c.requests.store(wire.requests(), Ordering::Release);
-        c.answered.store(wire.answered(), Ordering::Release);
-        c.observer
-            .closed(&c, closer, reason, aborted, wire.unanswered());
-    }
-}
-
-/// Sends FIN, then reads and discards what the peer still sends until it closes or `limit`
-/// passes, so that unread input does not turn our close into a reset.
-async fn lingering_close(mut stream: TcpStream, limit: Duration) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let _ = tokio::time::timeout(limit, async {
-        let _ = stream.shutdown().await;
-        let mut buf = [0u8; 512];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-    })
-    .await;
 }
