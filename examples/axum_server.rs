@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
 //!     [--max-requests N] [--max-age SECS] [--write-timeout SECS] [--shutdown-deadline SECS]
-//!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare]
+//!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare] [--without-layer]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
@@ -23,7 +23,10 @@
 //! listener and no recorder or sampler, for comparisons; `--no-metrics` keeps the hygienic
 //! listener and layer but installs no recorder and starts no sampler (no `/metrics`), so the
 //! crate's metrics go to the facade's no-op default; `--hyper-loop` uses the crate's own
-//! serve loop instead of `axum::serve`.
+//! serve loop instead of `axum::serve`; `--without-layer` serves the hygienic listener with
+//! `axum::serve(listener, app)` and no `TrackConnection`: every connection limit still holds
+//! (enforced from the listener's own I/O), `/conn` reports no connection, and the registry
+//! counts the connections served without the layer (one warning is logged).
 
 use std::{collections::HashMap, io::Write, time::Duration};
 
@@ -54,6 +57,7 @@ struct Args {
     hyper_loop: bool,
     no_metrics: bool,
     bare: bool,
+    without_layer: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -69,6 +73,7 @@ fn parse_args() -> Result<Args, String> {
         hyper_loop: false,
         no_metrics: false,
         bare: false,
+        without_layer: false,
     };
     let mut it = std::env::args().skip(1);
     let secs = |flag: &str, v: Option<String>| -> Result<Duration, String> {
@@ -99,6 +104,7 @@ fn parse_args() -> Result<Args, String> {
             "--hyper-loop" => args.hyper_loop = true,
             "--no-metrics" => args.no_metrics = true,
             "--bare" => args.bare = true,
+            "--without-layer" => args.without_layer = true,
             "-h" | "--help" => {
                 println!("see the header of examples/axum_server.rs");
                 std::process::exit(0);
@@ -262,6 +268,13 @@ async fn main() {
             .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
             .await;
         eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
+    } else if args.without_layer {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(
+                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
+            )
+            .await
+            .expect("serve");
     } else {
         axum::serve(listener, TrackConnection::new(app))
             .with_graceful_shutdown(

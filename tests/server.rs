@@ -776,3 +776,96 @@ async fn plain_hyper_service_fn_through_the_crate_loop() {
     assert_eq!(t.closed, t.opened);
     assert_eq!(t.requests_on_closed, 6);
 }
+
+/// `axum::serve(listener, app)` without the layer: the listener's own I/O enforces the header
+/// timeout, the idle timeout and max age exactly as with it, and the registry counts the
+/// connections served without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_hold_without_the_layer() {
+    use conn_hygiene::server::TrackConnection;
+    use tokio::io::AsyncReadExt;
+    let t = Duration::from_millis(300);
+    for with_layer in [true, false] {
+        let listener = listener(
+            limits()
+                .header_timeout(Some(t))
+                .idle_timeout(Some(t))
+                .max_age(Some(Duration::from_millis(600)))
+                .build()
+                .unwrap(),
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+        let addr = listener.local_addr();
+        let reg = listener.registry().clone();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(async move {
+            if with_layer {
+                let _ = axum::serve(listener, TrackConnection::new(app)).await;
+            } else {
+                let _ = axum::serve(listener, app).await;
+            }
+        });
+        let closed_after = |mut s: TcpStream| async move {
+            let from = tokio::time::Instant::now();
+            let mut rest = Vec::new();
+            let _ = tokio::time::timeout(LONG, s.read_to_end(&mut rest)).await;
+            from.elapsed()
+        };
+        // Half a head: cut at the header timeout.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+        let header = closed_after(s).await;
+        // A request, then nothing: closed at the idle timeout.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        read_response(&mut s).await.unwrap();
+        let idle = closed_after(s).await;
+        // Requests every 100 ms: retired at the first boundary past its max age.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let opened = tokio::time::Instant::now();
+        let mut served = 0;
+        while opened.elapsed() < LONG {
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .await
+                .is_err()
+            {
+                break;
+            }
+            if read_response(&mut s).await.is_err() {
+                break;
+            }
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let age = opened.elapsed();
+        for (what, took, low) in [("header", header, t), ("idle", idle, t)] {
+            assert!(
+                took >= low && took < low + Duration::from_millis(400),
+                "layer {with_layer}: {what} closed after {took:?}"
+            );
+        }
+        assert!(
+            age >= Duration::from_millis(600) && age < Duration::from_millis(1200),
+            "layer {with_layer}: max age closed after {age:?} ({served} served)"
+        );
+        wait_totals(&reg, |t| t.closed == 3).await;
+        let totals = reg.totals();
+        assert_eq!(
+            totals.closed_for(CloseReason::HeaderTimeout),
+            1,
+            "{totals:?}"
+        );
+        assert_eq!(totals.closed_for(CloseReason::IdleTimeout), 1, "{totals:?}");
+        assert_eq!(totals.closed_for(CloseReason::MaxAge), 1, "{totals:?}");
+        assert_eq!(
+            totals.served_without_layer,
+            if with_layer { 0 } else { 2 },
+            "{totals:?}"
+        );
+        server.abort();
+    }
+}

@@ -164,6 +164,14 @@ impl Wire {
         }
     }
 
+    /// HTTP/1: the status of the latest response started.
+    pub(crate) fn h1_response_status(&self) -> Option<u16> {
+        match &self.proto {
+            Proto::H1(h) => Some(h.response_status()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn framing(&self) -> Framing {
         match &self.proto {
             Proto::H1(h) => h.framing(),

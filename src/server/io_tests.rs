@@ -49,6 +49,7 @@ impl ConnObserver for Recorder {
         *self.half_closed_in_flight.lock().unwrap() += 1;
     }
     fn goaway_grace_expired(&self) {}
+    fn served_without_layer(&self) {}
     fn is_shutting_down(&self) -> bool {
         false
     }

@@ -51,6 +51,10 @@ pub(crate) trait ConnObserver: Send + Sync {
     fn half_closed_in_flight(&self);
     /// An HTTP/2 connection was closed after the GOAWAY grace.
     fn goaway_grace_expired(&self);
+    /// A connection answered a request that never passed through the layer
+    /// ([`TrackConnection`](super::TrackConnection)): its limits hold, request-level tracking
+    /// does not.
+    fn served_without_layer(&self);
     /// The listener is shutting down: every connection retires.
     fn is_shutting_down(&self) -> bool;
 }

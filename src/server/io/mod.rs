@@ -89,6 +89,8 @@ pub struct TrackedStream {
     own: OwnFrame,
     /// The connection was last published as busy (a request in progress) rather than idle.
     busy: bool,
+    /// Whether the first response went through the layer was looked at.
+    layer_checked: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
     abort: bool,
@@ -123,6 +125,7 @@ impl TrackedStream {
             driver_told: false,
             own: OwnFrame::default(),
             busy: false,
+            layer_checked: false,
             shutdown_started: false,
             peer_fin_first: false,
             abort: false,
@@ -168,6 +171,18 @@ impl TrackedStream {
             }
             if self.life.max_requests_reached() && !c.has(flags::RETIRING) {
                 c.retire(CloseReason::MaxRequests);
+            }
+            // The layer counts a request before its response exists. Looked at once, on the
+            // first HTTP/1 response that is not an error the stack may answer alone (a
+            // malformed request); HTTP/2 streams can end by a reset before any service.
+            if !self.layer_checked
+                && wire.answered() > 0
+                && wire.h1_response_status().is_some_and(|s| s < 400)
+            {
+                self.layer_checked = true;
+                if c.layer_requests.load(Ordering::Relaxed) == 0 {
+                    c.observer.served_without_layer();
+                }
             }
         }
         let busy = !self.life.wire.at_boundary();

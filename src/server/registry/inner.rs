@@ -44,6 +44,8 @@ pub(crate) struct RegistryInner {
     pub(super) untracked: AtomicU64,
     pub(super) requests_unanswered: AtomicU64,
     pub(super) goaway_grace_expired: AtomicU64,
+    pub(super) served_without_layer: AtomicU64,
+    warned_without_layer: std::sync::atomic::AtomicBool,
     pub(super) metrics: ServerMetrics,
 }
 
@@ -72,6 +74,8 @@ impl RegistryInner {
             untracked: AtomicU64::new(0),
             requests_unanswered: AtomicU64::new(0),
             goaway_grace_expired: AtomicU64::new(0),
+            served_without_layer: AtomicU64::new(0),
+            warned_without_layer: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -240,6 +244,19 @@ impl ConnObserver for RegistryInner {
         );
         self.live_count.fetch_sub(1, Ordering::AcqRel);
         self.closed_notify.notify_waiters();
+    }
+
+    fn served_without_layer(&self) {
+        self.served_without_layer.fetch_add(1, Ordering::Relaxed);
+        if !self.warned_without_layer.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                listener = %self.name,
+                "requests are served without the connection layer (`axum::serve(listener, app)` \
+                 rather than `TrackConnection::new(app)`): every connection limit holds, but \
+                 requests carry no `ConnectionInfo`, a retiring connection's last response gets \
+                 no `Connection: close`, and handlers are not counted"
+            );
+        }
     }
 
     fn goaway_grace_expired(&self) {

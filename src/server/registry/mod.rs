@@ -93,6 +93,7 @@ impl ConnectionRegistry {
             untracked: i.untracked.load(Ordering::Relaxed),
             requests_unanswered: i.requests_unanswered.load(Ordering::Relaxed),
             goaway_grace_expired: i.goaway_grace_expired.load(Ordering::Relaxed),
+            served_without_layer: i.served_without_layer.load(Ordering::Relaxed),
             closed_by_reason,
             closed_by_closer,
         }

@@ -116,6 +116,11 @@ pub struct RegistryTotals {
     /// open, for longer than the grace (see
     /// [`ConnectionLimitsBuilder::goaway_grace`](crate::server::ConnectionLimitsBuilder::goaway_grace)).
     pub goaway_grace_expired: u64,
+    /// Connections whose first answered request never passed through the layer
+    /// ([`TrackConnection`](super::TrackConnection) / [`ConnectionLayer`](super::ConnectionLayer)):
+    /// served by `axum::serve(listener, app)` without it. Their limits hold; request-level
+    /// tracking does not. The first one logs a warning.
+    pub served_without_layer: u64,
     pub(super) closed_by_reason: [u64; REASONS],
     pub(super) closed_by_closer: [u64; 5],
 }
