@@ -297,3 +297,21 @@ async fn metrics_match_the_snapshot_and_carry_no_address() {
     assert_eq!(findings, Check::ALL.len() * 4);
     census.stop();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_dropped_at_once_is_not_silent() {
+    let logs = logs();
+    let census = Sampler::builder()
+        .proc_root(fixture())
+        .pid(FIXTURE_PID)
+        .spawn();
+    let task = census.task();
+    // What `let _ = Sampler::builder()...spawn();` does.
+    drop(census);
+    task.finished().await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        text.contains("its handle was dropped right after spawn"),
+        "{text}"
+    );
+}

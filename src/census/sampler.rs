@@ -209,10 +209,19 @@ async fn run(
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut panicked = false;
+    let mut samples = 0u64;
     loop {
         tokio::select! {
             biased;
             changed = stop.changed() => {
+                if changed.is_err() && samples < 2 {
+                    // Dropped, not stopped, before a second sample: almost surely
+                    // `let _ = sampler.spawn()`, which would otherwise sample nothing silently.
+                    tracing::warn!(
+                        "connection census sampler stopped: its handle was dropped right after \
+                         spawn (keep it: `let _sampler = ...spawn()`, not `let _ = ...`)"
+                    );
+                }
                 if changed.is_err() || *stop.borrow() {
                     break;
                 }
@@ -220,6 +229,7 @@ async fn run(
             }
             _ = ticks.tick() => {}
         }
+        samples += 1;
         let e = engine.clone();
         // The walk makes system calls that take milliseconds on big tables: off the runtime.
         if let Err(err) = tokio::task::spawn_blocking(move || e.sample(false)).await {
@@ -240,8 +250,11 @@ struct HandleInner {
 }
 
 /// A running [`Sampler`]. Cheap to clone; when the last clone is dropped the background task
-/// stops at its next wake-up.
+/// stops at its next wake-up, so keep one for as long as sampling should go on: bind it
+/// (`let _sampler = sampler.spawn();`), since `let _ = sampler.spawn();` drops it at once (a
+/// sampler dropped before its second sample logs a warning).
 #[derive(Debug, Clone)]
+#[must_use = "the sampler stops when its last handle is dropped: bind it with `let _sampler = ...`"]
 pub struct SamplerHandle {
     inner: Arc<HandleInner>,
 }

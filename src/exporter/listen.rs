@@ -91,6 +91,7 @@ impl ListenBuilder {
 /// [`PrometheusExporter::serve`]. Dropping it starts a graceful shutdown in the background;
 /// [`shutdown`](Self::shutdown) waits for it.
 #[derive(Debug)]
+#[must_use = "dropping it shuts the metrics endpoint down: keep it for as long as it should serve"]
 pub struct MetricsServer {
     local_addr: SocketAddr,
     registry: ConnectionRegistry,
