@@ -869,3 +869,49 @@ async fn limits_hold_without_the_layer() {
         server.abort();
     }
 }
+
+/// axum's `ListenerExt::tap_io` over the hygienic listener keeps tracking: requests carry their
+/// `ConnectionInfo`, connect info works, and the tap sees every accepted stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tap_io_keeps_tracking() {
+    use axum::{extract::ConnectInfo, serve::ListenerExt, Extension};
+    use conn_hygiene::server::{Connection, ConnectionInfo, TrackConnection};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = listener(ConnectionLimits::default())
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let reg = listener.registry().clone();
+    let tapped = Arc::new(AtomicU64::new(0));
+    let seen = tapped.clone();
+    let tapped_listener = listener.tap_io(move |io| {
+        assert!(io.connection().id() > 0);
+        seen.fetch_add(1, Ordering::Relaxed);
+    });
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(
+            |Extension(info): Extension<ConnectionInfo>,
+             ConnectInfo(conn): ConnectInfo<Connection>| async move {
+                assert_eq!(info.id(), conn.id());
+                format!("{} {}", info.id(), info.request_number())
+            },
+        ),
+    );
+    let server = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<Connection>();
+        let _ = axum::serve(tapped_listener, TrackConnection::new(app)).await;
+    });
+    let url = format!("http://{addr}/");
+    let (ok, out, err) = curl(&["-s", &url, &url]).await;
+    assert!(ok, "{err}");
+    // One connection, both requests on it, each with its number.
+    let id = out.split(' ').next().unwrap_or_default().to_owned();
+    assert_eq!(out, format!("{id} 1{id} 2"));
+    assert_eq!(tapped.load(Ordering::Relaxed), 1);
+    wait_totals(&reg, |t| t.closed == 1).await;
+    assert_eq!(reg.totals().requests_on_closed, 2);
+    assert_eq!(reg.totals().served_without_layer, 0);
+    server.abort();
+}

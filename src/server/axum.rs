@@ -14,7 +14,7 @@ use axum::{
     body::Body,
     extract::connect_info::Connected,
     response::Response,
-    serve::{IncomingStream, Listener},
+    serve::{IncomingStream, Listener, TapIo},
 };
 use bytes::Bytes;
 use http::Request;
@@ -50,15 +50,28 @@ impl Connected<IncomingStream<'_, HygienicListener>> for Connection {
     }
 }
 
+/// The same through axum's `ListenerExt::tap_io`.
+impl<F> Connected<IncomingStream<'_, TapIo<HygienicListener, F>>> for Connection
+where
+    F: FnMut(&mut TrackedStream) + Send + 'static,
+{
+    fn connect_info(stream: IncomingStream<'_, TapIo<HygienicListener, F>>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
 /// `axum::serve(listener, TrackConnection::new(app))`: binds each accepted connection.
 ///
-/// `app` is what `axum::serve` takes: a `Router`, or a make-service such as
-/// `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own per-connection step
-/// runs for each connection (a `Router` turns its handlers into routes there, once per
-/// connection rather than once per request), then the connection's service is tracked.
-impl<'a, M, S> Service<IncomingStream<'a, HygienicListener>> for TrackConnection<M>
+/// `listener` is the hygienic listener or an adapter of it that keeps its stream (axum's
+/// `ListenerExt::tap_io`). `app` is what `axum::serve` takes: a `Router`, or a make-service
+/// such as `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own
+/// per-connection step runs for each connection (a `Router` turns its handlers into routes
+/// there, once per connection rather than once per request), then the connection's service
+/// is tracked.
+impl<'a, L, M, S> Service<IncomingStream<'a, L>> for TrackConnection<M>
 where
-    M: Service<IncomingStream<'a, HygienicListener>, Response = S, Error = Infallible>,
+    L: Listener<Io = TrackedStream>,
+    M: Service<IncomingStream<'a, L>, Response = S, Error = Infallible>,
 {
     type Response = AxumConnection<S>;
     type Error = Infallible;
@@ -68,7 +81,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, stream: IncomingStream<'a, HygienicListener>) -> Self::Future {
+    fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
         let conn = stream.io().connection().clone();
         MakeConnection {
             inner: self.inner.call(stream),
