@@ -48,3 +48,14 @@ impl fmt::Display for Closer {
         f.write_str(self.as_str())
     }
 }
+
+/// A `Debug` map of the named counts that are not zero.
+pub(crate) struct NonZero<const N: usize>(pub(crate) [(&'static str, u64); N]);
+
+impl<const N: usize> std::fmt::Debug for NonZero<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k, n)))
+            .finish()
+    }
+}

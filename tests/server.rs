@@ -915,3 +915,46 @@ async fn tap_io_keeps_tracking() {
     assert_eq!(reg.totals().served_without_layer, 0);
     server.abort();
 }
+
+/// Totals read by name in `Debug`, and as intervals: each item holds what happened since the
+/// one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_read_by_name_and_by_interval() {
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let reg = server.registry.clone();
+    let mut intervals = reg.intervals();
+    let one = |n: u64| {
+        let addr = server.addr;
+        async move {
+            for _ in 0..n {
+                let mut s = TcpStream::connect(addr).await.unwrap();
+                s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                    .await
+                    .unwrap();
+                read_response(&mut s).await.unwrap();
+            }
+        }
+    };
+    one(2).await;
+    wait_totals(&reg, |t| t.closed == 2).await;
+    let first = intervals.next().unwrap();
+    assert_eq!((first.opened, first.closed), (2, 2), "{first:?}");
+    assert_eq!(first.closed_by(Closer::Peer), 2);
+    one(1).await;
+    wait_totals(&reg, |t| t.closed == 3).await;
+    let second = intervals.next().unwrap();
+    assert_eq!((second.opened, second.closed), (1, 1), "{second:?}");
+    assert_eq!(second.requests_on_closed, 1);
+    assert_eq!(
+        intervals.next().unwrap(),
+        Default::default(),
+        "nothing since"
+    );
+    let text = format!("{:?}", reg.totals());
+    assert!(
+        text.contains(r#"closed_for: {"peer_closed": 3}"#)
+            && text.contains(r#"closed_by: {"peer": 3}"#),
+        "{text}"
+    );
+    server.stop().await;
+}

@@ -68,8 +68,9 @@ impl ConnectErrorKind {
     }
 }
 
-/// Cumulative counters of one upstream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Cumulative counters of one upstream; [`since`](Self::since) gives the counts of an
+/// interval.
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UpstreamTotals {
     /// Connections opened.
@@ -97,6 +98,44 @@ impl UpstreamTotals {
     /// Connections closed with this closer first.
     pub fn closed_by(&self, closer: Closer) -> u64 {
         self.closed_by_closer[closer as usize]
+    }
+
+    /// What happened between `earlier` (totals taken before) and these.
+    pub fn since(&self, earlier: &UpstreamTotals) -> UpstreamTotals {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        UpstreamTotals {
+            connects: d(self.connects, earlier.connects),
+            connect_errors: d(self.connect_errors, earlier.connect_errors),
+            closed: d(self.closed, earlier.closed),
+            requests_on_closed: d(self.requests_on_closed, earlier.requests_on_closed),
+            retries: d(self.retries, earlier.retries),
+            aborted: d(self.aborted, earlier.aborted),
+            closed_by_reason: std::array::from_fn(|k| {
+                d(self.closed_by_reason[k], earlier.closed_by_reason[k])
+            }),
+            closed_by_closer: std::array::from_fn(|k| {
+                d(self.closed_by_closer[k], earlier.closed_by_closer[k])
+            }),
+        }
+    }
+}
+
+/// Named counts, the close reasons and closers that occurred only.
+impl std::fmt::Debug for UpstreamTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reasons =
+            crate::close::NonZero(ClientCloseReason::ALL.map(|r| (r.as_str(), self.closed_for(r))));
+        let closers = crate::close::NonZero(Closer::ALL.map(|c| (c.as_str(), self.closed_by(c))));
+        f.debug_struct("UpstreamTotals")
+            .field("connects", &self.connects)
+            .field("connect_errors", &self.connect_errors)
+            .field("closed", &self.closed)
+            .field("closed_for", &reasons)
+            .field("closed_by", &closers)
+            .field("requests_on_closed", &self.requests_on_closed)
+            .field("retries", &self.retries)
+            .field("aborted", &self.aborted)
+            .finish()
     }
 }
 

@@ -75,6 +75,31 @@ impl ConnectionRegistry {
         self.inner.live_count.load(Ordering::Acquire)
     }
 
+    /// The counts of successive intervals, as tokio-metrics' `intervals()` gives them: each
+    /// item holds what happened since the item before (the first, since the listener was
+    /// bound). Take one per reporting period:
+    ///
+    /// ```no_run
+    /// # async fn f(registry: conn_hygiene::server::ConnectionRegistry) {
+    /// let mut intervals = registry.intervals();
+    /// loop {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    ///     let last_10s = intervals.next().unwrap_or_default();
+    ///     println!("opened {} closed {}", last_10s.opened, last_10s.closed);
+    /// }
+    /// # }
+    /// ```
+    pub fn intervals(&self) -> impl Iterator<Item = RegistryTotals> + Send + 'static {
+        let registry = self.clone();
+        let mut previous = RegistryTotals::default();
+        std::iter::from_fn(move || {
+            let now = registry.totals();
+            let interval = now.since(&previous);
+            previous = now;
+            Some(interval)
+        })
+    }
+
     /// Cumulative counters.
     pub fn totals(&self) -> RegistryTotals {
         let i = &self.inner;

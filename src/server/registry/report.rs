@@ -85,8 +85,10 @@ pub struct ConnectionEvent {
     pub close: Option<CloseInfo>,
 }
 
-/// Cumulative counters of a listener since it was bound.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Cumulative counters of a listener since it was bound; [`since`](Self::since) and
+/// [`ConnectionRegistry::intervals`](super::ConnectionRegistry::intervals) give the counts of an
+/// interval.
+#[derive(Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RegistryTotals {
     /// Connections accepted.
@@ -134,6 +136,54 @@ impl RegistryTotals {
     /// Connections closed with this closer first.
     pub fn closed_by(&self, closer: Closer) -> u64 {
         self.closed_by_closer[closer as usize]
+    }
+
+    /// What happened between `earlier` (totals taken before) and these.
+    pub fn since(&self, earlier: &RegistryTotals) -> RegistryTotals {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        RegistryTotals {
+            opened: d(self.opened, earlier.opened),
+            closed: d(self.closed, earlier.closed),
+            aborted: d(self.aborted, earlier.aborted),
+            requests_on_closed: d(self.requests_on_closed, earlier.requests_on_closed),
+            accept_errors: d(self.accept_errors, earlier.accept_errors),
+            half_closed_in_flight: d(self.half_closed_in_flight, earlier.half_closed_in_flight),
+            shutdown_cut: d(self.shutdown_cut, earlier.shutdown_cut),
+            untracked: d(self.untracked, earlier.untracked),
+            requests_unanswered: d(self.requests_unanswered, earlier.requests_unanswered),
+            goaway_grace_expired: d(self.goaway_grace_expired, earlier.goaway_grace_expired),
+            served_without_layer: d(self.served_without_layer, earlier.served_without_layer),
+            closed_by_reason: std::array::from_fn(|k| {
+                d(self.closed_by_reason[k], earlier.closed_by_reason[k])
+            }),
+            closed_by_closer: std::array::from_fn(|k| {
+                d(self.closed_by_closer[k], earlier.closed_by_closer[k])
+            }),
+        }
+    }
+}
+
+/// Named counts, the close reasons and closers that occurred only.
+impl std::fmt::Debug for RegistryTotals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reasons =
+            crate::close::NonZero(CloseReason::ALL.map(|r| (r.as_str(), self.closed_for(r))));
+        let closers = crate::close::NonZero(Closer::ALL.map(|c| (c.as_str(), self.closed_by(c))));
+        f.debug_struct("RegistryTotals")
+            .field("opened", &self.opened)
+            .field("closed", &self.closed)
+            .field("closed_for", &reasons)
+            .field("closed_by", &closers)
+            .field("aborted", &self.aborted)
+            .field("requests_on_closed", &self.requests_on_closed)
+            .field("requests_unanswered", &self.requests_unanswered)
+            .field("accept_errors", &self.accept_errors)
+            .field("half_closed_in_flight", &self.half_closed_in_flight)
+            .field("shutdown_cut", &self.shutdown_cut)
+            .field("untracked", &self.untracked)
+            .field("goaway_grace_expired", &self.goaway_grace_expired)
+            .field("served_without_layer", &self.served_without_layer)
+            .finish()
     }
 }
 
