@@ -64,7 +64,10 @@ struct AppState {
 async fn leaky(State(state): State<AppState>) -> (StatusCode, String) {
     let res = match state.client.get(state.flaky.parse().expect("uri")).await {
         Ok(res) => res,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("{e}\n")),
+        Err(e) => {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "flaky backend");
+            return (StatusCode::BAD_GATEWAY, format!("{e}\n"));
+        }
     };
     if res.status().is_success() {
         let _ = res.into_body().collect().await;

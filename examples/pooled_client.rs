@@ -138,7 +138,7 @@ async fn main() {
                     }
                     Err(e) => {
                         failed.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("worker {w}: {e}");
+                        eprintln!("worker {w}: {}", chain(&*e));
                     }
                 }
             }
@@ -190,4 +190,16 @@ async fn main() {
         closed_peer,
         args.close_order.as_str(),
     );
+}
+
+/// An error and its causes on one line.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -188,6 +188,10 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
     assert!(err.is_acquire_timeout(), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains("acquire timeout"), "{msg}");
+    assert_eq!(
+        axum::response::IntoResponse::into_response(err).status(),
+        http::StatusCode::GATEWAY_TIMEOUT
+    );
     assert_eq!(client.snapshot()[0].pending, 0);
     drop(held);
     get_ok(&client, &server.url("/")).await;
@@ -381,7 +385,22 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
     // A POST on a reused connection that the server closes fails, and is not retried.
     let err = send(http::Method::POST, None).await.unwrap_err();
     assert!(!err.is_connect(), "{err:?}");
-    assert!(err.to_string().contains("upstream"), "{err}");
+    assert!(
+        err.is_closed_before_response(),
+        "the keep-alive race: {err:?}"
+    );
+    // Its own message; the cause is in the source chain, printed once by a reporter.
+    let upstream = err.upstream().to_owned();
+    assert_eq!(
+        err.to_string(),
+        format!("upstream {upstream}: request failed")
+    );
+    assert!(std::error::Error::source(&err).is_some(), "{err:?}");
+    // As a handler's response: 502, and nothing about the upstream in the body.
+    let res = axum::response::IntoResponse::into_response(err);
+    assert_eq!(res.status(), http::StatusCode::BAD_GATEWAY);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "Bad Gateway");
     assert_eq!(client.snapshot()[0].totals.retries, 1);
     // With an Idempotency-Key it may be replayed: warm a connection, then race it again.
     for key in ["k1", "k2"] {

@@ -1,4 +1,6 @@
-//! [`Error`]: a failed request, opaque, with predicates for what went wrong.
+//! [`Error`]: a failed request, opaque, with predicates for what went wrong. Its `Display` is
+//! its own message; the cause is its [`source`](std::error::Error::source) chain (print it with
+//! your error reporter, e.g. anyhow's `{:#}`).
 
 use std::{fmt, sync::Arc};
 
@@ -73,6 +75,36 @@ impl Error {
         matches!(self.kind, Kind::Connect | Kind::AcquireTimeout)
     }
 
+    /// True when the connection closed or was reset before a whole response arrived: the
+    /// keep-alive race (the upstream closed a pooled connection as the request went out; a
+    /// replayable request is retried before this is returned), or an upstream that dropped
+    /// the request.
+    pub fn is_closed_before_response(&self) -> bool {
+        let mut source = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(s) = source {
+            if let Some(h) = s.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() || h.is_canceled() {
+                    return true;
+                }
+            }
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                ) {
+                    return true;
+                }
+            }
+            source = s.source();
+        }
+        false
+    }
+
     /// True when the client's configuration or the request's URI is invalid.
     pub fn is_invalid(&self) -> bool {
         matches!(self.kind, Kind::Config | Kind::InvalidUri)
@@ -103,17 +135,28 @@ impl fmt::Display for Error {
             Kind::Connect => "connect failed",
             Kind::Request => "request failed",
         };
-        write!(f, "upstream {}: {what}", self.upstream)?;
-        // Walk the chain so the root cause is visible in one line.
-        let mut source = self
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn std::error::Error + 'static));
-        while let Some(s) = source {
-            write!(f, ": {s}")?;
-            source = s.source();
-        }
-        Ok(())
+        // Its own message only: the cause is `source()`, which error reporters print.
+        write!(f, "upstream {}: {what}", self.upstream)
+    }
+}
+
+/// A failed upstream request as the response of a handler that calls it: `504 Gateway
+/// Timeout` when no connection slot freed up in time, `500` for an invalid request or client
+/// configuration (the handler's fault), `502 Bad Gateway` otherwise. The body says only that;
+/// the upstream's name and the cause stay in the server's logs.
+#[cfg(feature = "axum")]
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        let status = match self.kind {
+            Kind::AcquireTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Kind::InvalidUri | Kind::Config => http::StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Connect | Kind::Request => http::StatusCode::BAD_GATEWAY,
+        };
+        tracing::debug!(error = %self, cause = ?std::error::Error::source(&self), "upstream request failed");
+        let body = status
+            .canonical_reason()
+            .unwrap_or("upstream request failed");
+        (status, body).into_response()
     }
 }
 
