@@ -415,7 +415,7 @@ fn summary(
     service: &ConnectionRegistry,
     client: &Pooled,
 ) {
-    use conn_hygiene_census::TcpState;
+    use conn_hygiene::census::TcpState;
     println!(
         "   host TCP: ESTABLISHED {}  TIME_WAIT {}  CLOSE_WAIT {}  (this process: CLOSE_WAIT {})",
         snap.host.get(TcpState::Established),
@@ -454,7 +454,7 @@ fn summary(
         .report
         .findings
         .iter()
-        .filter(|f| f.severity != conn_hygiene_census::findings::Severity::Ok)
+        .filter(|f| f.severity != conn_hygiene::census::Severity::Ok)
         .collect();
     println!(
         "   census findings: {} (status {:?})",

@@ -5,7 +5,7 @@
 #![cfg(feature = "census")]
 
 use conn_hygiene::census::Sampler;
-use conn_hygiene_census::TcpState;
+use conn_hygiene::census::TcpState;
 
 /// `VmHWM` of this process, in KiB.
 fn vm_hwm_kib() -> Option<u64> {

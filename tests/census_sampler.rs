@@ -16,11 +16,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use conn_hygiene::census::{Check, Severity, TcpState};
 use conn_hygiene::census::{DegradedPart, Sampler, Tier};
 use conn_hygiene::metrics::names;
 use conn_hygiene::server::HygienicListener;
-use conn_hygiene_census::findings::Check;
-use conn_hygiene_census::{Severity, TcpState};
 use conn_hygiene_test_support::eventually;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::Instant;

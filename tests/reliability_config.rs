@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use conn_hygiene::census::{ThresholdError, Thresholds};
 use conn_hygiene::{
     client::{ClientConfigError, HygienicClient, UpstreamConfig},
     exporter::{ExporterBuilder, ExporterError, Matcher},
@@ -17,7 +18,6 @@ use conn_hygiene::{
     policy::{Keepalive, Linger, PolicyError, SocketPolicy},
     server::{ConnectionLimits, HygienicListener, LimitsError},
 };
-use conn_hygiene_census::{findings::ThresholdError, Thresholds};
 use http_body_util::Empty;
 
 /// Asserts that `err` is the expected variant and that its message carries every fragment

@@ -26,9 +26,9 @@
 //! as the census crate takes it for any host ([`HostWalk`]); the sampler adds its
 //! attribution on top, in the same walk.
 //!
-//! Every sample is judged against [`Thresholds`](conn_hygiene_census::Thresholds)
-//! (see [`conn_hygiene_census::findings`] for the checks and their defaults), published as
-//! a [`CensusSnapshot`] and exported as metrics (listed in [`crate::metrics::names`]):
+//! Every sample is judged against [`Thresholds`] (see [`conn_hygiene_census::findings`] for
+//! the checks and their defaults; the types a snapshot is made of are re-exported here),
+//! published as a [`CensusSnapshot`] and exported as metrics (listed in [`crate::metrics::names`]):
 //! sockets by state for the host and the process (all eleven states, 0 when none), per
 //! listener and per upstream sockets, queues and port headroom, kernel counters, usage
 //! ratios, findings per check and severity, the sampler's own cost per tier
@@ -92,6 +92,13 @@ pub use self::sampler::{Sampler, SamplerBuilder, SamplerHandle, SamplerTask};
 pub use self::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
     PortHeadroom, SampleCost, Tier, UpstreamCensus,
+};
+/// What a snapshot's fields and the sampler's settings are made of, from the kernel-facing
+/// census crate: reachable here so a user needs no second dependency.
+pub use conn_hygiene_census::{
+    findings::{Check, Measure, ThresholdError, ThresholdsBuilder},
+    Conntrack, FdUsage, FileNr, Finding, Report, Severity, Sockstat, StateCounts, Sysctls,
+    TcpCounters, TcpState, Thresholds,
 };
 
 /// `CLOSE_WAIT` sockets listed one by one in a snapshot; more are only counted.

@@ -119,7 +119,8 @@ pub struct RegistryTotals {
     /// [`ConnectionLimitsBuilder::goaway_grace`](crate::server::ConnectionLimitsBuilder::goaway_grace)).
     pub goaway_grace_expired: u64,
     /// Connections whose first answered request never passed through the layer
-    /// ([`TrackConnection`](super::TrackConnection) / [`ConnectionLayer`](super::ConnectionLayer)):
+    /// ([`TrackConnection`](crate::server::TrackConnection) /
+    /// [`ConnectionLayer`](crate::server::ConnectionLayer)):
     /// served by `axum::serve(listener, app)` without it. Their limits hold; request-level
     /// tracking does not. The first one logs a warning.
     pub served_without_layer: u64,
