@@ -66,7 +66,11 @@ fn parse_args() -> Result<Args, String> {
             "--requests" => args.requests = number(value()?)?,
             "--concurrency" => args.concurrency = number(value()?)?.max(1),
             "--interval-ms" => args.interval = Duration::from_millis(number(value()?)?),
-            "--close-order" => args.close_order = value()?.parse()?,
+            "--close-order" => {
+                args.close_order = value()?
+                    .parse()
+                    .map_err(|e| format!("--close-order: {e}"))?
+            }
             "--server-keep-alive" => args.server_keep_alive = Some(secs(value()?)?),
             "--idle-timeout" => args.idle_timeout = Some(secs(value()?)?),
             "--max-idle" => args.max_idle = Some(number(value()?)? as usize),

@@ -97,8 +97,8 @@ pub use self::snapshot::{
 /// census crate: reachable here so a user needs no second dependency.
 pub use conn_hygiene_census::{
     findings::{Check, Measure, ThresholdError, ThresholdsBuilder},
-    Conntrack, FdUsage, FileNr, Finding, Report, Severity, Sockstat, StateCounts, Sysctls,
-    TcpCounters, TcpState, Thresholds,
+    Conntrack, FdUsage, FileNr, Finding, ParseStateError, Report, Severity, Sockstat, StateCounts,
+    Sysctls, TcpCounters, TcpState, Thresholds,
 };
 
 /// `CLOSE_WAIT` sockets listed one by one in a snapshot; more are only counted.

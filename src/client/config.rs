@@ -35,19 +35,46 @@ impl CloseOrder {
 }
 
 impl std::str::FromStr for CloseOrder {
-    type Err = String;
+    type Err = ParseCloseOrderError;
 
+    /// `client-first`, `abort` or `server-first` ([`CloseOrder::as_str`]).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "client-first" => Ok(Self::ClientFirst),
             "abort" => Ok(Self::AbortOnIdle),
             "server-first" => Ok(Self::ServerFirst),
-            other => Err(format!(
-                "unknown close order {other:?}; expected client-first, abort or server-first"
-            )),
+            other => Err(ParseCloseOrderError {
+                input: other.into(),
+            }),
         }
     }
 }
+
+/// The text given to [`CloseOrder::from_str`](std::str::FromStr::from_str) names no close
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseCloseOrderError {
+    input: Box<str>,
+}
+
+impl ParseCloseOrderError {
+    /// The text that was given.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+}
+
+impl fmt::Display for ParseCloseOrderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "close_order = {:?}: expected client-first, abort or server-first",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseCloseOrderError {}
 
 /// Pool settings for one upstream (or the default for all of them).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -351,6 +378,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn close_orders_parse_by_name_and_anything_else_is_a_typed_error() {
+        for order in [
+            CloseOrder::ClientFirst,
+            CloseOrder::AbortOnIdle,
+            CloseOrder::ServerFirst,
+        ] {
+            assert_eq!(order.as_str().parse::<CloseOrder>(), Ok(order));
+        }
+        let err = "server_first".parse::<CloseOrder>().unwrap_err();
+        assert_eq!(err.input(), "server_first");
+        assert_eq!(
+            err.to_string(),
+            r#"close_order = "server_first": expected client-first, abort or server-first"#
+        );
+    }
+
+    #[test]
     fn client_first_stays_below_the_server_keep_alive() {
         let c = UpstreamConfig::new().idle_timeout(Duration::from_secs(50));
         assert_eq!(c.effective_idle_timeout(None), Duration::from_secs(50));
@@ -387,6 +431,6 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("idle timeout = 0ns"), "{e}");
         assert_eq!("abort".parse::<CloseOrder>(), Ok(CloseOrder::AbortOnIdle));
-        assert!("later".parse::<CloseOrder>().unwrap_err().contains("later"));
+        assert_eq!("later".parse::<CloseOrder>().unwrap_err().input(), "later");
     }
 }

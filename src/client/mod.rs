@@ -85,7 +85,7 @@ pub use self::reqwest::{
 pub use self::{
     body::LeasedBody,
     client::{is_replayable, ClientBuilder, ClientView, HygienicClient},
-    config::{ClientConfigError, CloseOrder, UpstreamConfig},
+    config::{ClientConfigError, CloseOrder, ParseCloseOrderError, UpstreamConfig},
     conn::{ClientCloseReason, ClientConnState, ClientConnectionSnapshot, UpstreamConnection},
     connector::HygienicConnector,
     error::Error,
