@@ -786,11 +786,13 @@ async fn limits_hold_without_the_layer() {
     use tokio::io::AsyncReadExt;
     let t = Duration::from_millis(300);
     for with_layer in [true, false] {
+        // Setters take the value itself, `Some` or `None` (off).
         let listener = listener(
             limits()
-                .header_timeout(Some(t))
+                .header_timeout(t)
                 .idle_timeout(Some(t))
-                .max_age(Some(Duration::from_millis(600)))
+                .max_age(Duration::from_millis(600))
+                .max_requests(None)
                 .build()
                 .unwrap(),
         )

@@ -137,8 +137,8 @@ impl TrackedConnection {
     }
 
     /// The connection leased by the request made at `site`.
-    pub fn leased_at(mut self, site: Option<&'static Location<'static>>) -> Self {
-        self.lease_site = site;
+    pub fn leased_at(mut self, site: impl Into<Option<&'static Location<'static>>>) -> Self {
+        self.lease_site = site.into();
         self
     }
 }

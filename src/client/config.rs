@@ -148,8 +148,8 @@ impl UpstreamConfig {
     /// (nginx's `keepalive_timeout`, for instance). Default: learned from the first response
     /// on each connection (a server changes it on restart or reload, which new connections
     /// see).
-    pub fn server_keep_alive(mut self, t: Option<Duration>) -> Self {
-        self.server_keep_alive = t;
+    pub fn server_keep_alive(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.server_keep_alive = t.into();
         self
     }
 
@@ -161,8 +161,8 @@ impl UpstreamConfig {
 
     /// Cap on open connections; beyond it, connection attempts wait (counted as pending) up to
     /// the acquire timeout. Default: no cap.
-    pub fn max_open(mut self, n: Option<usize>) -> Self {
-        self.max_open = n;
+    pub fn max_open(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.max_open = n.into();
         self
     }
 
@@ -173,14 +173,14 @@ impl UpstreamConfig {
     }
 
     /// TCP connect timeout. Default: 3 s.
-    pub fn connect_timeout(mut self, t: Option<Duration>) -> Self {
-        self.connect_timeout = t;
+    pub fn connect_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.connect_timeout = t.into();
         self
     }
 
     /// Retire connections older than this at their next message boundary. Default: off.
-    pub fn max_age(mut self, t: Option<Duration>) -> Self {
-        self.max_age = t;
+    pub fn max_age(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.max_age = t.into();
         self
     }
 
@@ -190,14 +190,14 @@ impl UpstreamConfig {
     /// [`ClientCloseReason::WriteTimeout`](super::ClientCloseReason::WriteTimeout). Cut between
     /// one and one and a quarter timeouts after the last progress. Default: 30 s, as the
     /// server's (`DEFAULT_WRITE_TIMEOUT`).
-    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
-        self.write_timeout = t;
+    pub fn write_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.write_timeout = t.into();
         self
     }
 
     /// Retire connections after this many requests. Default: off.
-    pub fn max_requests(mut self, n: Option<u64>) -> Self {
-        self.max_requests = n;
+    pub fn max_requests(mut self, n: impl Into<Option<u64>>) -> Self {
+        self.max_requests = n.into();
         self
     }
 
@@ -210,8 +210,8 @@ impl UpstreamConfig {
 
     /// Report a lease (a request whose response body is not yet read or dropped) held longer
     /// than this as a leak. Default: 30 s. `None` turns leak detection off.
-    pub fn leak_threshold(mut self, t: Option<Duration>) -> Self {
-        self.leak_threshold = t;
+    pub fn leak_threshold(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.leak_threshold = t.into();
         self
     }
 

@@ -72,8 +72,8 @@ impl ExporterBuilder {
     /// stays bounded between scrapes. The task runs on the Tokio runtime current at build time
     /// (none outside a runtime; every render drains as well) and ends once the exporter and
     /// every service cloned from it are dropped. `None` turns it off. Default: 5 s.
-    pub fn upkeep_interval(mut self, interval: Option<Duration>) -> Self {
-        self.upkeep_interval = interval;
+    pub fn upkeep_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.upkeep_interval = interval.into();
         self
     }
 

@@ -64,8 +64,8 @@ impl LeaseTrackerBuilder {
     ///
     /// Default: `Some(30 s)`. `None` turns leak detection off (leases are still counted and
     /// listed). A zero duration is refused by [`build`](Self::build).
-    pub fn leak_threshold(mut self, threshold: Option<Duration>) -> Self {
-        self.config.leak_threshold = threshold;
+    pub fn leak_threshold(mut self, threshold: impl Into<Option<Duration>>) -> Self {
+        self.config.leak_threshold = threshold.into();
         self
     }
 

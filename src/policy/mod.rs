@@ -217,8 +217,8 @@ const BUFFER_RANGE: std::ops::RangeInclusive<usize> = 1024..=256 * 1024 * 1024;
 
 impl SocketPolicyBuilder {
     /// TCP keepalive; `None` turns it off. Default: idle 60 s, interval 10 s, 6 probes.
-    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
-        self.policy.keepalive = keepalive;
+    pub fn keepalive(mut self, keepalive: impl Into<Option<Keepalive>>) -> Self {
+        self.policy.keepalive = keepalive.into();
         self
     }
 
@@ -235,20 +235,20 @@ impl SocketPolicyBuilder {
     }
 
     /// `TCP_USER_TIMEOUT`; `None` leaves the kernel default. Default: 120 s.
-    pub fn user_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.policy.user_timeout = timeout;
+    pub fn user_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.policy.user_timeout = timeout.into();
         self
     }
 
     /// `SO_RCVBUF` in bytes; `None` keeps kernel autotuning. Default: `None`.
-    pub fn recv_buffer_size(mut self, size: Option<usize>) -> Self {
-        self.policy.recv_buffer_size = size;
+    pub fn recv_buffer_size(mut self, size: impl Into<Option<usize>>) -> Self {
+        self.policy.recv_buffer_size = size.into();
         self
     }
 
     /// `SO_SNDBUF` in bytes; `None` keeps kernel autotuning. Default: `None`.
-    pub fn send_buffer_size(mut self, size: Option<usize>) -> Self {
-        self.policy.send_buffer_size = size;
+    pub fn send_buffer_size(mut self, size: impl Into<Option<usize>>) -> Self {
+        self.policy.send_buffer_size = size.into();
         self
     }
 

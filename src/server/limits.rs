@@ -139,29 +139,29 @@ pub struct ConnectionLimitsBuilder {
 impl ConnectionLimitsBuilder {
     /// Close a keep-alive connection idle this long. Default: 75 s, longer than the 60 s idle
     /// timeout common to load balancers, so a load balancer's pool closes first.
-    pub fn idle_timeout(mut self, t: Option<Duration>) -> Self {
-        self.limits.idle_timeout = t;
+    pub fn idle_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.limits.idle_timeout = t.into();
         self
     }
 
     /// Close a connection whose request header (or, on a new connection, whose first bytes and
     /// protocol preface) takes longer than this. Default: 10 s, which cuts slowloris peers while
     /// leaving room for slow mobile links.
-    pub fn header_timeout(mut self, t: Option<Duration>) -> Self {
-        self.limits.header_timeout = t;
+    pub fn header_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.limits.header_timeout = t.into();
         self
     }
 
     /// Retire a connection older than this at its next message boundary, so load spreads again
     /// after a scale-out. Default: off.
-    pub fn max_age(mut self, t: Option<Duration>) -> Self {
-        self.limits.max_age = t;
+    pub fn max_age(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.limits.max_age = t.into();
         self
     }
 
     /// Retire a connection after this many requests. Default: off.
-    pub fn max_requests(mut self, n: Option<u64>) -> Self {
-        self.limits.max_requests = n;
+    pub fn max_requests(mut self, n: impl Into<Option<u64>>) -> Self {
+        self.limits.max_requests = n.into();
         self
     }
 
@@ -173,8 +173,8 @@ impl ConnectionLimitsBuilder {
     /// queue is looked at four times per timeout while output is pending, so the cut comes
     /// between one and one and a quarter timeouts after the last progress. Default:
     /// [`DEFAULT_WRITE_TIMEOUT`] (30 s).
-    pub fn write_timeout(mut self, t: Option<Duration>) -> Self {
-        self.limits.write_timeout = t;
+    pub fn write_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.limits.write_timeout = t.into();
         self
     }
 

@@ -50,8 +50,8 @@ impl ListenerBuilder {
 
     /// Caps concurrent connections: beyond it, new connections wait in the kernel's accept queue
     /// until one closes. Default: no cap. `Some(0)` is refused when binding.
-    pub fn max_connections(mut self, max: Option<usize>) -> Self {
-        self.max_connections = max;
+    pub fn max_connections(mut self, max: impl Into<Option<usize>>) -> Self {
+        self.max_connections = max.into();
         self
     }
 
