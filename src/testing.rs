@@ -15,7 +15,9 @@
 //! - [`assert_no_leases`]: nothing outstanding right now.
 //! - [`assert_no_leases_older_than`]: nothing held longer than a bound (leases of requests
 //!   still in flight are fine).
-//! - [`LeakCheck`]: a guard that runs [`assert_no_leases`] at the end of the test.
+//! - [`LeakCheck`]: a guard that runs [`assert_no_leases`] at the end of the test, for one
+//!   tracker or for every upstream of a client ([`LeakCheck::client`]).
+//! - [`assert_no_client_leases`]: [`assert_no_leases`] over every upstream of a client.
 //!
 //! # Example
 //!
@@ -167,15 +169,24 @@ pub fn assert_no_leases_older_than(tracker: &LeaseTracker, age: Duration) {
 #[derive(Debug)]
 #[must_use = "the check runs when the guard is dropped; bind it with `let _check = ...`"]
 pub struct LeakCheck {
-    tracker: LeaseTracker,
+    of: Checked,
     older_than: Option<Duration>,
+}
+
+#[derive(Debug)]
+enum Checked {
+    Tracker(LeaseTracker),
+    /// Every upstream of a client, as they are when the check runs (upstreams made after the
+    /// guard included).
+    #[cfg(feature = "client")]
+    Client(crate::client::ClientView),
 }
 
 impl LeakCheck {
     /// Checks, when dropped, that `tracker` has no outstanding lease.
     pub fn new(tracker: &LeaseTracker) -> Self {
         Self {
-            tracker: tracker.clone(),
+            of: Checked::Tracker(tracker.clone()),
             older_than: None,
         }
     }
@@ -183,7 +194,27 @@ impl LeakCheck {
     /// Checks, when dropped, that `tracker` has no lease held longer than `age`.
     pub fn older_than(tracker: &LeaseTracker, age: Duration) -> Self {
         Self {
-            tracker: tracker.clone(),
+            of: Checked::Tracker(tracker.clone()),
+            older_than: Some(age),
+        }
+    }
+
+    /// Checks, when dropped, that no upstream of `client` has an outstanding lease (every
+    /// upstream it has then, those made after the guard included). A test's one line:
+    /// `let _check = LeakCheck::client(&client);`.
+    #[cfg(feature = "client")]
+    pub fn client<B>(client: &crate::client::HygienicClient<B>) -> Self {
+        Self {
+            of: Checked::Client(client.view()),
+            older_than: None,
+        }
+    }
+
+    /// Like [`client`](Self::client), for leases held longer than `age` only.
+    #[cfg(feature = "client")]
+    pub fn client_older_than<B>(client: &crate::client::HygienicClient<B>, age: Duration) -> Self {
+        Self {
+            of: Checked::Client(client.view()),
             older_than: Some(age),
         }
     }
@@ -194,10 +225,27 @@ impl Drop for LeakCheck {
         if std::thread::panicking() {
             return;
         }
-        match self.older_than {
-            None => assert_no_leases(&self.tracker),
-            Some(age) => assert_no_leases_older_than(&self.tracker, age),
+        let trackers = match &self.of {
+            Checked::Tracker(t) => vec![t.clone()],
+            #[cfg(feature = "client")]
+            Checked::Client(view) => view.lease_trackers(),
+        };
+        for tracker in &trackers {
+            match self.older_than {
+                None => assert_no_leases(tracker),
+                Some(age) => assert_no_leases_older_than(tracker, age),
+            }
         }
+    }
+}
+
+/// [`assert_no_leases`] over every upstream of `client`: panics listing the outstanding leases
+/// of the first upstream that has any.
+#[cfg(feature = "client")]
+#[track_caller]
+pub fn assert_no_client_leases<B>(client: &crate::client::HygienicClient<B>) {
+    for tracker in client.view().lease_trackers() {
+        assert_no_leases(&tracker);
     }
 }
 

@@ -235,6 +235,43 @@ async fn an_unread_body_is_a_leak_reported_with_its_line() {
     server.stop().await;
 }
 
+/// One call checks every upstream of a client, including upstreams made after the guard.
+#[tokio::test(start_paused = true)]
+async fn one_leak_check_covers_every_upstream_of_a_client() {
+    use conn_hygiene::testing::{assert_no_client_leases, LeakCheck};
+    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let client = client(UpstreamConfig::new());
+    let failed = {
+        let check = LeakCheck::client(&client);
+        // The client's first upstream is made by this request, after the guard.
+        let unread = client.get(server.url("/").parse().unwrap()).await.unwrap();
+        let line = line!() - 1;
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(check)));
+        let message = failed
+            .unwrap_err()
+            .downcast::<String>()
+            .map(|m| *m)
+            .unwrap_or_default();
+        assert!(
+            message.contains(&format!("{}:{line}", file!())),
+            "{message}"
+        );
+        let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            assert_no_client_leases(&client)
+        }));
+        unread.into_body().collect().await.unwrap();
+        failed
+    };
+    assert!(
+        failed.is_err(),
+        "the assertion failed while the body was held"
+    );
+    assert_no_client_leases(&client);
+    let _check = LeakCheck::client(&client);
+    get_ok(&client, &server.url("/")).await;
+    server.stop().await;
+}
+
 /// A small response body the HTTP stack read whole leaves its connection idle and reusable
 /// while the response's lease is still held: accounting follows the connection's bytes, not
 /// the lease, so the connection is reused, counted idle, and still closed by the client first.

@@ -200,6 +200,15 @@ impl ClientView {
     pub fn snapshot(&self) -> Vec<UpstreamSnapshot> {
         self.upstreams.all().iter().map(|u| u.snapshot()).collect()
     }
+
+    /// The lease trackers of the upstreams so far, one per upstream.
+    pub(crate) fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
+        self.upstreams
+            .all()
+            .iter()
+            .map(|u| u.tracker.clone())
+            .collect()
+    }
 }
 
 impl fmt::Debug for ClientView {
@@ -217,6 +226,16 @@ pub fn is_replayable<B>(req: &Request<B>) -> bool {
         *req.method(),
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     ) || req.headers().contains_key(&IDEMPOTENCY_KEY)
+}
+
+impl<B> HygienicClient<B> {
+    /// A cheap, type-erased view of this client's upstreams, for observers such as a census
+    /// sampler that attributes TIME_WAIT and CLOSE_WAIT to upstreams and lease sites.
+    pub fn view(&self) -> ClientView {
+        ClientView {
+            upstreams: self.shared.upstreams.clone(),
+        }
+    }
 }
 
 impl<B> HygienicClient<B>
@@ -326,14 +345,6 @@ where
             .iter()
             .map(|u| u.snapshot())
             .collect()
-    }
-
-    /// A cheap, type-erased view of this client's upstreams, for observers such as a census
-    /// sampler that attributes TIME_WAIT and CLOSE_WAIT to upstreams and lease sites.
-    pub fn view(&self) -> ClientView {
-        ClientView {
-            upstreams: self.shared.upstreams.clone(),
-        }
     }
 
     /// The lease trackers, one per upstream, for test assertions
