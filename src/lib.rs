@@ -68,6 +68,17 @@
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Every Rust block of the README compiles as written.
+#[cfg(all(
+    doctest,
+    feature = "axum",
+    feature = "client",
+    feature = "census",
+    feature = "exporter"
+))]
+#[doc = include_str!("../README.md")]
+mod readme {}
+
 #[cfg(feature = "census")]
 pub mod census;
 #[cfg(feature = "client")]
