@@ -436,21 +436,8 @@ impl AsyncWrite for UpstreamStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(e) = this.write_refusal() {
-            return Poll::Ready(Err(e));
-        }
-        this.before_write();
-        let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(Err(io::ErrorKind::NotConnected.into()));
-        };
-        let res = Pin::new(inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = res {
-            let change = this.life.sent(&buf[..n]);
-            this.publish(change);
-        }
-        this.after_write(cx, &res);
-        res
+        // One path for every write: the bytes are followed the same way.
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
     }
 
     fn poll_write_vectored(

@@ -19,7 +19,7 @@ use super::{
     io::UpstreamStream,
     observer::ConnObserver,
 };
-use crate::{close::Closer, policy::SocketPolicy};
+use crate::{close::Closer, conn::client_tests::frame, policy::SocketPolicy};
 
 /// An upstream that records what its connection reports.
 struct Recorder {
@@ -221,14 +221,6 @@ async fn abort_on_idle_resets_at_a_boundary_but_not_mid_request() {
     assert!(!p.recorder.closed.lock().unwrap()[0].2);
     p.server.read_exact(&mut req).await.unwrap();
     assert_eq!(p.server.read(&mut buf).await.unwrap(), 0, "a FIN");
-}
-
-fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
 }
 
 #[tokio::test(start_paused = true)]

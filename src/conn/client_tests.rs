@@ -165,7 +165,8 @@ async fn a_body_that_runs_until_close_or_cannot_be_framed_is_never_a_boundary() 
     );
 }
 
-fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+/// One HTTP/2 frame.
+pub(crate) fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = payload.len() as u32;
     let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
     f.extend_from_slice(&stream.to_be_bytes());

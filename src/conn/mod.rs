@@ -18,4 +18,4 @@ pub(crate) mod wire;
 pub(crate) mod write_watch;
 
 #[cfg(test)]
-mod client_tests;
+pub(crate) mod client_tests;
