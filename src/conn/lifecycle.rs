@@ -104,6 +104,9 @@ pub(crate) struct Lifecycle {
     watch: WriteWatch,
     /// A deadline may have moved since [`next`](Self::next) last ran.
     moved: bool,
+    /// A deadline other than the idle timeout may have started or come earlier since
+    /// [`next`](Self::next) last ran.
+    earlier: bool,
 }
 
 impl Lifecycle {
@@ -120,6 +123,7 @@ impl Lifecycle {
             eof_held: false,
             watch: WriteWatch::new(limits.write),
             moved: false,
+            earlier: false,
         }
     }
 
@@ -132,7 +136,35 @@ impl Lifecycle {
         std::mem::take(&mut self.moved)
     }
 
+    /// A deadline may have started or come earlier.
+    fn mark(&mut self) {
+        self.moved = true;
+        self.earlier = true;
+    }
+
+    /// The request path's shortcut past [`next`](Self::next): when all that moved since it last
+    /// ran is the idle timeout, restarted by the end of the last message (nothing can have come
+    /// earlier), stamps the idle start with `now` and returns the idle deadline (inner `None`:
+    /// no idle timeout). The timer armed for the earlier result still serves when it is due no
+    /// later than that. Outer `None`: anything else moved, and `next` must run. The caller has
+    /// checked that the connection is not retiring.
+    pub(crate) fn idle_restarted(&mut self, now: Instant) -> Option<Option<Instant>> {
+        let simple = !self.earlier
+            && self.idle_since == Stamp::Pending
+            && self.goaway_at == Stamp::Unset
+            && !self.eof_held
+            && self.wire.framing() == Framing::Known
+            && self.wire.at_boundary()
+            && !self.wire.awaiting_head();
+        if !simple {
+            return None;
+        }
+        self.idle_since = Stamp::At(now);
+        Some(self.limits.idle.map(|t| now + t))
+    }
+
     /// Bytes read from the peer.
+    #[inline]
     pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
         let change = self.wire.received(buf);
         self.follow(change);
@@ -140,8 +172,11 @@ impl Lifecycle {
     }
 
     /// Bytes written to the peer.
+    #[inline]
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
-        self.moved |= self.watch.wrote(buf.len());
+        if self.watch.wrote(buf.len()) {
+            self.mark();
+        }
         let change = match self.wire.h2() {
             // Only HTTP/2 sends GOAWAY (the protocol of bytes written is known and never
             // changes: a server writes nothing before it knows it).
@@ -150,7 +185,7 @@ impl Lifecycle {
                 let change = self.wire.sent(buf);
                 if !goaway && self.wire.h2().is_some_and(|h| h.goaway_sent) {
                     self.goaway_at = Stamp::Pending;
-                    self.moved = true;
+                    self.mark();
                 }
                 change
             }
@@ -163,6 +198,7 @@ impl Lifecycle {
     /// What a chunk either way changed: a request started (the header timeout), the last
     /// message ended (the idle timeout; a server's response is written, a client's read, and a
     /// reset can end an HTTP/2 stream either way).
+    #[inline]
     fn follow(&mut self, change: Change) {
         if change.request_started {
             self.head_started = Stamp::Pending;
@@ -170,7 +206,9 @@ impl Lifecycle {
             // the head is still incomplete (a head that started and completed within these
             // bytes started and ended it; without a header timeout a start only ends the idle
             // deadline).
-            self.moved |= self.limits.header.is_some() && self.wire.awaiting_head();
+            if self.limits.header.is_some() && self.wire.awaiting_head() {
+                self.mark();
+            }
         }
         if change.messages && self.wire.at_boundary() {
             self.idle_since = Stamp::Pending;
@@ -183,22 +221,25 @@ impl Lifecycle {
     pub(crate) fn set_idle(&mut self, idle: Option<Duration>) {
         if self.limits.idle != idle {
             self.limits.idle = idle;
-            self.moved = true;
+            self.mark();
         }
     }
 
     /// Bytes that cannot be framed keep no message boundary: the idle timeout then counts from
     /// the last byte either way, so that no input can turn the limits off.
+    #[inline]
     fn note_unframed(&mut self) {
         if self.wire.framing() == Framing::Lost {
             self.unframed_activity = Stamp::Pending;
-            self.moved = true;
+            self.mark();
         }
     }
 
     /// A write could not go on: the send buffer is full.
     pub(crate) fn write_blocked(&mut self) {
-        self.moved |= self.watch.blocked();
+        if self.watch.blocked() {
+            self.mark();
+        }
     }
 
     /// The peer's FIN arrived.
@@ -251,6 +292,7 @@ impl Lifecycle {
     /// GOAWAY for it. Stamps the times taken lazily with `now`.
     pub(crate) fn next(&mut self, now: Instant, retiring: bool) -> Option<(Instant, Due)> {
         self.moved = false;
+        self.earlier = false;
         self.watch
             .start(now, self.wire.h2().map_or(0, |h| h.data_sent));
         let head_started = self.head_started.resolve(now);
@@ -372,6 +414,60 @@ mod tests {
             l.next(t3, false),
             Some((t3 + Duration::from_secs(10), Due::Header))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_shortcut_agrees_with_the_full_computation_and_steps_aside_otherwise() {
+        let mut l = server(limits());
+        // The first request: its response starts the write watch, so the full computation runs.
+        l.received(GET);
+        l.sent(OK);
+        let t0 = Instant::now();
+        assert_eq!(l.idle_restarted(t0), None, "the write watch started");
+        l.next(t0, false);
+        // Keep-alive requests with the watch running: only the idle timeout restarts.
+        for _ in 0..3 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            l.received(GET);
+            l.sent(OK);
+            let now = Instant::now();
+            let mut full = l.clone();
+            assert_eq!(
+                l.idle_restarted(now),
+                Some(Some(now + Duration::from_secs(75)))
+            );
+            // What `next` computes from the same bytes: the idle deadline at the same instant,
+            // or an earlier recheck of the write watch.
+            let (at, due) = full.next(now, false).expect("a deadline");
+            assert!(
+                due == Due::WriteCheck || (due, at) == (Due::Idle, now + Duration::from_secs(75))
+            );
+            assert!(at <= now + Duration::from_secs(75));
+            // Stamped: the full computation later finds the same idle start.
+            assert_eq!(l.idle_since, Stamp::At(now));
+        }
+        // A head that starts and stays incomplete can bring the header timeout earlier.
+        l.received(b"GET / HT");
+        assert_eq!(l.idle_restarted(Instant::now()), None);
+        l.next(Instant::now(), false);
+        l.received(b"TP/1.1\r\n\r\n");
+        l.peer_eof();
+        l.sent(OK);
+        assert_eq!(
+            l.idle_restarted(Instant::now()),
+            None,
+            "a held FIN was released"
+        );
+
+        // No idle timeout: nothing to stamp a deadline for.
+        let mut l = server(Limits {
+            idle: None,
+            write: None,
+            ..limits()
+        });
+        l.received(GET);
+        l.sent(OK);
+        assert_eq!(l.idle_restarted(Instant::now()), Some(None));
     }
 
     #[tokio::test(start_paused = true)]

@@ -43,6 +43,16 @@ impl Timer {
         Some(at)
     }
 
+    /// The timer as armed still serves for a next deadline at `at` (`None`: nothing due): it
+    /// fires no later than that (early is a recheck), and has not fired yet.
+    pub(crate) fn serves(&self, at: Option<Instant>, now: Instant) -> bool {
+        match (self.armed, at) {
+            (Some(armed), Some(at)) => armed > now && armed <= at,
+            (Some(armed), None) => armed > now,
+            (None, at) => at.is_none(),
+        }
+    }
+
     /// True when the armed instant has passed (no clock read: the timer wheel's flag).
     pub(crate) fn is_elapsed(&self) -> bool {
         self.armed.is_some() && self.sleep.as_ref().is_some_and(|s| s.is_elapsed())
@@ -76,5 +86,30 @@ impl Timer {
                 Poll::Ready(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_armed_timer_serves_for_a_later_deadline_until_it_fires() {
+        let mut t = Timer::default();
+        let now = Instant::now();
+        let s = Duration::from_secs(1);
+        assert!(t.serves(None, now), "nothing armed, nothing due");
+        assert!(
+            !t.serves(Some(now + s), now),
+            "nothing armed, something due"
+        );
+        t.set(Some(now + 2 * s), now);
+        assert!(t.serves(Some(now + 3 * s), now), "fires early: a recheck");
+        assert!(t.serves(Some(now + 2 * s), now));
+        assert!(t.serves(None, now));
+        assert!(!t.serves(Some(now + s), now), "would fire late");
+        assert!(!t.serves(Some(now + 3 * s), now + 2 * s), "already due");
     }
 }

@@ -28,6 +28,16 @@ pub(crate) struct Change {
     pub(crate) messages: bool,
 }
 
+impl Change {
+    /// What two chunks in a row changed.
+    pub(crate) fn or(self, other: Change) -> Change {
+        Change {
+            request_started: self.request_started || other.request_started,
+            messages: self.messages || other.messages,
+        }
+    }
+}
+
 /// The message view of one connection's bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Wire {
@@ -72,6 +82,7 @@ impl Wire {
     }
 
     /// Follows bytes read from the peer.
+    #[inline]
     pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
             Proto::H1(h) if self.client => h1_responses(h, buf),
@@ -92,11 +103,8 @@ impl Wire {
                 if seen[..have] != PREFACE[..have] {
                     let first = seen[..have].to_vec();
                     self.proto = Proto::H1(Box::default());
-                    let mut change = self.received(&first);
-                    let rest = self.received(&buf[n..]);
-                    change.request_started |= rest.request_started;
-                    change.messages |= rest.messages;
-                    return change;
+                    let change = self.received(&first);
+                    return change.or(self.received(&buf[n..]));
                 }
                 *len = have as u8;
                 let started = have == n && n > 0;
@@ -119,6 +127,7 @@ impl Wire {
     }
 
     /// Follows bytes written to the peer.
+    #[inline]
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
             Proto::H1(h) if self.client => h1_requests(h, buf),
@@ -172,6 +181,7 @@ impl Wire {
         }
     }
 
+    #[inline]
     pub(crate) fn framing(&self) -> Framing {
         match &self.proto {
             Proto::H1(h) => h.framing(),
@@ -180,6 +190,7 @@ impl Wire {
     }
 
     /// No request is unanswered and no byte of a next message has been read or written.
+    #[inline]
     pub(crate) fn at_boundary(&self) -> bool {
         match &self.proto {
             Proto::H1(h) => h.at_boundary(),
@@ -213,6 +224,7 @@ impl Wire {
 }
 
 /// Request bytes of an HTTP/1 connection.
+#[inline]
 fn h1_requests(h: &mut H1, buf: &[u8]) -> Change {
     let before = h.request_heads;
     let idle = h.requests.is_idle();
@@ -224,6 +236,7 @@ fn h1_requests(h: &mut H1, buf: &[u8]) -> Change {
 }
 
 /// Response bytes of an HTTP/1 connection.
+#[inline]
 fn h1_responses(h: &mut H1, buf: &[u8]) -> Change {
     let seen = h.responses(buf);
     Change {

@@ -320,36 +320,27 @@ impl ConnShared {
 
     /// Moves to `to` unless the connection is already closing or closed (or, for `Idle`, unless
     /// it is no longer `Active`). Returns the previous state when it moved.
+    ///
+    /// Only the connection's own stream moves its state (from its reads, writes and drop), so a
+    /// load and a store suffice: no other writer can come between them.
     pub(crate) fn transition(&self, to: ConnState) -> Option<ConnState> {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            let from = ConnState::from_u8(cur);
-            let allowed = match to {
-                ConnState::Active => matches!(from, ConnState::New | ConnState::Idle),
-                ConnState::Idle => from == ConnState::Active,
-                ConnState::HalfClosed => {
-                    matches!(from, ConnState::New | ConnState::Active | ConnState::Idle)
-                }
-                ConnState::Closing => from != ConnState::Closed && from != ConnState::Closing,
-                ConnState::Closed => from != ConnState::Closed,
-                ConnState::New => false,
-            };
-            if !allowed {
-                return None;
+        let from = ConnState::from_u8(self.state.load(Ordering::Acquire));
+        let allowed = match to {
+            ConnState::Active => matches!(from, ConnState::New | ConnState::Idle),
+            ConnState::Idle => from == ConnState::Active,
+            ConnState::HalfClosed => {
+                matches!(from, ConnState::New | ConnState::Active | ConnState::Idle)
             }
-            match self.state.compare_exchange_weak(
-                cur,
-                to as u8,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    self.observer.transition(self, from, to);
-                    return Some(from);
-                }
-                Err(actual) => cur = actual,
-            }
+            ConnState::Closing => from != ConnState::Closed && from != ConnState::Closing,
+            ConnState::Closed => from != ConnState::Closed,
+            ConnState::New => false,
+        };
+        if !allowed {
+            return None;
         }
+        self.state.store(to as u8, Ordering::Release);
+        self.observer.transition(self, from, to);
+        Some(from)
     }
 
     pub(crate) fn force_closed(&self) {
@@ -517,7 +508,6 @@ impl fmt::Debug for Connection {
 pub struct ConnectionInfo {
     pub(crate) connection: Connection,
     pub(crate) request: u64,
-    pub(crate) age: Duration,
 }
 
 impl ConnectionInfo {
@@ -542,9 +532,10 @@ impl ConnectionInfo {
         self.request
     }
 
-    /// The connection's age when this request started.
+    /// The connection's age: the time since it was accepted, read when called (the request
+    /// path itself reads no clock for it).
     pub fn age(&self) -> Duration {
-        self.age
+        self.connection.0.opened.elapsed()
     }
 
     /// The connection itself.

@@ -3,6 +3,7 @@
 //! are tested to agree.
 
 use super::{
+    newlines,
     scanner::{Scanner, St},
     Asked, Kind, Seen,
 };
@@ -10,13 +11,13 @@ use super::{
 impl Scanner {
     /// Takes the lines at the start of `buf` while the scanner is between messages or at the
     /// start of a header line, each as [`byte`](Self::byte) would take it byte by byte: whole
-    /// when the buffer holds its newline, else its first byte on the byte path. Stops where
-    /// lines no longer start (a body, lost framing) and before empty lines between messages,
-    /// which `scan` skips. Returns the bytes taken: at least one, when called at a line start
-    /// with bytes left (between messages, not at an empty line).
+    /// when the buffer holds its newline, else its first byte on the byte path. Stops at the
+    /// end of a head, where lines no longer start (a body, the next message, lost framing): the
+    /// caller goes on from there. Returns the bytes taken: at least one, when called at a line
+    /// start with bytes left (between messages, not at an empty line, which `scan` skips).
     ///
-    /// The newlines are found in one pass over the buffer, eight bytes at a time: each word is
-    /// read once however many lines it holds.
+    /// The newlines are found in one pass over the buffer, a mask of 64 bytes at a time
+    /// ([`newlines`](super::newlines)): each byte is looked at once however many lines it holds.
     pub(super) fn lines<A, H>(
         &mut self,
         buf: &[u8],
@@ -28,60 +29,24 @@ impl Scanner {
         A: FnMut() -> Asked,
         H: FnMut(Asked),
     {
-        // A buffer shorter than a word is looked at padded with zeros (never a newline).
-        let mut pad = [0u8; 8];
-        let words = match buf.len() {
-            0..8 => {
-                pad[..buf.len()].copy_from_slice(buf);
-                &pad[..]
-            }
-            _ => buf,
-        };
+        let mut ends = LineEnds::new(buf);
         let mut start = 0;
-        // Where the next word to look at starts, and the newlines in the word before it not
-        // used yet (the top bit of each such byte).
-        let mut looked = 0;
-        let mut found = 0u64;
-        let last = words.len() - 8;
-        while start < buf.len() {
-            match self.st {
-                St::LineStart => {}
-                St::Idle if !matches!(buf[start], b'\r' | b'\n') => {}
-                _ => break,
-            }
-            // The next newline ends the line at `start`: looked for two words at a time.
-            while found == 0 {
-                if looked + 8 <= last {
-                    let pair = &words[looked..looked + 16];
-                    let (a, b) = (newline_bits(&pair[..8]), newline_bits(&pair[8..]));
-                    // A newline in the second word only is found again from there.
-                    (found, looked) = match (a, b) {
-                        (0, 0) => (0, looked + 16),
-                        (0, b) => (b, looked + 16),
-                        (a, _) => (a, looked + 8),
-                    };
-                } else if looked <= last {
-                    found = newline_bits(&words[looked..looked + 8]);
-                    looked += 8;
-                } else if looked < words.len() {
-                    // The last bytes: the last word, less the bytes already looked at.
-                    let again = 8 - (words.len() - looked);
-                    found = newline_bits(&words[last..]) & (u64::MAX << (8 * again));
-                    looked = words.len();
-                } else {
-                    // The line goes on past the buffer: byte by byte from here.
-                    self.byte(buf[start], seen, answering, on_head);
-                    return start + 1;
-                }
-            }
-            let end = looked - 8 + (found.trailing_zeros() / 8) as usize;
-            found &= found - 1;
-            let line = &buf[start..end];
-            if self.st == St::Idle {
-                self.start_line(line, seen, answering);
-            } else {
-                self.header_line(line, seen, on_head);
-            }
+        if matches!(self.st, St::Idle) {
+            let Some(end) = ends.next() else {
+                self.byte(buf[0], seen, answering, on_head);
+                return 1;
+            };
+            self.start_line(&buf[..end], seen, answering);
+            start = end + 1;
+        }
+        // Header lines, until the head ends or framing is lost.
+        while matches!(self.st, St::LineStart) && start < buf.len() {
+            let Some(end) = ends.next() else {
+                // The line goes on past the buffer: byte by byte from here.
+                self.byte(buf[start], seen, answering, on_head);
+                return start + 1;
+            };
+            self.header_line(&buf[start..end], seen, on_head);
             start = end + 1;
         }
         start
@@ -94,10 +59,17 @@ impl Scanner {
             // The method: up to the first space.
             Kind::Request => match line.iter().position(|&b| b == b' ') {
                 Some(sp) => {
-                    // Its first eight bytes (a short copy: no call).
-                    for (m, &b) in self.method.iter_mut().zip(&line[..sp]) {
-                        *m = b;
-                    }
+                    // Its first eight bytes, zero-padded, in one word.
+                    let word = match line.first_chunk::<8>() {
+                        Some(w) => u64::from_le_bytes(*w),
+                        None => {
+                            let mut pad = [0u8; 8];
+                            pad[..line.len()].copy_from_slice(line);
+                            u64::from_le_bytes(pad)
+                        }
+                    };
+                    let keep = u64::MAX.checked_shr(64 - 8 * sp.min(8) as u32).unwrap_or(0);
+                    self.method = (word & keep).to_le_bytes();
                     self.st = St::LineStart;
                 }
                 None => self.lost(),
@@ -225,13 +197,36 @@ pub(super) fn starts_with_name<const N: usize>(line: &[u8], name: &Name<N>) -> b
     })
 }
 
-/// The top bit of each of the eight bytes of `word` that is a newline, exactly (no carry
-/// between bytes).
-#[inline(always)]
-fn newline_bits(word: &[u8]) -> u64 {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-    let x = word ^ 0x0a0a_0a0a_0a0a_0a0a;
-    // A byte's top bit ends up set unless the byte is zero.
-    !(((x & LOW7) + LOW7) | x | LOW7)
+/// The newlines of a buffer in order, found a mask of 64 bytes at a time.
+struct LineEnds<'a> {
+    buf: &'a [u8],
+    /// Where the block of 64 bytes starts whose newlines not taken yet are in `found`.
+    block: usize,
+    found: u64,
+}
+
+impl<'a> LineEnds<'a> {
+    #[inline(always)]
+    fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            block: 0,
+            found: newlines::mask(buf, 0),
+        }
+    }
+
+    /// Where the next newline is.
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        while self.found == 0 {
+            self.block += 64;
+            if self.block >= self.buf.len() {
+                return None;
+            }
+            self.found = newlines::mask(self.buf, self.block);
+        }
+        let at = self.block + self.found.trailing_zeros() as usize;
+        self.found &= self.found - 1;
+        Some(at)
+    }
 }

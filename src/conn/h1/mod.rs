@@ -12,6 +12,7 @@
 //! connection is never taken to be at a message boundary.
 
 mod lines;
+mod newlines;
 mod scanner;
 #[cfg(test)]
 mod tests;
@@ -95,6 +96,7 @@ impl Default for H1 {
 
 impl H1 {
     /// Follows request bytes.
+    #[inline]
     pub(crate) fn requests(&mut self, buf: &[u8]) -> Seen {
         let unanswered = &mut self.unanswered;
         let overflow = &mut self.overflow;
@@ -111,6 +113,7 @@ impl H1 {
     }
 
     /// Follows response bytes.
+    #[inline]
     pub(crate) fn responses(&mut self, buf: &[u8]) -> Seen {
         let unanswered = &mut self.unanswered;
         let seen = self.responses.scan(
@@ -137,6 +140,7 @@ impl H1 {
 
     /// How far the connection can be framed: lost when either direction is, or when a peer
     /// pipelined more requests than are remembered.
+    #[inline]
     pub(crate) fn framing(&self) -> Framing {
         match (self.requests.framing(), self.responses.framing()) {
             (Framing::Lost, _) | (_, Framing::Lost) => Framing::Lost,
@@ -148,6 +152,7 @@ impl H1 {
 
     /// At a message boundary: every request seen was answered and no byte of a next request or
     /// response has been seen.
+    #[inline]
     pub(crate) fn at_boundary(&self) -> bool {
         self.framing() == Framing::Known
             && self.unanswered() == 0

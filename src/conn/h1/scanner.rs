@@ -92,7 +92,7 @@ impl Scanner {
 
     /// True between messages: no byte of a next message has been seen.
     pub(crate) fn is_idle(&self) -> bool {
-        self.st == St::Idle
+        matches!(self.st, St::Idle)
     }
 
     /// True while a head is being read (its first byte seen, its end not yet).
@@ -148,7 +148,29 @@ impl Scanner {
     /// Follows `buf`. `answering` is called when a response starts (not after an interim one)
     /// and gives what the request it answers asked; `on_head` is called with each completed
     /// request head's [`Asked`].
-    pub(crate) fn scan<A, H>(&mut self, mut buf: &[u8], answering: &mut A, on_head: &mut H) -> Seen
+    #[inline]
+    pub(crate) fn scan<A, H>(&mut self, buf: &[u8], answering: &mut A, on_head: &mut H) -> Seen
+    where
+        A: FnMut() -> Asked,
+        H: FnMut(Asked),
+    {
+        // A chunk of body only (a response's body written apart from its head): no call.
+        if let St::Body { left } = self.st {
+            let n = buf.len() as u64;
+            if n <= left {
+                let mut seen = Seen::default();
+                if n == left {
+                    self.message_done(&mut seen);
+                } else {
+                    self.st = St::Body { left: left - n };
+                }
+                return seen;
+            }
+        }
+        self.scan_all(buf, answering, on_head)
+    }
+
+    fn scan_all<A, H>(&mut self, mut buf: &[u8], answering: &mut A, on_head: &mut H) -> Seen
     where
         A: FnMut() -> Asked,
         H: FnMut(Asked),

@@ -89,6 +89,9 @@ pub struct TrackedStream {
     own: OwnFrame,
     /// The connection was last published as busy (a request in progress) rather than idle.
     busy: bool,
+    /// Bytes read and written: this stream is the only writer of the connection's counters.
+    bytes_in: u64,
+    bytes_out: u64,
     /// Whether the first response went through the layer was looked at.
     layer_checked: bool,
     shutdown_started: bool,
@@ -125,6 +128,8 @@ impl TrackedStream {
             driver_told: false,
             own: OwnFrame::default(),
             busy: false,
+            bytes_in: 0,
+            bytes_out: 0,
             layer_checked: false,
             shutdown_started: false,
             peer_fin_first: false,
@@ -224,17 +229,26 @@ impl TrackedStream {
             if self.dirty {
                 self.dirty = false;
                 let now = Instant::now();
-                let next = self.life.next(now, retiring && !self.driver_told);
-                if let Some((at, due)) = next {
-                    if at <= now {
-                        if let Some(injected) = self.act(due, now) {
-                            return Some(injected);
+                // The usual case after a response: only the idle timeout restarted, and the
+                // timer armed before fires no later.
+                let shortcut = !retiring
+                    && self
+                        .life
+                        .idle_restarted(now)
+                        .is_some_and(|at| self.timer.serves(at, now));
+                if !shortcut {
+                    let next = self.life.next(now, retiring && !self.driver_told);
+                    if let Some((at, due)) = next {
+                        if at <= now {
+                            if let Some(injected) = self.act(due, now) {
+                                return Some(injected);
+                            }
+                            self.dirty = true;
+                            continue;
                         }
-                        self.dirty = true;
-                        continue;
                     }
+                    self.timer.set(next.map(|(at, _)| at), now);
                 }
-                self.timer.set(next.map(|(at, _)| at), now);
             }
             match self.timer.poll(cx) {
                 Poll::Pending => return None,
@@ -378,23 +392,26 @@ impl TrackedStream {
 
     /// Follows `n` written bytes of `bufs`.
     fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
+        let mut change = Change::default();
         for b in bufs {
             if n == 0 {
                 break;
             }
             let take = n.min(b.len());
-            let change = self.life.sent(&b[..take]);
-            self.publish(change);
+            change = change.or(self.life.sent(&b[..take]));
             n -= take;
         }
+        self.publish(change);
     }
 
     fn after_write(&mut self, cx: &mut Context<'_>, res: &Poll<io::Result<usize>>) {
         match res {
             Poll::Ready(Ok(n)) => {
-                self.shared()
+                self.bytes_out += *n as u64;
+                self.conn
+                    .0
                     .bytes_out
-                    .fetch_add(*n as u64, Ordering::Relaxed);
+                    .store(self.bytes_out, Ordering::Relaxed);
                 // A response ended: the deadlines moved, and the reader may not poll again
                 // before they are due, so the timer is armed here. When the responses a held
                 // FIN waited for are done, or something is due now, the reader (this task, in
@@ -453,10 +470,8 @@ impl AsyncRead for TrackedStream {
                 if read.is_empty() {
                     return this.on_peer_eof(cx);
                 }
-                this.conn
-                    .0
-                    .bytes_in
-                    .fetch_add(read.len() as u64, Ordering::Relaxed);
+                this.bytes_in += read.len() as u64;
+                this.conn.0.bytes_in.store(this.bytes_in, Ordering::Relaxed);
                 let change = this.life.received(read);
                 this.publish(change);
                 // A peer that keeps trickling bytes never lets the read go `Pending`: look at a

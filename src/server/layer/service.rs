@@ -87,11 +87,9 @@ where
         let http2 = req.version() == Version::HTTP_2;
         let request = conn.0.layer_request(http2);
         let guard = HandlerGuard::new(conn.0.clone());
-        let age = conn.0.opened.elapsed();
         req.extensions_mut().insert(ConnectionInfo {
             connection: conn,
             request,
-            age,
         });
         ResponseFuture::tracked(self.inner.call(req), guard, request, !http2)
     }
