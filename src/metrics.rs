@@ -59,6 +59,9 @@ pub mod names {
     pub const LEASE_DURATION_SECONDS: &str = "conn_hygiene_lease_duration_seconds";
     /// Counter `{pool}`: leases reported as leaked (held longer than the leak threshold).
     pub const LEASE_LEAKS_TOTAL: &str = "conn_hygiene_lease_leaks_total";
+    /// Counter `{pool}`: leases that waited for their response longer than the leak threshold
+    /// (a slow peer, not a leak: reported once each, apart from leaks).
+    pub const LEASE_SLOW_WAITS_TOTAL: &str = "conn_hygiene_lease_slow_waits_total";
     /// Counter `{pool}`: leaked leases that were eventually returned.
     pub const LEASE_LEAKS_RETURNED_TOTAL: &str = "conn_hygiene_lease_leaks_returned_total";
     /// Counter `{pool}`: leases not listed because the tracker's bound was reached.
@@ -221,6 +224,12 @@ pub fn describe() {
         LEASE_LEAKS_TOTAL,
         Unit::Count,
         "Leases held longer than the leak threshold (reported once each)."
+    );
+    describe_counter!(
+        LEASE_SLOW_WAITS_TOTAL,
+        Unit::Count,
+        "Leases that waited for their response longer than the leak threshold (reported once \
+         each; a wait is never a leak)."
     );
     describe_counter!(
         LEASE_LEAKS_RETURNED_TOTAL,

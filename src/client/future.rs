@@ -62,6 +62,16 @@ impl ClientLease {
         }
     }
 
+    /// The response head arrived: from here the caller holds the lease (until then it waited,
+    /// which is never a leak).
+    pub(crate) fn holding(&self) {
+        if let Some(raw) = &self.raw {
+            self.upstream
+                .tracker
+                .holding(raw, tokio::time::Instant::now());
+        }
+    }
+
     /// Ends the lease now; returns the time it ended, on tokio's clock (one clock read shared
     /// with the connection's bookkeeping).
     pub(crate) fn end(mut self) -> tokio::time::Instant {
@@ -146,6 +156,7 @@ where
                         let Some(lease) = lease.take() else {
                             break Err(Error::polled_after_completion());
                         };
+                        lease.holding();
                         // Taken, not cloned: the body carries it from here on.
                         let mut res = res;
                         let conn = res.extensions_mut().remove::<UpstreamConnection>();

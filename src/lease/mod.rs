@@ -16,6 +16,11 @@
 //!   `conn_hygiene_lease_leaks_total` += 1, and `leaked: true` in [snapshots](LeaseSnapshot).
 //!   When it is finally returned, an `INFO` event says after how long, and
 //!   `conn_hygiene_lease_leaks_returned_total` += 1.
+//! - An HTTP client's lease waits for its response first: while it waits, the application's
+//!   code holds nothing, so a slow response is never a leak. A wait longer than the threshold
+//!   is reported once apart (an `INFO` event, `conn_hygiene_lease_slow_waits_total` += 1,
+//!   [`LeaseTotals::slow_waits`]; `awaiting: true` in snapshots), and the leak threshold counts
+//!   from the response head. A pool's checkout is held from the start.
 //! - Detection runs in a background tokio task started by the first lease taken inside a
 //!   runtime; it ticks every half threshold on tokio's clock (so paused time drives it in tests)
 //!   and ends when the last clone of the tracker is dropped. Without a runtime, call
@@ -27,7 +32,7 @@
 //! Metrics (names in [`crate::metrics::names`], label `pool`): `conn_hygiene_leases_outstanding`,
 //! `conn_hygiene_leases_acquired_total`, `conn_hygiene_lease_duration_seconds`,
 //! `conn_hygiene_lease_leaks_total`, `conn_hygiene_lease_leaks_returned_total`,
-//! `conn_hygiene_leases_untracked_total`. Their handles are resolved once, when the tracker is
+//! `conn_hygiene_lease_slow_waits_total`, `conn_hygiene_leases_untracked_total`. Their handles are resolved once, when the tracker is
 //! built.
 //!
 //! For tests, [`crate::testing`] asserts that no lease is left outstanding.

@@ -18,6 +18,10 @@ pub struct LeaseTotals {
     /// Leases reported as leaked: held longer than the leak threshold. Each lease is reported
     /// at most once.
     pub leaks_detected: u64,
+    /// Leases whose request waited for its response longer than the leak threshold (an HTTP
+    /// client's leases, before the response head arrives): reported once each, and never
+    /// counted as leaks, which only a lease holding its response can be.
+    pub slow_waits: u64,
     /// Leases reported as leaked that were returned afterwards.
     pub leaked_returned: u64,
     /// Leases taken while `max_tracked` leases were already listed: counted and returned
@@ -55,19 +59,29 @@ pub struct LeaseInfo {
     pub age: Duration,
     /// Whether it was reported as leaked (held longer than the leak threshold).
     pub leaked: bool,
+    /// Whether its request is still waiting for the response (an HTTP client's lease before
+    /// the response head arrives). A lease that waits is not held by the application's code,
+    /// so it never counts as a leak; one that waits longer than the leak threshold is counted
+    /// in [`LeaseTotals::slow_waits`].
+    pub awaiting: bool,
     /// The backtrace captured when the lease was taken, when backtraces are on.
     pub backtrace: Option<String>,
 }
 
 impl fmt::Display for LeaseInfo {
-    /// `lease #7 taken at src/db.rs:42:17, held for 1.234s`, then the backtrace, if any, on
-    /// the following lines.
+    /// `lease #7 taken at src/db.rs:42:17, held for 1.234s` (`awaiting its response for`
+    /// while it waits), then the backtrace, if any, on the following lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "lease #{} taken at {}, held for {:.3}s",
+            "lease #{} taken at {}, {} {:.3}s",
             self.id,
             self.site,
+            if self.awaiting {
+                "awaiting its response for"
+            } else {
+                "held for"
+            },
             self.age.as_secs_f64()
         )?;
         if let Some(backtrace) = &self.backtrace {

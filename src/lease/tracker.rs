@@ -150,11 +150,19 @@ impl LeaseTracker {
 
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Takes a lease at `site` that the caller must end with [`release`](Self::release),
-    /// exactly once.
+    /// exactly once. It starts awaiting (a request waiting for its response, which is not a
+    /// leak however long it takes) until [`holding`](Self::holding).
     pub(crate) fn lease_raw(&self, site: &'static Location<'static>) -> RawLease {
-        let lease = self.shared.core.acquire_raw(site);
+        let lease = self.shared.core.acquire_raw(site, false);
         self.shared.ensure_detector();
         lease
+    }
+
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    /// The lease's response arrived at `now`: from here the application holds it, and holding
+    /// it longer than the leak threshold is a leak.
+    pub(crate) fn holding(&self, lease: &RawLease, now: Instant) {
+        self.shared.core.holding(lease, now);
     }
 
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
@@ -324,14 +332,14 @@ impl Core {
     }
 
     fn acquire(self: &Arc<Self>, site: &'static Location<'static>) -> Lease {
-        let raw = self.acquire_raw(site);
+        let raw = self.acquire_raw(site, true);
         Lease::new(self.clone(), raw.id, raw.slot, site, raw.taken)
     }
 
     /// Takes a lease without a handle on the tracker: the caller ends it with
     /// [`release`](Self::release) (the HTTP client, whose response holds its upstream, and
     /// so its tracker, already).
-    pub(super) fn acquire_raw(&self, site: &'static Location<'static>) -> RawLease {
+    pub(super) fn acquire_raw(&self, site: &'static Location<'static>, held: bool) -> RawLease {
         let taken = Instant::now();
         let backtrace = self
             .config
@@ -346,7 +354,9 @@ impl Core {
                     id,
                     site,
                     taken,
+                    held_since: held.then_some(taken),
                     leaked: false,
+                    slow_reported: false,
                     backtrace,
                 });
                 (id, slot, false)
@@ -376,6 +386,15 @@ impl Core {
             slot,
             site,
             taken,
+        }
+    }
+
+    fn holding(&self, lease: &RawLease, now: Instant) {
+        let mut state = self.lock();
+        if let Some(Slot::Occupied(entry)) = state.slots.get_mut(lease.slot) {
+            if entry.id == lease.id && entry.held_since.is_none() {
+                entry.held_since = Some(now);
+            }
         }
     }
 
@@ -421,18 +440,53 @@ impl Core {
         };
         let now = Instant::now();
         let mut found = Vec::new();
+        let mut slow = Vec::new();
         {
             let mut state = self.lock();
             for slot in &mut state.slots {
-                if let Slot::Occupied(entry) = slot {
-                    let age = now.saturating_duration_since(entry.taken);
-                    if !entry.leaked && age > threshold {
-                        entry.leaked = true;
-                        found.push((entry.id, entry.site, age, entry.backtrace.clone()));
+                let Slot::Occupied(entry) = slot else {
+                    continue;
+                };
+                match entry.held_since {
+                    // Only a lease held (its response handed over) can leak, counted from
+                    // when it was handed over.
+                    Some(since) => {
+                        let held = now.saturating_duration_since(since);
+                        if !entry.leaked && held > threshold {
+                            entry.leaked = true;
+                            found.push((entry.id, entry.site, held, entry.backtrace.clone()));
+                        }
+                    }
+                    // Still waiting for its response: a slow peer, reported on its own.
+                    None => {
+                        let waited = now.saturating_duration_since(entry.taken);
+                        if !entry.slow_reported && waited > threshold {
+                            entry.slow_reported = true;
+                            slow.push((entry.id, entry.site, waited));
+                        }
                     }
                 }
             }
             state.totals.leaks_detected += found.len() as u64;
+            state.totals.slow_waits += slow.len() as u64;
+        }
+        slow.sort_unstable_by_key(|&(id, ..)| id);
+        for (id, site, waited) in &slow {
+            self.metrics.slow_waits.increment(1);
+            tracing::info!(
+                target: "conn_hygiene::lease",
+                pool = %self.pool,
+                lease = id,
+                site = %site,
+                waited = %Secs(*waited),
+                threshold = %Secs(threshold),
+                "slow response: lease #{} has waited {} for its response (longer than the leak \
+                 threshold of {}, but a wait is not a leak), taken at {}",
+                id,
+                Secs(*waited),
+                Secs(threshold),
+                site
+            );
         }
         found.sort_unstable_by_key(|&(id, ..)| id);
         for (id, site, age, backtrace) in &found {
@@ -469,6 +523,7 @@ impl Core {
                         entry.site,
                         now.saturating_duration_since(entry.taken),
                         entry.leaked,
+                        entry.held_since.is_none(),
                         entry.backtrace.clone(),
                     ));
                 }
@@ -479,12 +534,13 @@ impl Core {
         listed.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
         let leases = listed
             .into_iter()
-            .map(|(id, site, age, leaked, backtrace)| LeaseInfo {
+            .map(|(id, site, age, leaked, awaiting, backtrace)| LeaseInfo {
                 id,
                 site,
                 taken_at: wall_now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH),
                 age,
                 leaked,
+                awaiting,
                 backtrace: backtrace.map(|b| b.to_string()),
             })
             .collect();
@@ -503,6 +559,7 @@ struct LeaseMetrics {
     duration: Histogram,
     leaks: Counter,
     leaks_returned: Counter,
+    slow_waits: Counter,
     untracked: Counter,
 }
 
@@ -516,6 +573,7 @@ impl LeaseMetrics {
             leaks: metrics::counter!(names::LEASE_LEAKS_TOTAL, "pool" => pool.clone()),
             leaks_returned: metrics::counter!(
                 names::LEASE_LEAKS_RETURNED_TOTAL, "pool" => pool.clone()),
+            slow_waits: metrics::counter!(names::LEASE_SLOW_WAITS_TOTAL, "pool" => pool.clone()),
             untracked: metrics::counter!(names::LEASES_UNTRACKED_TOTAL, "pool" => pool),
         }
     }
@@ -545,7 +603,12 @@ struct Entry {
     id: u64,
     site: &'static Location<'static>,
     taken: Instant,
+    /// When the application took hold of what the lease covers: at once for a pool's
+    /// checkout, at the response head for an HTTP request (`None` while it waits).
+    held_since: Option<Instant>,
     leaked: bool,
+    /// A wait longer than the leak threshold was reported.
+    slow_reported: bool,
     backtrace: Option<Arc<Backtrace>>,
 }
 
