@@ -200,17 +200,26 @@ impl UpstreamStream {
                 let retiring = self.conn.retire_reason().is_some();
                 self.life.set_idle(Some(self.conn.upstream.idle_timeout()));
                 let now = Instant::now();
-                let next = self.life.next(now, retiring);
-                if let Some((at, due)) = next {
-                    if at <= now {
-                        if let Some(injected) = self.act(due, now) {
-                            return Some(injected);
+                // The usual case after a response: only the idle timeout restarted, and the
+                // timer armed before fires no later.
+                let shortcut = !retiring
+                    && self
+                        .life
+                        .idle_restarted(now)
+                        .is_some_and(|at| self.timer.serves(at, now));
+                if !shortcut {
+                    let next = self.life.next(now, retiring);
+                    if let Some((at, due)) = next {
+                        if at <= now {
+                            if let Some(injected) = self.act(due, now) {
+                                return Some(injected);
+                            }
+                            self.dirty = true;
+                            continue;
                         }
-                        self.dirty = true;
-                        continue;
                     }
+                    self.timer.set(next.map(|(at, _)| at), now);
                 }
-                self.timer.set(next.map(|(at, _)| at), now);
             }
             match self.timer.poll(cx) {
                 Poll::Pending => return None,
