@@ -200,25 +200,12 @@ impl UpstreamStream {
                 let retiring = self.conn.retire_reason().is_some();
                 self.life.set_idle(Some(self.conn.upstream.idle_timeout()));
                 let now = Instant::now();
-                // The usual case after a response: only the idle timeout restarted, and the
-                // timer armed before fires no later.
-                let shortcut = !retiring
-                    && self
-                        .life
-                        .idle_restarted(now)
-                        .is_some_and(|at| self.timer.serves(at, now));
-                if !shortcut {
-                    let next = self.life.next(now, retiring);
-                    if let Some((at, due)) = next {
-                        if at <= now {
-                            if let Some(injected) = self.act(due, now) {
-                                return Some(injected);
-                            }
-                            self.dirty = true;
-                            continue;
-                        }
+                if let Some(due) = self.life.arm(&mut self.timer, now, retiring) {
+                    if let Some(injected) = self.act(due, now) {
+                        return Some(injected);
                     }
-                    self.timer.set(next.map(|(at, _)| at), now);
+                    self.dirty = true;
+                    continue;
                 }
             }
             match self.timer.poll(cx) {

@@ -77,6 +77,7 @@
 mod detector;
 mod error;
 mod guard;
+mod slab;
 mod snapshot;
 mod tracker;
 

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use super::{
     detector,
     guard::{Lease, Leased},
+    slab::{Entry, Slot, State},
     LeaseConfigError, LeaseInfo, LeaseSnapshot, LeaseTotals,
 };
 use crate::metrics::names;
@@ -575,77 +576,6 @@ impl LeaseMetrics {
                 names::LEASE_LEAKS_RETURNED_TOTAL, "pool" => pool.clone()),
             slow_waits: metrics::counter!(names::LEASE_SLOW_WAITS_TOTAL, "pool" => pool.clone()),
             untracked: metrics::counter!(names::LEASES_UNTRACKED_TOTAL, "pool" => pool),
-        }
-    }
-}
-
-/// The table of listed leases: a slab (a vector of slots with a free list), so taking and
-/// returning a lease is O(1) and allocates nothing once the vector has grown. It never holds
-/// more than `max_tracked` slots.
-#[derive(Default)]
-struct State {
-    slots: Vec<Slot>,
-    /// Head of the free list of vacant slots, `None` when every slot is occupied.
-    free: Option<usize>,
-    /// Occupied slots.
-    tracked: usize,
-    totals: LeaseTotals,
-    /// Whether reaching `max_tracked` was logged (once per tracker).
-    bound_reported: bool,
-}
-
-enum Slot {
-    Vacant { next_free: Option<usize> },
-    Occupied(Entry),
-}
-
-struct Entry {
-    id: u64,
-    site: &'static Location<'static>,
-    taken: Instant,
-    /// When the application took hold of what the lease covers: at once for a pool's
-    /// checkout, at the response head for an HTTP request (`None` while it waits).
-    held_since: Option<Instant>,
-    leaked: bool,
-    /// A wait longer than the leak threshold was reported.
-    slow_reported: bool,
-    backtrace: Option<Arc<Backtrace>>,
-}
-
-impl State {
-    fn insert(&mut self, entry: Entry) -> usize {
-        self.tracked += 1;
-        match self.free {
-            Some(index) => {
-                let slot = std::mem::replace(&mut self.slots[index], Slot::Occupied(entry));
-                self.free = match slot {
-                    Slot::Vacant { next_free } => next_free,
-                    // The free list only links vacant slots.
-                    Slot::Occupied(_) => None,
-                };
-                index
-            }
-            None => {
-                self.slots.push(Slot::Occupied(entry));
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    /// Empties the slot if it holds lease `id`, returning its entry.
-    fn remove(&mut self, index: usize, id: u64) -> Option<Entry> {
-        let slot = self.slots.get_mut(index)?;
-        if !matches!(slot, Slot::Occupied(entry) if entry.id == id) {
-            return None;
-        }
-        let vacant = Slot::Vacant {
-            next_free: self.free,
-        };
-        self.free = Some(index);
-        self.tracked -= 1;
-        match std::mem::replace(slot, vacant) {
-            Slot::Occupied(entry) => Some(entry),
-            Slot::Vacant { .. } => None,
         }
     }
 }

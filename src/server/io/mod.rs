@@ -229,25 +229,15 @@ impl TrackedStream {
             if self.dirty {
                 self.dirty = false;
                 let now = Instant::now();
-                // The usual case after a response: only the idle timeout restarted, and the
-                // timer armed before fires no later.
-                let shortcut = !retiring
-                    && self
-                        .life
-                        .idle_restarted(now)
-                        .is_some_and(|at| self.timer.serves(at, now));
-                if !shortcut {
-                    let next = self.life.next(now, retiring && !self.driver_told);
-                    if let Some((at, due)) = next {
-                        if at <= now {
-                            if let Some(injected) = self.act(due, now) {
-                                return Some(injected);
-                            }
-                            self.dirty = true;
-                            continue;
-                        }
+                if let Some(due) =
+                    self.life
+                        .arm(&mut self.timer, now, retiring && !self.driver_told)
+                {
+                    if let Some(injected) = self.act(due, now) {
+                        return Some(injected);
                     }
-                    self.timer.set(next.map(|(at, _)| at), now);
+                    self.dirty = true;
+                    continue;
                 }
             }
             match self.timer.poll(cx) {
