@@ -403,7 +403,9 @@ impl ConnShared {
     }
 
     pub(crate) fn is_retiring(&self) -> bool {
-        self.has(flags::RETIRING) || self.observer.is_shutting_down()
+        // A shutdown retires every connection: those open when it starts, and those registered
+        // after (the registry looks at its flag once a connection is listed).
+        self.has(flags::RETIRING)
     }
 
     /// A request reached the layer; returns its number on this connection.
