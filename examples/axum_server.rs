@@ -264,6 +264,9 @@ async fn main() {
     announce(listener.local_addr());
 
     if args.hyper_loop {
+        // A `Router` called as a service per request turns each handler into a route on every
+        // call; `with_state` does it once, as `axum::serve` does through its make-service.
+        let app = app.with_state(());
         let report = Server::new()
             .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
             .await;

@@ -29,6 +29,10 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 /// tracked and every request goes through [`TrackConnection`], whether or not the service
 /// already has the layer.
 ///
+/// An axum `Router` is served as it is, but pass it as `router.with_state(())`: its handlers
+/// then become routes once, not again on every request (as `axum::serve` does through its
+/// make-service).
+///
 /// ```no_run
 /// use std::{convert::Infallible, time::Duration};
 /// use conn_hygiene::server::{HygienicListener, Server};
