@@ -4,6 +4,7 @@
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
 //!     [--max-requests N] [--max-age SECS] [--write-timeout SECS] [--shutdown-deadline SECS]
 //!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare] [--without-layer]
+//!     [--late-exporter]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
@@ -26,7 +27,9 @@
 //! serve loop instead of `axum::serve`; `--without-layer` serves the hygienic listener with
 //! `axum::serve(listener, app)` and no `TrackConnection`: every connection limit still holds
 //! (enforced from the listener's own I/O), `/conn` reports no connection, and the registry
-//! counts the connections served without the layer (one warning is logged).
+//! counts the connections served without the layer (one warning is logged). `--late-exporter`
+//! installs the exporter after the listener is bound and the sampler spawned: their metrics
+//! are on `/metrics` all the same (the order does not matter).
 
 use std::{collections::HashMap, io::Write, time::Duration};
 
@@ -58,6 +61,7 @@ struct Args {
     no_metrics: bool,
     bare: bool,
     without_layer: bool,
+    late_exporter: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Args, String> {
         no_metrics: false,
         bare: false,
         without_layer: false,
+        late_exporter: false,
     };
     let mut it = std::env::args().skip(1);
     let secs = |flag: &str, v: Option<String>| -> Result<Duration, String> {
@@ -105,6 +110,7 @@ fn parse_args() -> Result<Args, String> {
             "--no-metrics" => args.no_metrics = true,
             "--bare" => args.bare = true,
             "--without-layer" => args.without_layer = true,
+            "--late-exporter" => args.late_exporter = true,
             "-h" | "--help" => {
                 println!("see the header of examples/axum_server.rs");
                 std::process::exit(0);
@@ -212,13 +218,15 @@ async fn main() {
     }
 
     // The executable decides to export: the library itself only emits through the facade.
-    // Installed before the listener exists, since it takes its metric handles when bound.
-    let exporter = (!args.no_metrics).then(|| {
+    // Before or after the listener is bound, whichever: metric handles taken before the
+    // exporter is installed are bound to it when it is (`--late-exporter` shows it).
+    let install = || {
         PrometheusExporter::install().unwrap_or_else(|e| {
             eprintln!("axum_server: {e}");
             std::process::exit(1);
         })
-    });
+    };
+    let mut exporter = (!args.no_metrics && !args.late_exporter).then(install);
     let limits = ConnectionLimits::builder()
         .idle_timeout(args.idle_timeout)
         .header_timeout(args.header_timeout)
@@ -248,19 +256,22 @@ async fn main() {
         );
     }
     let registry = listener.registry().clone();
-
-    let app = match &exporter {
-        Some(exporter) => app().merge(exporter.router()),
-        None => app(),
-    };
     // Samples until the handle is dropped at the end of main.
     #[cfg(feature = "census")]
-    let _sampler = exporter.is_some().then(|| {
+    let _sampler = (!args.no_metrics).then(|| {
         conn_hygiene::census::Sampler::builder()
             .interval(args.sample_interval)
             .listener(&registry)
             .spawn()
     });
+    if !args.no_metrics && args.late_exporter {
+        exporter = Some(install());
+    }
+
+    let app = match &exporter {
+        Some(exporter) => app().merge(exporter.router()),
+        None => app(),
+    };
     announce(listener.local_addr());
 
     if args.hyper_loop {

@@ -2,9 +2,21 @@
 //!
 //! The library never installs a recorder; install one in your executable (for example
 //! `metrics-exporter-prometheus`) and call [`describe`] once to publish units and help texts.
+//! Before or after building listeners, clients, lease trackers and samplers: the handles they
+//! take while no recorder is installed keep what they count (a counter's increments, a gauge's
+//! value, up to 1024 histogram samples each) and are bound to the recorder when the crate's
+//! exporter installs itself, or at their next use once any recorder is installed. (Whether one
+//! is installed is read from the facade's current recorder; a recorder of your own with no
+//! state at all, a zero-sized type, is taken for none.)
 //! Labels come from closed sets: the listener name you chose, a connection state, who closed
 //! first, a close reason, an option name. Never a peer address or anything a peer controls, so
 //! the number of series stays bounded whatever peers do.
+
+mod deferred;
+
+#[cfg(feature = "exporter")]
+pub(crate) use deferred::bind_all;
+pub(crate) use deferred::resolve;
 
 /// Metric names, each with the `conn_hygiene_` prefix and a Prometheus unit suffix.
 pub mod names {

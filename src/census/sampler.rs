@@ -148,14 +148,15 @@ impl SamplerBuilder {
     }
 
     /// Starts the sampler on the current tokio runtime and takes the first (full) sample at
-    /// once. Metric handles are resolved here, through the recorder in force now.
+    /// once. Metric handles are resolved here, through the recorder in force now (with none
+    /// installed yet, they are bound to the one installed later).
     ///
     /// Without a runtime the sampler does not run (one warning says so); the handle still
     /// answers [`SamplerHandle::latest`] with `None`.
     pub fn spawn(self) -> SamplerHandle {
         let interval = self.interval;
         let claims: Vec<Claim> = self.sources.iter().flat_map(|s| s.claims()).collect();
-        let metrics = CensusMetrics::new(&claims);
+        let metrics = crate::metrics::resolve(|| CensusMetrics::new(&claims));
         let engine = Arc::new(Engine {
             state: Mutex::new((self.core(), metrics)),
             latest: watch::Sender::new(None),

@@ -278,7 +278,7 @@ impl Upstream {
             config.local_addrs.iter().map(|a| make(Some(*a))).collect()
         };
         Ok(Self {
-            metrics: UpstreamMetrics::new(&name),
+            metrics: crate::metrics::resolve(|| UpstreamMetrics::new(&name)),
             semaphore: config.max_open.map(|n| Arc::new(Semaphore::new(n))),
             name,
             authority,

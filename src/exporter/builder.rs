@@ -96,6 +96,9 @@ impl ExporterBuilder {
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder)
             .map_err(|_| ExporterError::RecorderAlreadyInstalled)?;
+        // Listeners, upstreams, lease trackers and samplers built before this count from now
+        // on into this recorder, with what they counted until now.
+        crate::metrics::bind_all();
         Ok(PrometheusExporter::new(handle, upkeep))
     }
 

@@ -12,9 +12,10 @@
 //! - sets the recorder as the global one, or returns
 //!   [`ExporterError::RecorderAlreadyInstalled`] if the process already has one.
 //!
-//! Install first, before binding listeners or building clients and pools: they take their
-//! metric handles when created, from the recorder installed at that moment (with none, the
-//! facade's no-op one, whose numbers are lost).
+//! Install it before or after binding listeners and building clients, pools and samplers: the
+//! order does not matter. They take their metric handles when created; taken while no recorder
+//! is installed, the handles keep what they count and are bound to this recorder when it is
+//! installed, counts included (see [`crate::metrics`]).
 //!
 //! The returned [`PrometheusExporter`] serves the metrics page in the text exposition format
 //! ([`CONTENT_TYPE`]) three ways:

@@ -33,7 +33,7 @@
 //! `conn_hygiene_leases_acquired_total`, `conn_hygiene_lease_duration_seconds`,
 //! `conn_hygiene_lease_leaks_total`, `conn_hygiene_lease_leaks_returned_total`,
 //! `conn_hygiene_lease_slow_waits_total`, `conn_hygiene_leases_untracked_total`. Their handles are resolved once, when the tracker is
-//! built.
+//! built (before a recorder is installed, they are bound to it once it is).
 //!
 //! For tests, [`crate::testing`] asserts that no lease is left outstanding.
 //!

@@ -92,7 +92,8 @@ impl LeaseTrackerBuilder {
 
     /// Checks the settings and builds the tracker.
     ///
-    /// Metric handles are resolved here, once, from the recorder current at this call.
+    /// Metric handles are resolved here, once, from the recorder current at this call (with
+    /// none installed yet, they are bound to the one installed later).
     pub fn build(self) -> Result<LeaseTracker, LeaseConfigError> {
         if self.config.leak_threshold == Some(Duration::ZERO) {
             return Err(LeaseConfigError::ZeroLeakThreshold);
@@ -120,7 +121,7 @@ impl LeaseTracker {
     }
 
     fn from_config(pool: Arc<str>, config: Config) -> Self {
-        let metrics = LeaseMetrics::new(&pool);
+        let metrics = crate::metrics::resolve(|| LeaseMetrics::new(&pool));
         let core = Arc::new(Core {
             pool,
             config,

@@ -115,10 +115,12 @@ impl ListenerBuilder {
         backlog: EffectiveBacklog,
     ) -> HygienicListener {
         let name = self.name.to_string();
-        metrics::gauge!(names::SERVER_LISTEN_BACKLOG, "listener" => name.clone(), "kind" => "requested")
-            .set(backlog.requested as f64);
-        metrics::gauge!(names::SERVER_LISTEN_BACKLOG, "listener" => name, "kind" => "effective")
-            .set(backlog.effective as f64);
+        crate::metrics::resolve(|| {
+            metrics::gauge!(names::SERVER_LISTEN_BACKLOG, "listener" => name.clone(), "kind" => "requested")
+                .set(backlog.requested as f64);
+            metrics::gauge!(names::SERVER_LISTEN_BACKLOG, "listener" => name, "kind" => "effective")
+                .set(backlog.effective as f64);
+        });
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));

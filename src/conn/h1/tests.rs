@@ -433,6 +433,10 @@ fn generated_heads_with_long_lines_frame_alike_whole_split_and_byte_by_byte() {
         }
         let text = String::from_utf8_lossy(&input);
         assert_eq!(outcome(&whole), outcome(&bytes), "round {round}: {text:?}");
-        assert_eq!(outcome(&split), outcome(&bytes), "round {round} at {cut}, {cut2}: {text:?}");
+        assert_eq!(
+            outcome(&split),
+            outcome(&bytes),
+            "round {round} at {cut}, {cut2}: {text:?}"
+        );
     }
 }

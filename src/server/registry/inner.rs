@@ -52,7 +52,7 @@ pub(crate) struct RegistryInner {
 impl RegistryInner {
     pub(super) fn new(name: Arc<str>, local_addr: SocketAddr, config: Arc<ConnConfig>) -> Self {
         Self {
-            metrics: ServerMetrics::new(&name),
+            metrics: crate::metrics::resolve(|| ServerMetrics::new(&name)),
             name,
             local_addr,
             config,
