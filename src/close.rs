@@ -43,6 +43,16 @@ impl Closer {
     }
 }
 
+/// Whether a close by `closer` can have a reason whose closer is `forced` (`None`: the reason
+/// does not decide it, and the FIN order does, local or peer). Only these pairs are ever
+/// recorded, so only these are registered as series.
+pub(crate) fn possible(closer: Closer, forced: Option<Closer>) -> bool {
+    match forced {
+        Some(f) => closer == f,
+        None => matches!(closer, Closer::Local | Closer::Peer),
+    }
+}
+
 impl fmt::Display for Closer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -92,6 +92,17 @@ impl ClientCloseReason {
         ClientCloseReason::WriteTimeout,
     ];
 
+    /// The closer a reason decides (a reset, an error, a write timeout); `None` for a reason
+    /// the FIN order decides, local or peer.
+    pub(crate) const fn forced_closer(self) -> Option<crate::close::Closer> {
+        match self {
+            ClientCloseReason::Reset => Some(crate::close::Closer::Reset),
+            ClientCloseReason::Error => Some(crate::close::Closer::Error),
+            ClientCloseReason::WriteTimeout => Some(crate::close::Closer::Timeout),
+            _ => None,
+        }
+    }
+
     /// The reason's name as used in metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {

@@ -294,13 +294,11 @@ impl UpstreamStream {
                 .or_else(|| c.retire_reason())
                 .unwrap_or(ClientCloseReason::Discarded),
         };
-        let closer = match reason {
-            ClientCloseReason::Reset => Closer::Reset,
-            ClientCloseReason::Error => Closer::Error,
-            ClientCloseReason::WriteTimeout => Closer::Timeout,
-            _ if peer_first => Closer::Peer,
-            _ => Closer::Local,
-        };
+        let closer = reason.forced_closer().unwrap_or(if peer_first {
+            Closer::Peer
+        } else {
+            Closer::Local
+        });
         (closer, reason)
     }
 }

@@ -193,10 +193,15 @@ impl UpstreamMetrics {
                 metrics::counter!(names::CLIENT_CONNECT_ERRORS_TOTAL,
                     "upstream" => n.clone(), "kind" => k.as_str())
             }),
+            // Only the pairs a close can have (see `close::possible`).
             closed: Closer::ALL.map(|c| {
                 ClientCloseReason::ALL.map(|r| {
-                    metrics::counter!(names::CLIENT_CONNECTIONS_CLOSED_TOTAL,
-                        "upstream" => n.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                    if crate::close::possible(c, r.forced_closer()) {
+                        metrics::counter!(names::CLIENT_CONNECTIONS_CLOSED_TOTAL,
+                            "upstream" => n.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                    } else {
+                        Counter::noop()
+                    }
                 })
             }),
             requests_per_connection: metrics::histogram!(

@@ -24,10 +24,16 @@ impl ServerMetrics {
         let l = listener.to_owned();
         Self {
             opened: metrics::counter!(names::SERVER_CONNECTIONS_OPENED_TOTAL, "listener" => l.clone()),
+            // Only the pairs a close can have: a reason that decides the closer has that
+            // closer alone, any other is local or peer by the FIN order.
             closed: Closer::ALL.map(|c| {
                 CloseReason::ALL.map(|r| {
-                    metrics::counter!(names::SERVER_CONNECTIONS_CLOSED_TOTAL,
-                        "listener" => l.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                    if crate::close::possible(c, r.forced_closer()) {
+                        metrics::counter!(names::SERVER_CONNECTIONS_CLOSED_TOTAL,
+                            "listener" => l.clone(), "closer" => c.as_str(), "reason" => r.as_str())
+                    } else {
+                        Counter::noop()
+                    }
                 })
             }),
             state: ConnState::LIVE.map(|s| {
