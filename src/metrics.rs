@@ -81,7 +81,8 @@ pub mod names {
 
     /// Gauge `{state}`: TCP sockets of the network namespace by state (all eleven, `ss` names).
     pub const HOST_TCP_SOCKETS: &str = "conn_hygiene_host_tcp_sockets";
-    /// Gauge `{state}`: TCP sockets this process holds, by state.
+    /// Gauge `{state}`: TCP sockets this process holds, by state (nine states: no descriptor
+    /// holds a `TIME_WAIT` or `SYN_RECV` socket).
     pub const PROCESS_TCP_SOCKETS: &str = "conn_hygiene_process_tcp_sockets";
     /// Gauge `{listener, state}`: sockets on a listener's address the process holds no
     /// descriptor for or cannot close (`TIME_WAIT`: our server closed first; `SYN_RECV`;

@@ -113,8 +113,13 @@ impl CensusMetrics {
         let mut m = CensusMetrics {
             host: TcpState::ALL
                 .map(|s| metrics::gauge!(names::HOST_TCP_SOCKETS, "state" => s.as_str())),
-            process: TcpState::ALL
-                .map(|s| metrics::gauge!(names::PROCESS_TCP_SOCKETS, "state" => s.as_str())),
+            // No descriptor ever holds a TIME_WAIT or SYN_RECV socket (the kernel keeps those as
+            // small sockets of its own, with no file): a process never has one, and those two
+            // series would only ever say 0.
+            process: TcpState::ALL.map(|s| match s {
+                TcpState::TimeWait | TcpState::SynRecv => Gauge::noop(),
+                s => metrics::gauge!(names::PROCESS_TCP_SOCKETS, "state" => s.as_str()),
+            }),
             listeners: HashMap::new(),
             upstreams: HashMap::new(),
             listen_overflows: metrics::counter!(names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL),
