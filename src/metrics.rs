@@ -88,7 +88,8 @@ pub mod names {
     /// descriptor for or cannot close (`TIME_WAIT`: our server closed first; `SYN_RECV`;
     /// `CLOSE_WAIT` held by us).
     pub const LISTENER_TCP_SOCKETS: &str = "conn_hygiene_listener_tcp_sockets";
-    /// Gauge `{listener, kind}`: accept queue `length` and `max`.
+    /// Gauge `{listener}`: connections waiting in a listener's accept queue (its maximum is
+    /// [`SERVER_LISTEN_BACKLOG`] `{kind="effective"}`).
     pub const LISTENER_ACCEPT_QUEUE: &str = "conn_hygiene_listener_accept_queue";
     /// Gauge `{upstream, state}`: sockets toward an upstream's destinations (`TIME_WAIT`: our
     /// client closed first; `CLOSE_WAIT` held by us).
@@ -272,7 +273,7 @@ pub fn describe() {
     describe_gauge!(
         LISTENER_ACCEPT_QUEUE,
         Unit::Count,
-        "A listener's accept queue: current length and maximum."
+        "Connections waiting in a listener's accept queue (its maximum: conn_hygiene_server_listen_backlog{kind=\"effective\"})."
     );
     describe_gauge!(
         UPSTREAM_TCP_SOCKETS,

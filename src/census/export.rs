@@ -34,7 +34,6 @@ struct ListenerHandles {
     syn_recv: Gauge,
     close_wait: Gauge,
     queue_len: Gauge,
-    queue_max: Gauge,
 }
 
 impl ListenerHandles {
@@ -43,16 +42,13 @@ impl ListenerHandles {
             metrics::gauge!(names::LISTENER_TCP_SOCKETS,
                 "listener" => name.to_owned(), "state" => state.as_str())
         };
-        let queue = |kind: &'static str| {
-            metrics::gauge!(names::LISTENER_ACCEPT_QUEUE,
-                "listener" => name.to_owned(), "kind" => kind)
-        };
         ListenerHandles {
             time_wait: sockets(TcpState::TimeWait),
             syn_recv: sockets(TcpState::SynRecv),
             close_wait: sockets(TcpState::CloseWait),
-            queue_len: queue("length"),
-            queue_max: queue("max"),
+            // Its maximum is the effective backlog, `conn_hygiene_server_listen_backlog`
+            // {kind="effective"}, set when the listener is bound: not exported twice.
+            queue_len: metrics::gauge!(names::LISTENER_ACCEPT_QUEUE, "listener" => name.to_owned()),
         }
     }
 }
@@ -236,9 +232,6 @@ impl CensusMetrics {
             h.close_wait.set(l.close_wait as f64);
             if let Some(len) = l.accept_queue_len {
                 h.queue_len.set(f64::from(len));
-            }
-            if let Some(max) = l.accept_queue_max {
-                h.queue_max.set(f64::from(max));
             }
         }
         for u in &s.upstreams {
