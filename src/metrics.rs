@@ -1,4 +1,5 @@
-//! Every metric the crate emits, through the [`metrics`] facade.
+//! Every metric the crate emits, through the [`metrics`] facade. The reference table (name,
+//! type, labels, meaning, when it is absent) is `docs/metrics.md`.
 //!
 //! The library never installs a recorder; install one in your executable (for example
 //! `metrics-exporter-prometheus`) and call [`describe`] once to publish units and help texts.
