@@ -64,20 +64,21 @@ pub mod names {
     /// Counter `{upstream}`: replayable requests retried after a reused connection failed.
     pub const CLIENT_RETRIES_TOTAL: &str = "conn_hygiene_client_retries_total";
 
-    /// Gauge `{pool}`: leases outstanding.
+    /// Gauge `{pool, kind}`: leases outstanding (`kind`: `pool`, or `upstream` for an HTTP
+    /// client's upstream).
     pub const LEASES_OUTSTANDING: &str = "conn_hygiene_leases_outstanding";
-    /// Counter `{pool}`: leases taken.
+    /// Counter `{pool, kind}`: leases taken.
     pub const LEASES_ACQUIRED_TOTAL: &str = "conn_hygiene_leases_acquired_total";
-    /// Histogram `{pool}`: how long leases were held.
+    /// Histogram `{pool, kind}`: how long leases were held.
     pub const LEASE_DURATION_SECONDS: &str = "conn_hygiene_lease_duration_seconds";
-    /// Counter `{pool}`: leases reported as leaked (held longer than the leak threshold).
+    /// Counter `{pool, kind}`: leases reported as leaked (held longer than the leak threshold).
     pub const LEASE_LEAKS_TOTAL: &str = "conn_hygiene_lease_leaks_total";
-    /// Counter `{pool}`: leases that waited for their response longer than the leak threshold
+    /// Counter `{pool, kind}`: leases that waited for their response longer than the leak threshold
     /// (a slow peer, not a leak: reported once each, apart from leaks).
     pub const LEASE_SLOW_WAITS_TOTAL: &str = "conn_hygiene_lease_slow_waits_total";
-    /// Counter `{pool}`: leaked leases that were eventually returned.
+    /// Counter `{pool, kind}`: leaked leases that were eventually returned.
     pub const LEASE_LEAKS_RETURNED_TOTAL: &str = "conn_hygiene_lease_leaks_returned_total";
-    /// Counter `{pool}`: leases not listed because the tracker's bound was reached.
+    /// Counter `{pool, kind}`: leases not listed because the tracker's bound was reached.
     pub const LEASES_UNTRACKED_TOTAL: &str = "conn_hygiene_leases_untracked_total";
 
     /// Gauge `{state}`: TCP sockets of the network namespace by state (all eleven, `ss` names).

@@ -62,7 +62,7 @@ impl Metrics {
     fn counter(&mut self, name: &str, pool: &str) -> u64 {
         self.refresh();
         self.counters
-            .get(&format!("{name}{{pool={pool}}}"))
+            .get(&format!("{name}{{pool={pool},kind=pool}}"))
             .copied()
             .unwrap_or(0)
     }
@@ -70,7 +70,7 @@ impl Metrics {
     fn gauge(&mut self, name: &str, pool: &str) -> f64 {
         self.refresh();
         self.gauges
-            .get(&format!("{name}{{pool={pool}}}"))
+            .get(&format!("{name}{{pool={pool},kind=pool}}"))
             .copied()
             .unwrap_or(0.0)
     }
@@ -78,7 +78,7 @@ impl Metrics {
     fn histogram(&mut self, name: &str, pool: &str) -> Vec<f64> {
         self.refresh();
         self.histograms
-            .get(&format!("{name}{{pool={pool}}}"))
+            .get(&format!("{name}{{pool={pool},kind=pool}}"))
             .cloned()
             .unwrap_or_default()
     }
@@ -234,7 +234,7 @@ async fn detector_reports_within_one_and_a_half_thresholds_and_lists_only_old_le
 
 #[test]
 fn without_a_runtime_check_leaks_finds_leaks() {
-    let threshold = Duration::from_nanos(1);
+    let threshold = Duration::from_millis(1);
     let tracker = LeaseTracker::builder("sync")
         .leak_threshold(Some(threshold))
         .build()
@@ -527,11 +527,11 @@ fn backtraces_when_asked_appear_in_snapshots_and_messages() {
     let (logs, _logging) = Logs::capture();
     let reporting = LeaseTracker::builder("bt-report")
         .backtraces(true)
-        .leak_threshold(Some(Duration::from_nanos(1)))
+        .leak_threshold(Some(Duration::from_millis(1)))
         .build()
         .unwrap();
     let leaked = reporting.lease();
-    while leaked.age() <= Duration::from_nanos(1) {
+    while leaked.age() <= Duration::from_millis(1) {
         std::hint::spin_loop();
     }
     assert_eq!(reporting.check_leaks(), 1);
@@ -602,7 +602,7 @@ fn a_detector_lost_with_its_runtime_is_restarted_in_the_next_one() {
 #[test]
 fn a_runtime_without_timers_falls_back_to_check_leaks() {
     let tracker = LeaseTracker::builder("no-timer")
-        .leak_threshold(Some(Duration::from_nanos(1)))
+        .leak_threshold(Some(Duration::from_millis(1)))
         .build()
         .unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -625,7 +625,7 @@ fn a_runtime_without_timers_falls_back_to_check_leaks() {
         "{}",
         logs.text()
     );
-    while lease.age() <= Duration::from_nanos(1) {
+    while lease.age() <= Duration::from_millis(1) {
         std::hint::spin_loop();
     }
     assert_eq!(tracker.check_leaks(), 1);
@@ -638,16 +638,24 @@ fn invalid_settings_are_refused_by_name() {
         .leak_threshold(Some(Duration::ZERO))
         .build()
         .unwrap_err();
-    assert_eq!(err, LeaseConfigError::ZeroLeakThreshold);
+    assert_eq!(
+        err,
+        LeaseConfigError::LeakThreshold {
+            value: Duration::ZERO
+        }
+    );
     assert!(err
         .to_string()
-        .starts_with("leak_threshold must be greater than zero"));
+        .contains("leak_threshold = 0ns; expected at least 1ms"));
     let err = LeaseTracker::builder("x")
         .max_tracked(0)
         .build()
         .unwrap_err();
-    assert_eq!(err, LeaseConfigError::ZeroMaxTracked);
-    assert_eq!(err.to_string(), "max_tracked must be at least 1, got 0");
+    assert_eq!(err, LeaseConfigError::MaxTracked { value: 0 });
+    assert_eq!(
+        err.to_string(),
+        "invalid lease tracker: max_tracked = 0; expected at least 1"
+    );
     let tracker = LeaseTracker::new("defaults");
     assert_eq!(tracker.leak_threshold(), Some(Duration::from_secs(30)));
     assert_eq!(tracker.pool(), "defaults");

@@ -241,14 +241,32 @@ fn lease_tracker_names_each_bad_setting_and_value() {
         .unwrap_err();
     check(
         err,
-        LeaseConfigError::ZeroLeakThreshold,
-        &["leak_threshold", "0ns"],
+        LeaseConfigError::LeakThreshold {
+            value: Duration::ZERO,
+        },
+        &["leak_threshold", "0ns", "at least 1ms"],
+    );
+    // The same bound as a client upstream's leak threshold: below 1 ms is refused.
+    let err = LeaseTracker::builder("pool")
+        .leak_threshold(Some(Duration::from_micros(999)))
+        .build()
+        .unwrap_err();
+    check(
+        err,
+        LeaseConfigError::LeakThreshold {
+            value: Duration::from_micros(999),
+        },
+        &["leak_threshold", "999µs"],
     );
     let err = LeaseTracker::builder("pool")
         .max_tracked(0)
         .build()
         .unwrap_err();
-    check(err, LeaseConfigError::ZeroMaxTracked, &["max_tracked", "0"]);
+    check(
+        err,
+        LeaseConfigError::MaxTracked { value: 0 },
+        &["max_tracked", "0"],
+    );
 }
 
 #[test]

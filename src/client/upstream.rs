@@ -262,7 +262,7 @@ impl Upstream {
             .name
             .clone()
             .unwrap_or_else(|| Arc::from(authority.as_str()));
-        let tracker = crate::lease::LeaseTracker::builder(name.clone())
+        let tracker = crate::lease::LeaseTracker::upstream_builder(name.clone())
             .leak_threshold(config.leak_threshold)
             .backtraces(config.backtraces)
             .build()

@@ -7,25 +7,32 @@ use std::{fmt, time::Duration};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LeaseConfigError {
-    /// `leak_threshold` was `Some(Duration::ZERO)`: every lease would be a leak the moment it
-    /// is taken. Pass `None` to turn leak detection off.
-    ZeroLeakThreshold,
+    /// `leak_threshold` below 1 ms: every lease would be a leak the moment it is taken (the
+    /// same bound as an HTTP client upstream's `leak_threshold`). Pass `None` to turn leak
+    /// detection off.
+    LeakThreshold {
+        /// The rejected value.
+        value: Duration,
+    },
     /// `max_tracked` was 0: no lease could ever be listed. The bound must be at least 1.
-    ZeroMaxTracked,
+    MaxTracked {
+        /// The rejected value.
+        value: usize,
+    },
 }
 
 impl fmt::Display for LeaseConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LeaseConfigError::ZeroLeakThreshold => write!(
+            LeaseConfigError::LeakThreshold { value } => write!(
                 f,
-                "leak_threshold must be greater than zero, got {:?}; \
-                 use None to turn leak detection off",
-                Some(Duration::ZERO)
+                "invalid lease tracker: leak_threshold = {value:?}; expected at least 1ms, or \
+                 None to turn leak detection off"
             ),
-            LeaseConfigError::ZeroMaxTracked => {
-                f.write_str("max_tracked must be at least 1, got 0")
-            }
+            LeaseConfigError::MaxTracked { value } => write!(
+                f,
+                "invalid lease tracker: max_tracked = {value}; expected at least 1"
+            ),
         }
     }
 }

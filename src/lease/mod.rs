@@ -29,7 +29,8 @@
 //!   [`max_tracked`](LeaseTrackerBuilder::max_tracked) leases are listed, further ones are
 //!   counted as untracked, so memory stays bounded.
 //!
-//! Metrics (names in [`crate::metrics::names`], label `pool`): `conn_hygiene_leases_outstanding`,
+//! Metrics (names in [`crate::metrics::names`], labels `pool` and `kind`: `pool`, or
+//! `upstream` for an HTTP client's upstream, so the two never share a series): `conn_hygiene_leases_outstanding`,
 //! `conn_hygiene_leases_acquired_total`, `conn_hygiene_lease_duration_seconds`,
 //! `conn_hygiene_lease_leaks_total`, `conn_hygiene_lease_leaks_returned_total`,
 //! `conn_hygiene_lease_slow_waits_total`, `conn_hygiene_leases_untracked_total`. Their handles are resolved once, when the tracker is
@@ -77,6 +78,7 @@
 mod detector;
 mod error;
 mod guard;
+mod metrics;
 mod slab;
 mod snapshot;
 mod tracker;

@@ -9,16 +9,15 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use metrics::{Counter, Gauge, Histogram};
 use tokio::time::Instant;
 
 use super::{
     detector,
     guard::{Lease, Leased},
+    metrics::{LeaseMetrics, PoolKind},
     slab::{Entry, Slot, State},
     LeaseConfigError, LeaseInfo, LeaseSnapshot, LeaseTotals,
 };
-use crate::metrics::names;
 
 /// Default [`leak_threshold`](LeaseTrackerBuilder::leak_threshold): 30 seconds.
 pub const DEFAULT_LEAK_THRESHOLD: Duration = Duration::from_secs(30);
@@ -40,6 +39,7 @@ pub struct LeaseTracker {
 #[must_use]
 pub struct LeaseTrackerBuilder {
     pool: Arc<str>,
+    kind: PoolKind,
     config: Config,
 }
 
@@ -95,13 +95,17 @@ impl LeaseTrackerBuilder {
     /// Metric handles are resolved here, once, from the recorder current at this call (with
     /// none installed yet, they are bound to the one installed later).
     pub fn build(self) -> Result<LeaseTracker, LeaseConfigError> {
-        if self.config.leak_threshold == Some(Duration::ZERO) {
-            return Err(LeaseConfigError::ZeroLeakThreshold);
+        if let Some(value) = self
+            .config
+            .leak_threshold
+            .filter(|t| *t < Duration::from_millis(1))
+        {
+            return Err(LeaseConfigError::LeakThreshold { value });
         }
         if self.config.max_tracked == 0 {
-            return Err(LeaseConfigError::ZeroMaxTracked);
+            return Err(LeaseConfigError::MaxTracked { value: 0 });
         }
-        Ok(LeaseTracker::from_config(self.pool, self.config))
+        Ok(LeaseTracker::from_config(self.pool, self.kind, self.config))
     }
 }
 
@@ -109,19 +113,30 @@ impl LeaseTracker {
     /// A tracker for the pool `pool`, with default settings (leak threshold 30 s, no
     /// backtraces, at most 65 536 leases listed).
     pub fn new(pool: impl Into<Arc<str>>) -> Self {
-        Self::from_config(pool.into(), Config::default())
+        Self::from_config(pool.into(), PoolKind::Pool, Config::default())
     }
 
     /// A builder for a tracker of the pool `pool`.
     pub fn builder(pool: impl Into<Arc<str>>) -> LeaseTrackerBuilder {
         LeaseTrackerBuilder {
             pool: pool.into(),
+            kind: PoolKind::Pool,
             config: Config::default(),
         }
     }
 
-    fn from_config(pool: Arc<str>, config: Config) -> Self {
-        let metrics = crate::metrics::resolve(|| LeaseMetrics::new(&pool));
+    /// A builder for the tracker of an HTTP client's upstream.
+    #[cfg_attr(not(feature = "client"), allow(dead_code))]
+    pub(crate) fn upstream_builder(upstream: Arc<str>) -> LeaseTrackerBuilder {
+        LeaseTrackerBuilder {
+            pool: upstream,
+            kind: PoolKind::Upstream,
+            config: Config::default(),
+        }
+    }
+
+    fn from_config(pool: Arc<str>, kind: PoolKind, config: Config) -> Self {
+        let metrics = crate::metrics::resolve(|| LeaseMetrics::new(&pool, kind));
         let core = Arc::new(Core {
             pool,
             config,
@@ -551,32 +566,6 @@ impl Core {
             leak_threshold: self.config.leak_threshold,
             leases,
             totals,
-        }
-    }
-}
-
-struct LeaseMetrics {
-    outstanding: Gauge,
-    acquired: Counter,
-    duration: Histogram,
-    leaks: Counter,
-    leaks_returned: Counter,
-    slow_waits: Counter,
-    untracked: Counter,
-}
-
-impl LeaseMetrics {
-    fn new(pool: &str) -> Self {
-        let pool = pool.to_owned();
-        Self {
-            outstanding: metrics::gauge!(names::LEASES_OUTSTANDING, "pool" => pool.clone()),
-            acquired: metrics::counter!(names::LEASES_ACQUIRED_TOTAL, "pool" => pool.clone()),
-            duration: metrics::histogram!(names::LEASE_DURATION_SECONDS, "pool" => pool.clone()),
-            leaks: metrics::counter!(names::LEASE_LEAKS_TOTAL, "pool" => pool.clone()),
-            leaks_returned: metrics::counter!(
-                names::LEASE_LEAKS_RETURNED_TOTAL, "pool" => pool.clone()),
-            slow_waits: metrics::counter!(names::LEASE_SLOW_WAITS_TOTAL, "pool" => pool.clone()),
-            untracked: metrics::counter!(names::LEASES_UNTRACKED_TOTAL, "pool" => pool),
         }
     }
 }

@@ -59,3 +59,47 @@ async fn a_lease_waiting_for_its_response_is_a_slow_wait_never_a_leak() {
     let totals = tracker.snapshot().totals;
     assert_eq!((totals.slow_waits, totals.leaks_detected), (1, 2));
 }
+
+#[test]
+fn a_pool_and_an_upstream_of_the_same_name_never_share_a_series() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (pool, upstream) = metrics::with_local_recorder(&recorder, || {
+        (
+            LeaseTracker::new("api:80"),
+            LeaseTracker::upstream_builder("api:80".into())
+                .build()
+                .expect("valid"),
+        )
+    });
+    let _a = pool.lease();
+    let _b = upstream.lease();
+    let _c = upstream.lease();
+    let mut outstanding: Vec<(String, f64)> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(k, ..)| k.key().name() == crate::metrics::names::LEASES_OUTSTANDING)
+        .map(|(k, _, _, v)| {
+            let labels: Vec<String> = k
+                .key()
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let DebugValue::Gauge(g) = v else {
+                panic!("a gauge")
+            };
+            (labels.join(","), g.0)
+        })
+        .collect();
+    outstanding.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        outstanding,
+        [
+            ("pool=api:80,kind=pool".to_owned(), 1.0),
+            ("pool=api:80,kind=upstream".to_owned(), 2.0)
+        ]
+    );
+}
