@@ -74,6 +74,7 @@ mod observer;
 mod reqwest;
 mod routing;
 mod upstream;
+mod upstream_metrics;
 
 pub use crate::close::Closer;
 

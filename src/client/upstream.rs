@@ -12,7 +12,6 @@ use std::{
 };
 
 use hyper_util::client::legacy::connect::HttpConnector;
-use metrics::{Counter, Gauge, Histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
@@ -20,8 +19,9 @@ use super::{
     conn::{ClientCloseReason, ClientConn, ClientConnState, ClientConnectionSnapshot},
     observer::ConnObserver,
     routing::Route,
+    upstream_metrics::UpstreamMetrics,
 };
-use crate::{close::Closer, lease::LeaseTracker, metrics::names, policy::SocketPolicy};
+use crate::{close::Closer, lease::LeaseTracker, policy::SocketPolicy};
 
 /// Most upstreams a client tracks by name; further destinations share the `other` upstream so
 /// metric label sets stay bounded.
@@ -29,7 +29,7 @@ pub(crate) const MAX_UPSTREAMS: usize = 256;
 
 /// One idle connection in `Upstream::pool_states`.
 /// How many close reasons a client connection can have.
-const CLIENT_REASONS: usize = ClientCloseReason::ALL.len();
+pub(super) const CLIENT_REASONS: usize = ClientCloseReason::ALL.len();
 
 const IDLE_ONE: u64 = 1;
 /// One leased connection in `Upstream::pool_states`.
@@ -50,7 +50,7 @@ pub enum ConnectErrorKind {
 }
 
 impl ConnectErrorKind {
-    const ALL: [ConnectErrorKind; 4] = [
+    pub(super) const ALL: [ConnectErrorKind; 4] = [
         ConnectErrorKind::Refused,
         ConnectErrorKind::Timeout,
         ConnectErrorKind::AcquireTimeout,
@@ -168,47 +168,6 @@ pub struct UpstreamSnapshot {
     pub totals: UpstreamTotals,
     /// Outstanding leases (requests whose response body is not yet read or dropped).
     pub leases: crate::lease::LeaseSnapshot,
-}
-
-struct UpstreamMetrics {
-    idle: Gauge,
-    leased: Gauge,
-    pending: Gauge,
-    connects: Counter,
-    connect_errors: [Counter; 4],
-    closed: [[Counter; CLIENT_REASONS]; 5],
-    requests_per_connection: Histogram,
-    retries: Counter,
-}
-
-impl UpstreamMetrics {
-    fn new(name: &str) -> Self {
-        let n = name.to_owned();
-        Self {
-            idle: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "idle"),
-            leased: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "leased"),
-            pending: metrics::gauge!(names::CLIENT_PENDING_ACQUISITIONS, "upstream" => n.clone()),
-            connects: metrics::counter!(names::CLIENT_CONNECTS_TOTAL, "upstream" => n.clone()),
-            connect_errors: ConnectErrorKind::ALL.map(|k| {
-                metrics::counter!(names::CLIENT_CONNECT_ERRORS_TOTAL,
-                    "upstream" => n.clone(), "kind" => k.as_str())
-            }),
-            // Only the pairs a close can have (see `close::possible`).
-            closed: Closer::ALL.map(|c| {
-                ClientCloseReason::ALL.map(|r| {
-                    if crate::close::possible(c, r.forced_closer()) {
-                        metrics::counter!(names::CLIENT_CONNECTIONS_CLOSED_TOTAL,
-                            "upstream" => n.clone(), "closer" => c.as_str(), "reason" => r.as_str())
-                    } else {
-                        Counter::noop()
-                    }
-                })
-            }),
-            requests_per_connection: metrics::histogram!(
-                names::CLIENT_REQUESTS_PER_CONNECTION, "upstream" => n.clone()),
-            retries: metrics::counter!(names::CLIENT_RETRIES_TOTAL, "upstream" => n),
-        }
-    }
 }
 
 /// One upstream: its settings, pool accounting, live connections and lease tracker.

@@ -188,11 +188,16 @@ impl Deferred {
         self.bind_locked(&mut kept);
     }
 
-    /// The slow path of every operation: binds if it can, else keeps the operation.
-    fn apply(&self, bound: impl FnOnce(&Bound), keep: impl FnOnce(&mut Kept)) {
+    /// Every operation: through the recorder's handle once bound (`op`); before, binds if a
+    /// recorder is installed now, else keeps the operation (`keep`).
+    #[inline]
+    fn apply(&self, op: impl Fn(&Bound), keep: impl FnOnce(&mut Kept)) {
+        if let Some(b) = self.bound.get() {
+            return op(b);
+        }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         match self.bind_locked(&mut kept) {
-            Some(b) => bound(b),
+            Some(b) => op(b),
             None => keep(&mut kept),
         }
     }
@@ -200,29 +205,15 @@ impl Deferred {
 
 impl CounterFn for Deferred {
     fn increment(&self, value: u64) {
-        if let Some(Bound::Counter(c)) = self.bound.get() {
-            return c.increment(value);
-        }
         self.apply(
-            |b| {
-                if let Bound::Counter(c) = b {
-                    c.increment(value);
-                }
-            },
+            |b| b.counter(|c| c.increment(value)),
             |k| k.increments = k.increments.saturating_add(value),
         );
     }
 
     fn absolute(&self, value: u64) {
-        if let Some(Bound::Counter(c)) = self.bound.get() {
-            return c.absolute(value);
-        }
         self.apply(
-            |b| {
-                if let Bound::Counter(c) = b {
-                    c.absolute(value);
-                }
-            },
+            |b| b.counter(|c| c.absolute(value)),
             |k| k.absolute = Some(k.absolute.map_or(value, |v| v.max(value))),
         );
     }
@@ -230,53 +221,26 @@ impl CounterFn for Deferred {
 
 impl GaugeFn for Deferred {
     fn increment(&self, value: f64) {
-        if let Some(Bound::Gauge(g)) = self.bound.get() {
-            return g.increment(value);
-        }
         self.apply(
-            |b| {
-                if let Bound::Gauge(g) = b {
-                    g.increment(value);
-                }
-            },
+            |b| b.gauge(|g| g.increment(value)),
             |k| k.value = Some(k.value.unwrap_or(0.0) + value),
         );
     }
 
     fn decrement(&self, value: f64) {
-        if let Some(Bound::Gauge(g)) = self.bound.get() {
-            return g.decrement(value);
-        }
         self.apply(
-            |b| {
-                if let Bound::Gauge(g) = b {
-                    g.decrement(value);
-                }
-            },
+            |b| b.gauge(|g| g.decrement(value)),
             |k| k.value = Some(k.value.unwrap_or(0.0) - value),
         );
     }
 
     fn set(&self, value: f64) {
-        if let Some(Bound::Gauge(g)) = self.bound.get() {
-            return g.set(value);
-        }
-        self.apply(
-            |b| {
-                if let Bound::Gauge(g) = b {
-                    g.set(value);
-                }
-            },
-            |k| k.value = Some(value),
-        );
+        self.apply(|b| b.gauge(|g| g.set(value)), |k| k.value = Some(value));
     }
 }
 
 impl HistogramFn for Deferred {
     fn record(&self, value: f64) {
-        if let Some(Bound::Histogram(h)) = self.bound.get() {
-            return h.record(value);
-        }
         self.apply(
             |b| {
                 if let Bound::Histogram(h) = b {
@@ -289,6 +253,20 @@ impl HistogramFn for Deferred {
                 }
             },
         );
+    }
+}
+
+impl Bound {
+    fn counter(&self, op: impl FnOnce(&Counter)) {
+        if let Bound::Counter(c) = self {
+            op(c);
+        }
+    }
+
+    fn gauge(&self, op: impl FnOnce(&Gauge)) {
+        if let Bound::Gauge(g) = self {
+            op(g);
+        }
     }
 }
 
