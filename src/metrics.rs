@@ -6,18 +6,24 @@
 //! Before or after building listeners, clients, lease trackers and samplers: the handles they
 //! take while no recorder is installed keep what they count (a counter's increments, a gauge's
 //! value, up to 1024 histogram samples each) and are bound to the recorder when the crate's
-//! exporter installs itself, or at their next use once any recorder is installed. (Whether one
-//! is installed is read from the facade's current recorder; a recorder of your own with no
-//! state at all, a zero-sized type, is taken for none.)
+//! exporter installs itself, or when [`bind_deferred`] is called after installing another.
+//! (Whether one is installed is read from the facade's current recorder; a recorder of your own
+//! with no state at all, a zero-sized type, is taken for none.)
 //! Labels come from closed sets: the listener name you chose, a connection state, who closed
 //! first, a close reason, an option name. Never a peer address or anything a peer controls, so
 //! the number of series stays bounded whatever peers do.
 
 mod deferred;
 
-#[cfg(feature = "exporter")]
-pub(crate) use deferred::bind_all;
 pub(crate) use deferred::resolve;
+
+/// Binds the metric handles taken while no recorder was installed (by listeners, clients,
+/// lease trackers and samplers built first) to the recorder installed now, with what they
+/// counted meanwhile. The crate's exporter does this when it installs itself: call it after
+/// installing a recorder of your own. Does nothing when none is installed.
+pub fn bind_deferred() {
+    deferred::bind_all();
+}
 
 /// Metric names, each with the `conn_hygiene_` prefix and a Prometheus unit suffix.
 pub mod names {

@@ -98,7 +98,7 @@ impl ExporterBuilder {
             .map_err(|_| ExporterError::RecorderAlreadyInstalled)?;
         // Listeners, upstreams, lease trackers and samplers built before this count from now
         // on into this recorder, with what they counted until now.
-        crate::metrics::bind_all();
+        crate::metrics::bind_deferred();
         Ok(PrometheusExporter::new(handle, upkeep))
     }
 
