@@ -263,6 +263,10 @@ async fn main() {
             .interval(args.sample_interval)
             .listener(&registry)
             .spawn()
+            .unwrap_or_else(|e| {
+                eprintln!("axum_server: {e}");
+                std::process::exit(2);
+            })
     });
     if !args.no_metrics && args.late_exporter {
         exporter = Some(install());

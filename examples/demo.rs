@@ -193,7 +193,8 @@ async fn main() {
         .listener(&service_registry)
         .listener(&upstream_registry)
         .client(client.view())
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let state = AppState {
         client: client.clone(),
         flaky: format!("http://{flaky_addr}/"),

@@ -195,7 +195,8 @@ fn inner_attribution() {
             .listener(queue.registry())
             .client(client.view())
             .client(leaky.view())
-            .spawn();
+            .spawn()
+            .expect("valid sampler settings");
         let snap = census.sample_now().await;
         let pid = std::process::id();
         let (ss_host, ss_mine) = tokio::task::spawn_blocking(move || {
@@ -307,7 +308,8 @@ fn inner_port_headroom() {
             .interval(Duration::from_secs(3600))
             .listener(&backend.registry)
             .client(client.view())
-            .spawn();
+            .spawn()
+            .expect("valid sampler settings");
         let reg = backend.registry.clone();
         let mut snaps = Vec::new();
         let mut sent = 0;

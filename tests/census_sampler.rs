@@ -67,7 +67,8 @@ async fn ticks_at_the_interval_and_walks_every_n_ticks() {
         .walk_every(3)
         .proc_root(fixture())
         .pid(FIXTURE_PID)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let start = Instant::now();
     for k in 0..7u64 {
         let snap = census.changed().await.expect("a sample per tick");
@@ -122,7 +123,8 @@ async fn stop_ends_the_task_and_the_handle_still_answers() {
     let census = Sampler::builder()
         .proc_root(fixture())
         .pid(FIXTURE_PID)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let first = census.changed().await.unwrap();
     census.stop();
     census.task().finished().await;
@@ -143,7 +145,8 @@ async fn a_missing_proc_root_degrades_with_one_warning() {
         .interval(Duration::from_secs(1))
         .walk_every(2)
         .proc_root(&missing)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     for k in 0..6u64 {
         let snap = census.changed().await.expect("samples keep coming");
         assert_eq!(snap.seq, k);
@@ -190,7 +193,10 @@ fn sample_once_without_a_runtime() {
     assert_eq!(snap.tier, Tier::Full);
     assert!(snap.host.total() > 0);
     // No runtime: spawning does not panic, the handle answers None.
-    let handle = Sampler::builder().proc_root(fixture()).spawn();
+    let handle = Sampler::builder()
+        .proc_root(fixture())
+        .spawn()
+        .expect("valid sampler settings");
     assert!(handle.latest().is_none());
     assert!(handle.task().is_finished());
 }
@@ -224,6 +230,7 @@ async fn metrics_match_the_snapshot_and_carry_no_address() {
             .listener(listener.registry())
             .client(client.view())
             .spawn()
+            .expect("valid sampler settings")
     });
     // The first tick's sample, then one forced: the metrics are the forced one's.
     eventually("the first tick's sample", Duration::from_secs(10), || {
@@ -306,7 +313,8 @@ async fn a_handle_dropped_at_once_is_not_silent() {
     let census = Sampler::builder()
         .proc_root(fixture())
         .pid(FIXTURE_PID)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let task = census.task();
     // What `let _ = Sampler::builder()...spawn();` does.
     drop(census);

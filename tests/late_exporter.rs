@@ -45,7 +45,8 @@ async fn metrics_taken_before_the_exporter_is_installed_are_on_its_page() {
     let _sampler = Sampler::builder()
         .interval(Duration::from_millis(100))
         .listener(&registry)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let app = Router::new().route("/", get(|| async { "hello\n" }));
     let server = tokio::spawn(axum::serve(listener, TrackConnection::new(app)).into_future());
     for _ in 0..3 {

@@ -80,7 +80,8 @@ async fn prometheus_scrapes_what_the_service_knows() {
     let sampler = conn_hygiene::census::Sampler::builder()
         .interval(Duration::from_millis(500))
         .listener(&registry)
-        .spawn();
+        .spawn()
+        .expect("valid sampler settings");
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = registry.graceful_shutdown(
         async move {

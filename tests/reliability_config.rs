@@ -355,3 +355,26 @@ fn exporter_names_each_bad_setting_and_value() {
         &["upkeep_interval", "0s"],
     );
 }
+
+#[test]
+fn sampler_names_each_bad_setting_and_value() {
+    use conn_hygiene::census::{Sampler, SamplerConfigError};
+
+    let err = Sampler::builder()
+        .interval(Duration::from_micros(500))
+        .spawn()
+        .unwrap_err();
+    check(
+        err,
+        SamplerConfigError::Interval {
+            value: Duration::from_micros(500),
+        },
+        &["interval", "500µs", "at least 1ms"],
+    );
+    let err = Sampler::builder().walk_every(0).spawn().unwrap_err();
+    check(
+        err,
+        SamplerConfigError::WalkEvery { value: 0 },
+        &["walk_every", "0", "at least 1"],
+    );
+}

@@ -61,7 +61,7 @@
 //!     .walk_every(3)
 //!     .listener(listener.registry())
 //!     .client(client.view())
-//!     .spawn();
+//!     .spawn()?;
 //! let snap = census.sample_now().await;
 //! if let Some(api) = snap.listener(listener.registry().name()) {
 //!     println!("TIME_WAIT left by our server closing first: {}", api.time_wait);
@@ -88,7 +88,7 @@ mod sources;
 mod targets;
 
 pub use self::attribution::{AttributionSource, Claim, TrackedConnection};
-pub use self::sampler::{Sampler, SamplerBuilder, SamplerHandle, SamplerTask};
+pub use self::sampler::{Sampler, SamplerBuilder, SamplerConfigError, SamplerHandle, SamplerTask};
 pub use self::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
     PortHeadroom, SampleCost, Tier, UpstreamCensus,

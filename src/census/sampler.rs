@@ -62,14 +62,15 @@ impl Default for SamplerBuilder {
 }
 
 impl SamplerBuilder {
-    /// Time between ticks; the counters tier runs on every tick. Default: 5 s. Values below
-    /// 1 ms are taken as 1 ms.
+    /// Time between ticks; the counters tier runs on every tick. Default: 5 s. At least 1 ms:
+    /// [`spawn`](Self::spawn) refuses less.
     pub fn interval(mut self, d: Duration) -> Self {
-        self.interval = d.max(MIN_INTERVAL);
+        self.interval = d;
         self
     }
 
-    /// Walk the whole socket table every `n` ticks (0 is taken as 1). Default: 1.
+    /// Walk the whole socket table every `n` ticks, at least 1 ([`spawn`](Self::spawn) refuses
+    /// 0). Default: 1.
     ///
     /// The period stretches when walks are expensive: a walk should cost at most 5 % of the
     /// interval on average, so after each walk the period becomes
@@ -79,7 +80,7 @@ impl SamplerBuilder {
     ///
     /// [`SampleCost::walk_every`]: super::SampleCost::walk_every
     pub fn walk_every(mut self, n: u32) -> Self {
-        self.walk_every = n.max(1);
+        self.walk_every = n;
         self
     }
 
@@ -142,9 +143,23 @@ impl SamplerBuilder {
         })
     }
 
-    /// Takes one full sample now, on this thread, without a runtime and without metrics.
+    /// Takes one full sample now, on this thread, without a runtime and without metrics (the
+    /// tick settings do not apply).
     pub fn sample_once(self) -> CensusSnapshot {
         self.core().sample(true)
+    }
+
+    /// The settings that cannot work, as [`spawn`](Self::spawn) finds them.
+    fn validate(&self) -> Result<(), SamplerConfigError> {
+        if self.interval < MIN_INTERVAL {
+            return Err(SamplerConfigError::Interval {
+                value: self.interval,
+            });
+        }
+        if self.walk_every == 0 {
+            return Err(SamplerConfigError::WalkEvery { value: 0 });
+        }
+        Ok(())
     }
 
     /// Starts the sampler on the current tokio runtime and takes the first (full) sample at
@@ -153,7 +168,12 @@ impl SamplerBuilder {
     ///
     /// Without a runtime the sampler does not run (one warning says so); the handle still
     /// answers [`SamplerHandle::latest`] with `None`.
-    pub fn spawn(self) -> SamplerHandle {
+    ///
+    /// # Errors
+    ///
+    /// A setting that cannot work: an interval below 1 ms, a walk every 0 ticks.
+    pub fn spawn(self) -> Result<SamplerHandle, SamplerConfigError> {
+        self.validate()?;
         let interval = self.interval;
         let claims: Vec<Claim> = self.sources.iter().flat_map(|s| s.claims()).collect();
         let metrics = crate::metrics::resolve(|| CensusMetrics::new(&claims));
@@ -172,15 +192,48 @@ impl SamplerBuilder {
                 drop(done_tx);
             }
         }
-        SamplerHandle {
+        Ok(SamplerHandle {
             inner: Arc::new(HandleInner {
                 engine,
                 _stop: stop_tx,
                 done: done_rx,
             }),
+        })
+    }
+}
+
+/// A [`SamplerBuilder`] setting that cannot work, found by [`spawn`](SamplerBuilder::spawn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SamplerConfigError {
+    /// `interval` below 1 ms.
+    Interval {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// `walk_every` of 0.
+    WalkEvery {
+        /// The rejected value.
+        value: u32,
+    },
+}
+
+impl std::fmt::Display for SamplerConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Interval { value } => write!(
+                f,
+                "invalid sampler: interval = {value:?}; expected at least 1ms"
+            ),
+            Self::WalkEvery { value } => write!(
+                f,
+                "invalid sampler: walk_every = {value}; expected at least 1"
+            ),
         }
     }
 }
+
+impl std::error::Error for SamplerConfigError {}
 
 /// What the task and the handles share.
 #[derive(Debug)]
@@ -252,7 +305,7 @@ struct HandleInner {
 
 /// A running [`Sampler`]. Cheap to clone; when the last clone is dropped the background task
 /// stops at its next wake-up, so keep one for as long as sampling should go on: bind it
-/// (`let _sampler = sampler.spawn();`), since `let _ = sampler.spawn();` drops it at once (a
+/// (`let _sampler = sampler.spawn()?;`), since `let _ = sampler.spawn()?;` drops it at once (a
 /// sampler dropped before its second sample logs a warning).
 #[derive(Debug, Clone)]
 #[must_use = "the sampler stops when its last handle is dropped: bind it with `let _sampler = ...`"]
