@@ -13,9 +13,20 @@
 //! first, a close reason, an option name. Never a peer address or anything a peer controls, so
 //! the number of series stays bounded whatever peers do.
 
+mod collect;
 mod deferred;
 
+#[cfg(feature = "server")]
+pub(crate) use collect::{register as register_collector, Collect};
 pub(crate) use deferred::resolve;
+
+/// Sets the gauges that are read from live state rather than moved on every change (a
+/// listener's connections by state) to what they are now. The crate's exporter does this
+/// before every render and a running census sampler at every tick: call it before rendering
+/// when you scrape a recorder of your own without either.
+pub fn collect() {
+    collect::collect_all();
+}
 
 /// Binds the metric handles taken while no recorder was installed (by listeners, clients,
 /// lease trackers and samplers built first) to the recorder installed now, with what they
@@ -35,7 +46,8 @@ pub mod names {
     /// Counter `{listener, closer, reason}`: connections closed, by who closed first and why.
     pub const SERVER_CONNECTIONS_CLOSED_TOTAL: &str =
         "conn_hygiene_server_connections_closed_total";
-    /// Gauge `{listener, state}`: live connections by state.
+    /// Gauge `{listener, state}`: live connections by state, counted when metrics are
+    /// collected (see [`collect`](super::collect)).
     pub const SERVER_CONNECTIONS: &str = "conn_hygiene_server_connections";
     /// Histogram `{listener}`: requests served per connection, recorded at close.
     pub const SERVER_REQUESTS_PER_CONNECTION: &str = "conn_hygiene_server_requests_per_connection";

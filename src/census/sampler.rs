@@ -249,6 +249,10 @@ impl Engine {
         let (core, metrics) = &mut *guard;
         let snap = Arc::new(core.tick(force));
         metrics.record(&snap);
+        drop(guard);
+        // The gauges counted from live state (a listener's connections by state) follow the
+        // sampler's ticks, so that a recorder scraped by other means sees them move.
+        crate::metrics::collect();
         self.latest.send_replace(Some(snap.clone()));
         snap
     }

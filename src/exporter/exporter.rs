@@ -53,7 +53,9 @@ impl PrometheusExporter {
     }
 
     /// The metrics page in the text exposition format.
+    /// Gauges read from live state are collected first ([`metrics::collect`](crate::metrics::collect)).
     pub fn render(&self) -> String {
+        crate::metrics::collect();
         self.shared.handle.render()
     }
 

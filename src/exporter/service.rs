@@ -45,7 +45,10 @@ impl MetricsService {
             );
         }
         let body = match *method {
-            Method::GET => self.shared.handle.render(),
+            Method::GET => {
+                crate::metrics::collect();
+                self.shared.handle.render()
+            }
             Method::HEAD => String::new(),
             _ => {
                 let mut res = plain(

@@ -339,7 +339,11 @@ impl ConnShared {
             return None;
         }
         self.state.store(to as u8, Ordering::Release);
-        self.observer.transition(self, from, to);
+        // State gauges are counted from the live connections when metrics are collected; the
+        // observer hears of each change only when someone subscribed to them.
+        if self.config.report_transitions.load(Ordering::Relaxed) {
+            self.observer.transition(self, from, to);
+        }
         Some(from)
     }
 

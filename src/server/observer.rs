@@ -2,6 +2,8 @@
 //! listener shares, and an observer it reports to. The registry implements the observer; a
 //! connection never reaches into it.
 
+use std::sync::atomic::AtomicBool;
+
 use super::{
     connection::{CloseReason, Closer, ConnShared, ConnState},
     limits::ConnectionLimits,
@@ -17,6 +19,9 @@ pub(crate) struct ConnConfig {
     pub(crate) core: lifecycle::Limits,
     /// `Keep-Alive: timeout=N`, when advertised.
     pub(crate) keep_alive_value: Option<http::HeaderValue>,
+    /// Whether connections report every state change to the observer (someone subscribed to
+    /// the listener's events); otherwise only their close. Set once, never cleared.
+    pub(crate) report_transitions: AtomicBool,
 }
 
 impl ConnConfig {
@@ -28,6 +33,7 @@ impl ConnConfig {
                 .and_then(|v| http::HeaderValue::from_str(&v).ok()),
             limits,
             policy,
+            report_transitions: AtomicBool::new(false),
         }
     }
 }
@@ -35,7 +41,8 @@ impl ConnConfig {
 /// What a connection reports, and the one thing it asks (whether the listener is shutting
 /// down).
 pub(crate) trait ConnObserver: Send + Sync {
-    /// The connection moved from one live state to another.
+    /// The connection moved from one state to another; reported only while
+    /// [`ConnConfig::report_transitions`] is set.
     fn transition(&self, conn: &ConnShared, from: ConnState, to: ConnState);
     /// The connection closed: who closed first, why, whether with a reset, and how many
     /// requests read were never answered.

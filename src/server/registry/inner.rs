@@ -15,9 +15,12 @@ use super::{
     metrics::ServerMetrics,
     report::{AcceptErrorKind, ConnectionEvent, REASONS},
 };
-use crate::server::{
-    connection::{CloseInfo, CloseReason, Closer, ConnShared, ConnState},
-    observer::{ConnConfig, ConnObserver},
+use crate::{
+    metrics::Collect,
+    server::{
+        connection::{CloseInfo, CloseReason, Closer, ConnShared, ConnState},
+        observer::{ConnConfig, ConnObserver},
+    },
 };
 
 pub(super) type Hook = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
@@ -32,7 +35,6 @@ pub(crate) struct RegistryInner {
     pub(super) closed_notify: Notify,
     pub(super) shutting_down: AtomicBool,
     pub(super) hooks: RwLock<Vec<Hook>>,
-    pub(super) has_hooks: AtomicBool,
     pub(super) opened: AtomicU64,
     pub(super) closed_by_reason: [AtomicU64; REASONS],
     pub(super) closed_by_closer: [AtomicU64; 5],
@@ -62,7 +64,6 @@ impl RegistryInner {
             closed_notify: Notify::new(),
             shutting_down: AtomicBool::new(false),
             hooks: RwLock::new(Vec::new()),
-            has_hooks: AtomicBool::new(false),
             opened: AtomicU64::new(0),
             closed_by_reason: Default::default(),
             closed_by_closer: Default::default(),
@@ -86,13 +87,7 @@ impl RegistryInner {
         to: ConnState,
         close: Option<CloseInfo>,
     ) {
-        if let Some(g) = self.metrics.state(from) {
-            g.decrement(1.0);
-        }
-        if let Some(g) = self.metrics.state(to) {
-            g.increment(1.0);
-        }
-        if self.has_hooks.load(Ordering::Acquire) {
+        if self.config.report_transitions.load(Ordering::Acquire) {
             let event = ConnectionEvent {
                 id: conn.id,
                 peer_addr: conn.peer,
@@ -135,9 +130,6 @@ impl RegistryInner {
             live.insert(id, conn.clone());
         }
         self.metrics.opened.increment(1);
-        if let Some(g) = self.metrics.state(ConnState::New) {
-            g.increment(1.0);
-        }
         if self.shutting_down.load(Ordering::Acquire) {
             conn.retire(CloseReason::Shutdown);
         }
@@ -184,6 +176,24 @@ impl RegistryInner {
         let mut v: Vec<_> = live.values().cloned().collect();
         v.sort_by_key(|c| c.id);
         v
+    }
+}
+
+impl Collect for RegistryInner {
+    /// Counts the live connections by state into the state gauges.
+    fn collect(&self) {
+        let mut counts = [0u32; ConnState::LIVE.len()];
+        {
+            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            for conn in live.values() {
+                if let Some(n) = counts.get_mut(conn.state().index()) {
+                    *n += 1;
+                }
+            }
+        }
+        for (n, gauge) in counts.iter().zip(&self.metrics.state) {
+            gauge.set(f64::from(*n));
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::{
 pub(super) struct ServerMetrics {
     pub(super) opened: Counter,
     pub(super) closed: [[Counter; REASONS]; 5],
+    /// Set from the live connections when metrics are collected.
     pub(super) state: [Gauge; 5],
     pub(super) requests_per_connection: Histogram,
     pub(super) duration: Histogram,
@@ -51,9 +52,5 @@ impl ServerMetrics {
             half_closed: metrics::counter!(
                 names::SERVER_HALF_CLOSED_IN_FLIGHT_TOTAL, "listener" => l),
         }
-    }
-
-    pub(super) fn state(&self, s: ConnState) -> Option<&Gauge> {
-        self.state.get(s.index())
     }
 }

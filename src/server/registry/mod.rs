@@ -45,9 +45,11 @@ impl ConnectionRegistry {
         limits: ConnectionLimits,
     ) -> Self {
         let config = Arc::new(ConnConfig::new(limits, policy));
-        Self {
-            inner: Arc::new(RegistryInner::new(name, local_addr, config)),
-        }
+        let inner = Arc::new(RegistryInner::new(name, local_addr, config));
+        let collector: std::sync::Weak<dyn crate::metrics::Collect> =
+            Arc::downgrade(&inner) as std::sync::Weak<RegistryInner>;
+        crate::metrics::register_collector(collector);
+        Self { inner }
     }
 
     /// The listener's name (the `listener` metric label).
@@ -144,7 +146,10 @@ impl ConnectionRegistry {
     pub fn on_state_change(&self, hook: impl Fn(&ConnectionEvent) + Send + Sync + 'static) {
         let mut hooks = self.inner.hooks.write().unwrap_or_else(|e| e.into_inner());
         hooks.push(Arc::new(hook));
-        self.inner.has_hooks.store(true, Ordering::Release);
+        self.inner
+            .config
+            .report_transitions
+            .store(true, Ordering::Release);
     }
 
     /// A handle to a live connection, by id (as listed in [`snapshot`](Self::snapshot)).
