@@ -38,15 +38,27 @@ impl Scanner {
             };
             self.start_line(&buf[..end], seen, answering);
             start = end + 1;
+            if !matches!(self.st, St::LineStart) {
+                return start;
+            }
         }
-        // Header lines, until the head ends or framing is lost.
-        while matches!(self.st, St::LineStart) && start < buf.len() {
+        // Header lines, until the head ends or framing is lost. Only a line's first byte
+        // decides whether it can matter: most lines are passed over on it alone.
+        while let Some(&first) = buf.get(start) {
             let Some(end) = ends.next() else {
                 // The line goes on past the buffer: byte by byte from here.
-                self.byte(buf[start], seen, answering, on_head);
+                self.byte(first, seen, answering, on_head);
                 return start + 1;
             };
-            self.header_line(&buf[start..end], seen, on_head);
+            match first {
+                b'\n' | b'\r' | b'c' | b'C' | b't' | b'T' => {
+                    self.header_line(&buf[start..end], seen, on_head);
+                    if !matches!(self.st, St::LineStart) {
+                        return end + 1;
+                    }
+                }
+                _ => {}
+            }
             start = end + 1;
         }
         start
