@@ -143,8 +143,9 @@ pub mod names {
     pub const HOST_FILE_USAGE_RATIO: &str = "conn_hygiene_host_file_usage_ratio";
     /// Gauge: tracked connections over `nf_conntrack_max`.
     pub const HOST_CONNTRACK_USAGE_RATIO: &str = "conn_hygiene_host_conntrack_usage_ratio";
-    /// Gauge `{check, severity}`: census findings of each check at each severity.
-    pub const CENSUS_FINDINGS: &str = "conn_hygiene_census_findings";
+    /// Gauge `{check}`: the worst severity among a census check's findings in the latest
+    /// sample: 0 OK, 1 WARNING, 2 CRITICAL, -1 when nothing it looked at could be measured.
+    pub const CENSUS_CHECK_SEVERITY: &str = "conn_hygiene_census_check_severity";
     /// Histogram `{tier}`: what one census sample cost (`counters`, `full`).
     pub const SAMPLER_DURATION_SECONDS: &str = "conn_hygiene_sampler_duration_seconds";
     /// Gauge `{part}`: 1 while a part of the census is unavailable (`counters`, `walk`,
@@ -352,9 +353,9 @@ pub fn describe() {
         "Tracked connections over nf_conntrack_max."
     );
     describe_gauge!(
-        CENSUS_FINDINGS,
-        Unit::Count,
-        "Census findings by check and severity (OK, WARNING, CRITICAL, UNKNOWN)."
+        CENSUS_CHECK_SEVERITY,
+        "Worst severity of a census check's findings in the latest sample: 0 OK, 1 WARNING, \
+         2 CRITICAL, -1 UNKNOWN (nothing it looked at could be measured)."
     );
     describe_histogram!(
         SAMPLER_DURATION_SECONDS,

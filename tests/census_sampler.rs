@@ -1,27 +1,21 @@
 //! The census sampler's timing and failure modes under paused tokio time, on the census
-//! crate's recorded `/proc` fixture (so every sample reads the same files), and its metrics
-//! through a local `DebuggingRecorder`.
+//! crate's recorded `/proc` fixture (so every sample reads the same files).
 //!
 //! - Ticks come at the interval, the counters tier every tick, the full walk every n ticks.
 //! - Dropping the last handle ends the task; `stop()` does too.
 //! - A proc root that does not exist: one warning, then counters-tier snapshots that keep
 //!   coming with the degraded reason, and no panic.
-//! - Metrics: host and process sockets by state equal the snapshot, every state present,
-//!   no label holds an address.
+//!
+//! The sampler's metrics are tested in `census_metrics.rs`.
 #![cfg(all(feature = "census", feature = "server", feature = "client"))]
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use conn_hygiene::census::{Check, Severity, TcpState};
+use conn_hygiene::census::{Check, Severity};
 use conn_hygiene::census::{DegradedPart, Sampler, Tier};
-use conn_hygiene::metrics::names;
-use conn_hygiene::server::HygienicListener;
-use conn_hygiene_test_support::eventually;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use tokio::time::Instant;
 
 const FIXTURE_PID: u32 = 4242;
@@ -199,112 +193,6 @@ fn sample_once_without_a_runtime() {
         .expect("valid sampler settings");
     assert!(handle.latest().is_none());
     assert!(handle.task().is_finished());
-}
-
-fn looks_like_address(v: &str) -> bool {
-    v.parse::<IpAddr>().is_ok()
-        || v.parse::<SocketAddr>().is_ok()
-        || v.contains("127.0.0.1")
-        || v.contains("::1")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_match_the_snapshot_and_carry_no_address() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    let listener = HygienicListener::builder()
-        .name("api")
-        .bind("127.0.0.1:0")
-        .await
-        .unwrap();
-    let client = conn_hygiene::client::HygienicClient::builder()
-        .upstream(
-            listener.local_addr().to_string(),
-            conn_hygiene::client::UpstreamConfig::new().name("self"),
-        )
-        .build::<http_body_util::Empty<bytes::Bytes>>()
-        .unwrap();
-    let census = metrics::with_local_recorder(&recorder, || {
-        Sampler::builder()
-            .interval(Duration::from_secs(3600))
-            .listener(listener.registry())
-            .client(client.view())
-            .spawn()
-            .expect("valid sampler settings")
-    });
-    // The first tick's sample, then one forced: the metrics are the forced one's.
-    eventually("the first tick's sample", Duration::from_secs(10), || {
-        census.latest().is_some()
-    })
-    .await;
-    let snap = census.sample_now().await;
-
-    let mut host = [None; TcpState::COUNT];
-    let mut process = [None; TcpState::COUNT];
-    let mut seen_duration = 0;
-    let all = snapshotter.snapshot().into_vec();
-    for (key, _, _, value) in &all {
-        let k = key.key();
-        for l in k.labels() {
-            assert!(
-                !looks_like_address(l.value()),
-                "{} has an address label {}={}",
-                k.name(),
-                l.key(),
-                l.value()
-            );
-        }
-        let state = || {
-            let v = k
-                .labels()
-                .find(|l| l.key() == "state")
-                .unwrap()
-                .value()
-                .to_owned();
-            v.parse::<TcpState>().unwrap()
-        };
-        match (k.name(), value) {
-            (names::HOST_TCP_SOCKETS, DebugValue::Gauge(g)) => host[state().index()] = Some(g.0),
-            (names::PROCESS_TCP_SOCKETS, DebugValue::Gauge(g)) => {
-                process[state().index()] = Some(g.0)
-            }
-            (names::SAMPLER_DURATION_SECONDS, DebugValue::Histogram(h)) => seen_duration += h.len(),
-            _ => {}
-        }
-    }
-    for s in TcpState::ALL {
-        assert_eq!(host[s.index()], Some(snap.host[s] as f64), "host {s}");
-        // No descriptor holds a TIME_WAIT or SYN_RECV socket: no series for what is never
-        // anything but 0.
-        let held = !matches!(s, TcpState::TimeWait | TcpState::SynRecv);
-        assert_eq!(
-            process[s.index()],
-            held.then_some(snap.process[s] as f64),
-            "process {s}"
-        );
-    }
-    assert!(snap.process[TcpState::Listen] >= 1);
-    assert!(seen_duration >= 2, "both samples' cost recorded");
-    let names_seen: Vec<&str> = all.iter().map(|(k, ..)| k.key().name()).collect();
-    for name in [
-        names::LISTENER_TCP_SOCKETS,
-        names::LISTENER_ACCEPT_QUEUE,
-        names::UPSTREAM_TCP_SOCKETS,
-        names::UPSTREAM_PORT_HEADROOM_RATIO,
-        names::CENSUS_FINDINGS,
-        names::CENSUS_DEGRADED,
-        names::PROCESS_FD_USAGE_RATIO,
-        names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL,
-    ] {
-        assert!(names_seen.contains(&name), "{name} missing");
-    }
-    // One findings series per check and severity: a closed set.
-    let findings = all
-        .iter()
-        .filter(|(k, ..)| k.key().name() == names::CENSUS_FINDINGS)
-        .count();
-    assert_eq!(findings, Check::ALL.len() * 4);
-    census.stop();
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,46 +1,95 @@
-//! The census as metrics: handles resolved once, values set after every sample.
+//! The census as metrics: each series registered when first measured (a scrape in the first
+//! milliseconds shows no series rather than a 0 nobody measured), values set after every
+//! sample.
 
 use std::collections::HashMap;
 
 use conn_hygiene_census::findings::Check;
 use conn_hygiene_census::{Severity, TcpState};
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, Label};
 
 use super::attribution::Claim;
 use super::snapshot::{CensusSnapshot, DegradedPart, Tier};
 use super::MAX_UPSTREAMS;
 use crate::metrics::names;
 
-/// Severities in label order.
-const SEVERITIES: [Severity; 4] = [
-    Severity::Ok,
-    Severity::Warning,
-    Severity::Critical,
-    Severity::Unknown,
-];
+/// A series registered with the recorder when it first gets a value.
+#[derive(Debug)]
+struct Lazy<H> {
+    name: &'static str,
+    labels: Vec<Label>,
+    handle: Option<H>,
+}
 
-const fn severity_index(s: Severity) -> usize {
+impl<H> Lazy<H> {
+    fn new(name: &'static str, labels: &[(&'static str, &str)]) -> Self {
+        Lazy {
+            name,
+            labels: labels
+                .iter()
+                .map(|(k, v)| Label::new(*k, v.to_string()))
+                .collect(),
+            handle: None,
+        }
+    }
+
+    fn get(&mut self, register: fn(&'static str, Vec<Label>) -> H) -> &H {
+        let Lazy {
+            name,
+            labels,
+            handle,
+        } = self;
+        handle.get_or_insert_with(|| crate::metrics::resolve(|| register(name, labels.clone())))
+    }
+}
+
+type LazyGauge = Lazy<Gauge>;
+type LazyCounter = Lazy<Counter>;
+
+impl LazyGauge {
+    fn set(&mut self, v: f64) {
+        self.get(|n, l| metrics::gauge!(n, l)).set(v);
+    }
+}
+
+impl LazyCounter {
+    fn absolute(&mut self, v: u64) {
+        self.get(|n, l| metrics::counter!(n, l)).absolute(v);
+    }
+}
+
+impl Lazy<Histogram> {
+    fn record(&mut self, v: f64) {
+        self.get(|n, l| metrics::histogram!(n, l)).record(v);
+    }
+}
+
+/// A check's worst severity as the value of its one series: the known ones in rising order,
+/// and -1 when nothing it looked at could be measured.
+const fn severity_value(s: Severity) -> f64 {
     match s {
-        Severity::Ok => 0,
-        Severity::Warning => 1,
-        Severity::Critical => 2,
-        Severity::Unknown => 3,
+        Severity::Unknown => -1.0,
+        Severity::Ok => 0.0,
+        Severity::Warning => 1.0,
+        Severity::Critical => 2.0,
     }
 }
 
 #[derive(Debug)]
 struct ListenerHandles {
-    time_wait: Gauge,
-    syn_recv: Gauge,
-    close_wait: Gauge,
-    queue_len: Gauge,
+    time_wait: LazyGauge,
+    syn_recv: LazyGauge,
+    close_wait: LazyGauge,
+    queue_len: LazyGauge,
 }
 
 impl ListenerHandles {
     fn new(name: &str) -> Self {
         let sockets = |state: TcpState| {
-            metrics::gauge!(names::LISTENER_TCP_SOCKETS,
-                "listener" => name.to_owned(), "state" => state.as_str())
+            Lazy::new(
+                names::LISTENER_TCP_SOCKETS,
+                &[("listener", name), ("state", state.as_str())],
+            )
         };
         ListenerHandles {
             time_wait: sockets(TcpState::TimeWait),
@@ -48,100 +97,100 @@ impl ListenerHandles {
             close_wait: sockets(TcpState::CloseWait),
             // Its maximum is the effective backlog, `conn_hygiene_server_listen_backlog`
             // {kind="effective"}, set when the listener is bound: not exported twice.
-            queue_len: metrics::gauge!(names::LISTENER_ACCEPT_QUEUE, "listener" => name.to_owned()),
+            queue_len: Lazy::new(names::LISTENER_ACCEPT_QUEUE, &[("listener", name)]),
         }
     }
 }
 
 #[derive(Debug)]
 struct UpstreamHandles {
-    time_wait: Gauge,
-    close_wait: Gauge,
-    headroom: Gauge,
-    exhaustion: Gauge,
+    time_wait: LazyGauge,
+    close_wait: LazyGauge,
+    headroom: LazyGauge,
+    exhaustion: LazyGauge,
 }
 
 impl UpstreamHandles {
     fn new(name: &str) -> Self {
         let sockets = |state: TcpState| {
-            metrics::gauge!(names::UPSTREAM_TCP_SOCKETS,
-                "upstream" => name.to_owned(), "state" => state.as_str())
+            Lazy::new(
+                names::UPSTREAM_TCP_SOCKETS,
+                &[("upstream", name), ("state", state.as_str())],
+            )
         };
         UpstreamHandles {
             time_wait: sockets(TcpState::TimeWait),
             close_wait: sockets(TcpState::CloseWait),
-            headroom: metrics::gauge!(names::UPSTREAM_PORT_HEADROOM_RATIO,
-                "upstream" => name.to_owned()),
-            exhaustion: metrics::gauge!(names::UPSTREAM_PORT_EXHAUSTION_SECONDS,
-                "upstream" => name.to_owned()),
+            headroom: Lazy::new(names::UPSTREAM_PORT_HEADROOM_RATIO, &[("upstream", name)]),
+            exhaustion: Lazy::new(
+                names::UPSTREAM_PORT_EXHAUSTION_SECONDS,
+                &[("upstream", name)],
+            ),
         }
     }
 }
 
-/// Every census metric handle. Labels: state, tier, check, severity, part, and the listener
-/// and upstream names; never an address.
+/// Every census metric handle. Labels: state, tier, check, part, and the listener and upstream
+/// names; never an address.
 #[derive(Debug)]
 pub(crate) struct CensusMetrics {
-    host: [Gauge; TcpState::COUNT],
-    process: [Gauge; TcpState::COUNT],
+    host: [LazyGauge; TcpState::COUNT],
+    process: [Option<LazyGauge>; TcpState::COUNT],
     listeners: HashMap<String, ListenerHandles>,
     upstreams: HashMap<String, UpstreamHandles>,
-    listen_overflows: Counter,
-    listen_drops: Counter,
-    time_wait_overflows: Counter,
-    resets_sent: Counter,
-    established_resets: Counter,
-    retransmits: Counter,
-    fd_ratio: Gauge,
-    file_ratio: Gauge,
-    conntrack_ratio: Gauge,
-    findings: Vec<[Gauge; 4]>,
-    duration: [Histogram; 2],
-    degraded: [Gauge; DegradedPart::ALL.len()],
-    walk_period: Gauge,
+    listen_overflows: LazyCounter,
+    listen_drops: LazyCounter,
+    time_wait_overflows: LazyCounter,
+    resets_sent: LazyCounter,
+    established_resets: LazyCounter,
+    retransmits: LazyCounter,
+    fd_ratio: LazyGauge,
+    file_ratio: LazyGauge,
+    conntrack_ratio: LazyGauge,
+    checks: Vec<LazyGauge>,
+    duration: [Lazy<Histogram>; 2],
+    degraded: [LazyGauge; DegradedPart::ALL.len()],
+    walk_period: LazyGauge,
 }
 
 impl CensusMetrics {
-    /// Resolves the handles through the recorder in force now: every fixed one, and those of
-    /// the listeners and upstreams claimed now. Upstreams that appear later are resolved when
-    /// first seen, through the recorder in force then.
+    /// The handles of every series, each registered with the recorder in force when it first
+    /// gets a value (the listeners and upstreams claimed now included; upstreams that appear
+    /// later are added when first seen).
     pub(crate) fn new(claims: &[Claim]) -> Self {
         let mut m = CensusMetrics {
             host: TcpState::ALL
-                .map(|s| metrics::gauge!(names::HOST_TCP_SOCKETS, "state" => s.as_str())),
+                .map(|s| Lazy::new(names::HOST_TCP_SOCKETS, &[("state", s.as_str())])),
             // No descriptor ever holds a TIME_WAIT or SYN_RECV socket (the kernel keeps those as
             // small sockets of its own, with no file): a process never has one, and those two
             // series would only ever say 0.
             process: TcpState::ALL.map(|s| match s {
-                TcpState::TimeWait | TcpState::SynRecv => Gauge::noop(),
-                s => metrics::gauge!(names::PROCESS_TCP_SOCKETS, "state" => s.as_str()),
+                TcpState::TimeWait | TcpState::SynRecv => None,
+                s => Some(Lazy::new(
+                    names::PROCESS_TCP_SOCKETS,
+                    &[("state", s.as_str())],
+                )),
             }),
             listeners: HashMap::new(),
             upstreams: HashMap::new(),
-            listen_overflows: metrics::counter!(names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL),
-            listen_drops: metrics::counter!(names::HOST_TCP_LISTEN_DROPS_TOTAL),
-            time_wait_overflows: metrics::counter!(names::HOST_TCP_TIME_WAIT_OVERFLOWS_TOTAL),
-            resets_sent: metrics::counter!(names::HOST_TCP_RESETS_SENT_TOTAL),
-            established_resets: metrics::counter!(names::HOST_TCP_ESTABLISHED_RESETS_TOTAL),
-            retransmits: metrics::counter!(names::HOST_TCP_RETRANSMITTED_SEGMENTS_TOTAL),
-            fd_ratio: metrics::gauge!(names::PROCESS_FD_USAGE_RATIO),
-            file_ratio: metrics::gauge!(names::HOST_FILE_USAGE_RATIO),
-            conntrack_ratio: metrics::gauge!(names::HOST_CONNTRACK_USAGE_RATIO),
-            findings: Check::ALL
+            listen_overflows: Lazy::new(names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL, &[]),
+            listen_drops: Lazy::new(names::HOST_TCP_LISTEN_DROPS_TOTAL, &[]),
+            time_wait_overflows: Lazy::new(names::HOST_TCP_TIME_WAIT_OVERFLOWS_TOTAL, &[]),
+            resets_sent: Lazy::new(names::HOST_TCP_RESETS_SENT_TOTAL, &[]),
+            established_resets: Lazy::new(names::HOST_TCP_ESTABLISHED_RESETS_TOTAL, &[]),
+            retransmits: Lazy::new(names::HOST_TCP_RETRANSMITTED_SEGMENTS_TOTAL, &[]),
+            fd_ratio: Lazy::new(names::PROCESS_FD_USAGE_RATIO, &[]),
+            file_ratio: Lazy::new(names::HOST_FILE_USAGE_RATIO, &[]),
+            conntrack_ratio: Lazy::new(names::HOST_CONNTRACK_USAGE_RATIO, &[]),
+            checks: Check::ALL
                 .iter()
-                .map(|c| {
-                    SEVERITIES.map(|s| {
-                        metrics::gauge!(names::CENSUS_FINDINGS,
-                            "check" => c.as_str(), "severity" => s.as_str())
-                    })
-                })
+                .map(|c| Lazy::new(names::CENSUS_CHECK_SEVERITY, &[("check", c.as_str())]))
                 .collect(),
-            duration: Tier::ALL.map(
-                |t| metrics::histogram!(names::SAMPLER_DURATION_SECONDS, "tier" => t.as_str()),
-            ),
+            duration: Tier::ALL
+                .map(|t| Lazy::new(names::SAMPLER_DURATION_SECONDS, &[("tier", t.as_str())])),
             degraded: DegradedPart::ALL
-                .map(|p| metrics::gauge!(names::CENSUS_DEGRADED, "part" => p.as_str())),
-            walk_period: metrics::gauge!(names::CENSUS_WALK_PERIOD_TICKS),
+                .map(|p| Lazy::new(names::CENSUS_DEGRADED, &[("part", p.as_str())])),
+            walk_period: Lazy::new(names::CENSUS_WALK_PERIOD_TICKS, &[]),
         };
         for claim in claims {
             match claim {
@@ -158,7 +207,7 @@ impl CensusMetrics {
         m
     }
 
-    fn upstream(&mut self, name: &str) -> Option<&UpstreamHandles> {
+    fn upstream(&mut self, name: &str) -> Option<&mut UpstreamHandles> {
         if !self.upstreams.contains_key(name) {
             if self.upstreams.len() >= MAX_UPSTREAMS {
                 return None;
@@ -166,7 +215,7 @@ impl CensusMetrics {
             self.upstreams
                 .insert(name.to_owned(), UpstreamHandles::new(name));
         }
-        self.upstreams.get(name)
+        self.upstreams.get_mut(name)
     }
 
     /// Sets every metric from a sample.
@@ -181,12 +230,12 @@ impl CensusMetrics {
 
         if let Some(tcp) = &s.counters.tcp {
             let pairs = [
-                (&self.listen_overflows, tcp.listen_overflows),
-                (&self.listen_drops, tcp.listen_drops),
-                (&self.time_wait_overflows, tcp.time_wait_overflow),
-                (&self.resets_sent, tcp.out_rsts),
-                (&self.established_resets, tcp.estab_resets),
-                (&self.retransmits, tcp.retrans_segs),
+                (&mut self.listen_overflows, tcp.listen_overflows),
+                (&mut self.listen_drops, tcp.listen_drops),
+                (&mut self.time_wait_overflows, tcp.time_wait_overflow),
+                (&mut self.resets_sent, tcp.out_rsts),
+                (&mut self.established_resets, tcp.estab_resets),
+                (&mut self.retransmits, tcp.retrans_segs),
             ];
             for (counter, value) in pairs {
                 if let Some(v) = value {
@@ -203,13 +252,15 @@ impl CensusMetrics {
         if let Some(r) = s.counters.conntrack_ratio() {
             self.conntrack_ratio.set(r);
         }
-        for (i, check) in Check::ALL.iter().enumerate() {
-            let mut n = [0u32; 4];
-            for f in s.report.of(*check) {
-                n[severity_index(f.severity)] += 1;
-            }
-            for (g, v) in self.findings[i].iter().zip(n) {
-                g.set(f64::from(v));
+        for (gauge, check) in self.checks.iter_mut().zip(Check::ALL) {
+            // A check that found nothing to look at this time keeps no value.
+            let worst = s
+                .report
+                .of(check)
+                .map(|f| severity_value(f.severity))
+                .reduce(f64::max);
+            if let Some(v) = worst {
+                gauge.set(v);
             }
         }
 
@@ -220,7 +271,9 @@ impl CensusMetrics {
             self.host[state.index()].set(n as f64);
         }
         for (state, n) in s.process.iter() {
-            self.process[state.index()].set(n as f64);
+            if let Some(g) = &mut self.process[state.index()] {
+                g.set(n as f64);
+            }
         }
         for l in &s.listeners {
             let h = self
