@@ -177,7 +177,7 @@ fn main() {
             return;
         }
         run(&options, &variants, &uri).await;
-        let snap = hygienic.snapshot();
+        let snap = hygienic.view().snapshot();
         let connects: u64 = snap.iter().map(|u| u.totals.connects).sum();
         let outstanding: u64 = snap.iter().map(|u| u.leases.outstanding()).sum();
         println!("hygienic client: {connects} connections opened, {outstanding} leases outstanding");

@@ -247,6 +247,7 @@ async fn main() {
     let snap = sampler.sample_now().await;
     let up = snap.upstreams.iter().find(|u| u.name == "upstream");
     let pooled_connects = client
+        .view()
         .snapshot()
         .iter()
         .find(|u| u.name == "upstream")
@@ -289,7 +290,7 @@ async fn main() {
             let _ = res.into_body().collect().await;
         }
     }
-    let trackers = client.lease_trackers();
+    let trackers = client.view().lease_trackers();
     let flaky_tracker = trackers
         .iter()
         .find(|t| t.pool() == "flaky-backend")
@@ -441,7 +442,7 @@ fn summary(
     );
     let t = service.totals();
     println!("   service: {} connections, {} closed", t.opened, t.closed);
-    for u in client.snapshot() {
+    for u in client.view().snapshot() {
         println!(
             "   upstream {:<14} connections {:>4}  requests {:>5}  leases out {}  leaks {}",
             u.name,

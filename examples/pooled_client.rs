@@ -167,7 +167,7 @@ async fn main() {
         let _ = w.await;
     }
     progress.abort();
-    let snap = client.snapshot();
+    let snap = client.view().snapshot();
     let sum = |f: &dyn Fn(&conn_hygiene::client::UpstreamSnapshot) -> u64| -> u64 {
         snap.iter().map(f).sum()
     };

@@ -44,7 +44,7 @@
 //!     assert_eq!(res.into_body().collect().await?.to_bytes(), "hello");
 //! }
 //! // One pooled connection carried the three requests; the server advertised its idle timeout.
-//! let upstream = &client.snapshot()[0];
+//! let upstream = &client.view().snapshot()[0];
 //! assert_eq!(upstream.totals.connects, 1);
 //! assert_eq!(upstream.learned_keep_alive, Some(std::time::Duration::from_secs(75)));
 //! assert_eq!(registry.snapshot().connections[0].requests, 3);

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use conn_hygiene::{
-    client::{ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig},
-    server::{CloseReason, ConnectionLimits, HygienicListener},
+    client::{CloseOrder, CloseReason, Closer, HygienicClient, UpstreamConfig},
+    server::{self, ConnectionLimits, HygienicListener},
 };
 use http_body_util::{BodyExt, Empty};
 use support::*;
@@ -49,7 +49,7 @@ async fn client_first_closes_before_the_advertised_keep_alive() {
     let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
     let client = client(UpstreamConfig::new().idle_timeout(Duration::from_secs(600)));
     get_ok(&client, &server.url("/")).await;
-    let snap = &client.snapshot()[0];
+    let snap = &client.view().snapshot()[0];
     assert_eq!(snap.learned_keep_alive, Some(Duration::from_secs(75)));
     assert_eq!(snap.effective_idle_timeout, Duration::from_secs(74));
     assert_eq!(snap.idle, 1);
@@ -62,8 +62,8 @@ async fn client_first_closes_before_the_advertised_keep_alive() {
     );
     // Both ends agree: the client closed first.
     assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
-    let t = client.snapshot()[0].totals.clone();
-    assert_eq!(t.closed_for(ClientCloseReason::IdleTimeout), 1, "{t:?}");
+    let t = client.view().snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(CloseReason::IdleTimeout), 1, "{t:?}");
     assert_eq!(t.closed_by(Closer::Local), 1);
     server.stop().await;
 }
@@ -85,17 +85,17 @@ async fn server_first_lets_the_server_close_and_counts_it() {
     get_ok(&client, &server.url("/")).await;
     let reg = server.registry.clone();
     paused_until_closed(&reg, tokio::time::Instant::now(), Duration::from_secs(60)).await;
-    assert_eq!(reg.totals().closed_for(CloseReason::IdleTimeout), 1);
+    assert_eq!(reg.totals().closed_for(server::CloseReason::IdleTimeout), 1);
     // The pool notices the server's FIN.
     eventually(
         "the pool to see the server's FIN",
         Duration::from_secs(10),
-        || client.snapshot()[0].totals.closed > 0,
+        || client.view().snapshot()[0].totals.closed > 0,
     )
     .await;
-    let t = client.snapshot()[0].totals.clone();
+    let t = client.view().snapshot()[0].totals.clone();
     assert_eq!(t.closed_by(Closer::Peer), 1, "{t:?}");
-    assert_eq!(t.closed_for(ClientCloseReason::ServerClosed), 1, "{t:?}");
+    assert_eq!(t.closed_for(CloseReason::ServerClosed), 1, "{t:?}");
     server.stop().await;
 }
 
@@ -118,8 +118,8 @@ async fn an_idle_connection_closes_at_its_max_age() {
         closed_after >= Duration::from_secs(10) && closed_after < Duration::from_secs(11),
         "closed after {closed_after:?}"
     );
-    let t = client.snapshot()[0].totals.clone();
-    assert_eq!(t.closed_for(ClientCloseReason::MaxAge), 1, "{t:?}");
+    let t = client.view().snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(CloseReason::MaxAge), 1, "{t:?}");
     assert_eq!(t.closed_by(Closer::Local), 1, "{t:?}");
     assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
     server.stop().await;
@@ -139,7 +139,7 @@ async fn max_requests_retires_connections_and_the_client_closes_first() {
     for _ in 0..20 {
         get_ok(&client, &server.url("/")).await;
     }
-    let snap = client.snapshot()[0].clone();
+    let snap = client.view().snapshot()[0].clone();
     drop(client);
     let reg = server.registry.clone();
     let opened = reg.totals().opened;
@@ -153,7 +153,7 @@ async fn max_requests_retires_connections_and_the_client_closes_first() {
     assert_eq!(closes.iter().map(|(n, _)| n).sum::<u64>(), 20);
     // The client closed every connection first: the server holds no TIME_WAIT.
     assert!(closes.iter().all(|(_, c)| *c == Closer::Peer), "{closes:?}");
-    let retired = snap.totals.closed_for(ClientCloseReason::MaxRequests);
+    let retired = snap.totals.closed_for(CloseReason::MaxRequests);
     assert!(retired >= 2, "{:?}", snap.totals);
     assert_eq!(
         closes.iter().filter(|(n, _)| *n == 5).count() as u64,
@@ -169,7 +169,7 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
     let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
     let client = client(
         UpstreamConfig::new()
-            .max_open(Some(1))
+            .max_connections(Some(1))
             .acquire_timeout(Duration::from_millis(200)),
     );
     // Hold the only connection with a large unread body (a small one would be buffered whole
@@ -183,7 +183,10 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
         let url = server.url("/");
         tokio::spawn(async move { client.get(url.parse().unwrap()).await })
     };
-    eventually("one pending", LONG, || client.snapshot()[0].pending == 1).await;
+    eventually("one pending", LONG, || {
+        client.view().snapshot()[0].pending == 1
+    })
+    .await;
     let err = waiting.await.unwrap().unwrap_err();
     assert!(err.is_acquire_timeout(), "{err:?}");
     let msg = err.to_string();
@@ -192,7 +195,7 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
         axum::response::IntoResponse::into_response(err).status(),
         http::StatusCode::GATEWAY_TIMEOUT
     );
-    assert_eq!(client.snapshot()[0].pending, 0);
+    assert_eq!(client.view().snapshot()[0].pending, 0);
     drop(held);
     get_ok(&client, &server.url("/")).await;
     server.stop().await;
@@ -204,7 +207,7 @@ async fn an_unread_body_is_a_leak_reported_with_its_line() {
     let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(5))));
     let unread = client.get(server.url("/").parse().unwrap()).await.unwrap();
     let line = line!() - 1;
-    let trackers = client.lease_trackers();
+    let trackers = client.view().lease_trackers();
     assert_eq!(trackers.len(), 1);
     tokio::time::sleep(Duration::from_secs(6)).await;
     let snap = trackers[0].snapshot();
@@ -243,7 +246,7 @@ async fn a_slow_response_is_a_slow_wait_and_only_holding_it_leaks() {
     let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(1))));
     let url = server.url("/slow?ms=2500");
     let res = client.get(url.parse().unwrap()).await.unwrap();
-    let trackers = client.lease_trackers();
+    let trackers = client.view().lease_trackers();
     // The detector may have looked already: the totals say what was found, whoever found it.
     trackers[0].check_leaks();
     let snap = trackers[0].snapshot();
@@ -313,13 +316,13 @@ async fn a_held_small_body_leaves_its_connection_idle_and_closing_first() {
     let url = server.url("/");
     let held = client.get(url.parse().unwrap()).await.unwrap();
     eventually("the held response's connection to be idle", LONG, || {
-        let s = &client.snapshot()[0];
+        let s = &client.view().snapshot()[0];
         s.idle == 1 && s.leased == 0
     })
     .await;
     // Reused while the first lease is held.
     get_ok(&client, &url).await;
-    let snap = &client.snapshot()[0];
+    let snap = &client.view().snapshot()[0];
     assert_eq!(snap.totals.connects, 1, "{:?}", snap.totals);
     assert_eq!(snap.connections[0].requests, 2);
     assert_eq!(snap.leases.outstanding(), 1);
@@ -333,11 +336,11 @@ async fn a_held_small_body_leaves_its_connection_idle_and_closing_first() {
         "closed after {closed_after:?}"
     );
     assert_eq!(reg.totals().closed_by(Closer::Peer), 1);
-    let t = client.snapshot()[0].totals.clone();
-    assert_eq!(t.closed_for(ClientCloseReason::IdleTimeout), 1, "{t:?}");
+    let t = client.view().snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(CloseReason::IdleTimeout), 1, "{t:?}");
     assert_eq!(t.closed_by(Closer::Local), 1);
     // The lease itself is still held, and reported as the leak it is.
-    let leases = client.snapshot()[0].leases.clone();
+    let leases = client.view().snapshot()[0].leases.clone();
     assert_eq!(leases.outstanding(), 1);
     assert!(leases.leases[0].leaked, "{leases:?}");
     drop(held);
@@ -428,7 +431,7 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
         .default_upstream(
             UpstreamConfig::new()
                 .close_order(CloseOrder::ServerFirst)
-                .max_open(Some(1)),
+                .max_connections(Some(1)),
         )
         .build()
         .unwrap();
@@ -445,7 +448,7 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
         let res = send(http::Method::GET, None).await.unwrap();
         assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok\n");
     }
-    assert_eq!(client.snapshot()[0].totals.retries, 1);
+    assert_eq!(client.view().snapshot()[0].totals.retries, 1);
     // A POST on a reused connection that the server closes fails, and is not retried.
     let err = send(http::Method::POST, None).await.unwrap_err();
     assert!(!err.is_connect(), "{err:?}");
@@ -465,14 +468,14 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
     assert_eq!(res.status(), http::StatusCode::BAD_GATEWAY);
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "Bad Gateway");
-    assert_eq!(client.snapshot()[0].totals.retries, 1);
+    assert_eq!(client.view().snapshot()[0].totals.retries, 1);
     // With an Idempotency-Key it may be replayed: warm a connection, then race it again.
     for key in ["k1", "k2"] {
         let res = send(http::Method::POST, Some(key)).await.unwrap();
         assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "ok\n");
     }
-    assert_eq!(client.snapshot()[0].totals.retries, 2);
-    assert_eq!(client.snapshot()[0].leases.outstanding(), 0);
+    assert_eq!(client.view().snapshot()[0].totals.retries, 2);
+    assert_eq!(client.view().snapshot()[0].leases.outstanding(), 0);
     task.abort();
 }
 
@@ -537,7 +540,7 @@ fn per_upstream_metrics_through_the_facade() {
         for _ in 0..4 {
             get_ok(&client, &server.url("/")).await;
         }
-        let totals = client.snapshot()[0].totals.clone();
+        let totals = client.view().snapshot()[0].totals.clone();
         drop(client);
         let reg = server.registry.clone();
         eventually("closed", LONG, || reg.live() == 0).await;
@@ -709,7 +712,7 @@ async fn requests_reach_the_server_as_written_with(upstream_pool_keys: bool) {
     // Two upstreams (127.0.0.1 and localhost), each pooled apart. Keyed per upstream, every
     // request after an upstream's first reused its connection; keyed by authority (as
     // hyper-util alone), the one with user info was pooled apart.
-    let snap = client.snapshot();
+    let snap = client.view().snapshot();
     assert_eq!(snap.len(), 2, "{snap:?}");
     let connects: u64 = snap.iter().map(|u| u.totals.connects).sum();
     assert_eq!(connects, if upstream_pool_keys { 2 } else { 3 });
@@ -765,7 +768,7 @@ async fn http2_requests_carry_their_own_authority() {
         }
     }
     // One HTTP/2 connection per upstream, every stream after the first on it.
-    let snap = client.snapshot();
+    let snap = client.view().snapshot();
     assert_eq!(
         snap.iter().map(|u| u.totals.connects).collect::<Vec<_>>(),
         [1, 1]
@@ -793,17 +796,17 @@ async fn http2_a_servers_goaway_is_the_server_closing_first() {
     assert_eq!(res.version(), http::Version::HTTP_2);
     res.into_body().collect().await.unwrap();
     eventually("the connection to be idle", LONG, || {
-        client.snapshot()[0].idle == 1
+        client.view().snapshot()[0].idle == 1
     })
     .await;
     let reg = server.registry.clone();
     paused_until_closed(&reg, tokio::time::Instant::now(), Duration::from_secs(60)).await;
     eventually("the client to see the close", LONG, || {
-        client.snapshot()[0].totals.closed_by(Closer::Peer) == 1
+        client.view().snapshot()[0].totals.closed_by(Closer::Peer) == 1
     })
     .await;
-    let t = client.snapshot()[0].totals.clone();
-    assert_eq!(t.closed_for(ClientCloseReason::ServerClosed), 1, "{t:?}");
-    assert_eq!(reg.totals().closed_for(CloseReason::IdleTimeout), 1);
+    let t = client.view().snapshot()[0].totals.clone();
+    assert_eq!(t.closed_for(CloseReason::ServerClosed), 1, "{t:?}");
+    assert_eq!(reg.totals().closed_for(server::CloseReason::IdleTimeout), 1);
     server.stop().await;
 }

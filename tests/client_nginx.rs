@@ -25,7 +25,7 @@ use std::{
 
 use bytes::Bytes;
 use conn_hygiene::client::{
-    ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig, UpstreamSnapshot,
+    CloseOrder, CloseReason, Closer, HygienicClient, UpstreamConfig, UpstreamSnapshot,
 };
 use http_body_util::{BodyExt, Empty};
 use nginx::{Nginx, NginxConfig};
@@ -118,10 +118,10 @@ async fn run(nginx: &Nginx, order: CloseOrder) -> Outcome {
     }
     let elapsed = started.elapsed();
     // Every body was read to its end, so no lease may remain.
-    for tracker in client.lease_trackers() {
+    for tracker in client.view().lease_trackers() {
         conn_hygiene::testing::assert_no_leases(&tracker);
     }
-    let mut snaps = client.snapshot();
+    let mut snaps = client.view().snapshot();
     assert_eq!(snaps.len(), 1, "one upstream: {snaps:?}");
     Outcome {
         order,
@@ -184,7 +184,7 @@ async fn close_orders_against_nginx_keep_alive() {
             t.closed_by(Closer::Peer),
             t.closed_by(Closer::Reset),
             t.closed_by(Closer::Error),
-            t.closed_for(ClientCloseReason::IdleTimeout),
+            t.closed_for(CloseReason::IdleTimeout),
             t.aborted,
             o.elapsed.as_secs_f64(),
         );
@@ -227,8 +227,7 @@ async fn close_orders_against_nginx_keep_alive() {
                 // The gaps exceed the effective idle timeout (1 s - 250 ms): the client retires
                 // idle connections itself before nginx's timer fires.
                 assert!(
-                    t.closed_by(Closer::Local) > 0
-                        && t.closed_for(ClientCloseReason::IdleTimeout) > 0,
+                    t.closed_by(Closer::Local) > 0 && t.closed_for(CloseReason::IdleTimeout) > 0,
                     "{name}: the client closed idle connections first: {t:?}"
                 );
                 assert_eq!(t.retries, 0, "{name}: only server-first retries");

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use conn_hygiene::{
-    client::{ClientCloseReason, CloseOrder, Closer, HygienicClient, UpstreamConfig},
-    server::{CloseReason, HygienicListener},
+    client::{CloseOrder, CloseReason, Closer, HygienicClient, UpstreamConfig},
+    server::{self, HygienicListener},
 };
 use conn_hygiene_test_support::{in_netns, run_in_netns, satisfies};
 use http_body_util::{BodyExt, Empty};
@@ -136,8 +136,8 @@ fn inner_time_wait_by_close_order() {
                  {} max idle), {} peer, {} aborted; left open {:?}",
                 t.connects,
                 t.closed_by(Closer::Local),
-                t.closed_for(ClientCloseReason::IdleTimeout),
-                t.closed_for(ClientCloseReason::MaxIdle),
+                t.closed_for(CloseReason::IdleTimeout),
+                t.closed_for(CloseReason::MaxIdle),
                 t.closed_by(Closer::Peer),
                 t.aborted,
                 snap.connections
@@ -173,7 +173,7 @@ fn inner_time_wait_by_close_order() {
                 }
                 _ => {
                     assert_eq!(tw.client, 0, "{name}: no TIME_WAIT after resets: {tw:?}");
-                    let resets = server.closed_for(CloseReason::PeerReset);
+                    let resets = server.closed_for(server::CloseReason::PeerReset);
                     assert_eq!(
                         resets, server.opened,
                         "{name}: the server saw every connection reset: {server:?}"
@@ -238,10 +238,10 @@ async fn pooled(
     for w in workers {
         w.await.expect("worker");
     }
-    for tracker in client.lease_trackers() {
+    for tracker in client.view().lease_trackers() {
         conn_hygiene::testing::assert_no_leases(&tracker);
     }
-    let snap = client.snapshot().remove(0);
+    let snap = client.view().snapshot().remove(0);
     drop(client);
     (snap, settle(s).await)
 }
@@ -271,7 +271,7 @@ async fn settle(s: &TestServer) -> TimeWait {
 /// never closes it: the server's keep-alive does, the very race `client-first` exists to avoid,
 /// and the snapshot counts it as leased while no request is outstanding.
 ///
-/// Made deterministic with `max_open = 1`: the second request's connection attempt waits for a
+/// Made deterministic with `max_connections = 1`: the second request's connection attempt waits for a
 /// slot while the first request holds the only connection; that connection comes back and
 /// serves the second request; once it closes at its idle timeout, the waiting attempt connects
 /// into the pool, unused.
@@ -289,7 +289,7 @@ async fn unused_pooled_connection_idles_out() {
             UpstreamConfig::new()
                 .close_order(CloseOrder::ClientFirst)
                 .idle_timeout(idle)
-                .max_open(Some(1))
+                .max_connections(Some(1))
                 .acquire_timeout(Duration::from_secs(5)),
         )
         .build::<Empty<Bytes>>()
@@ -321,7 +321,7 @@ async fn unused_pooled_connection_idles_out() {
         .expect("second response");
     res.into_body().collect().await.expect("second body");
     slow.await.expect("slow task");
-    let first = client.snapshot().remove(0);
+    let first = client.view().snapshot().remove(0);
     assert_eq!(
         first.totals.connects, 1,
         "both requests shared one connection"
@@ -331,7 +331,7 @@ async fn unused_pooled_connection_idles_out() {
     support::eventually(
         "the second connection is opened",
         Duration::from_secs(3),
-        || client.snapshot()[0].totals.connects == 2,
+        || client.view().snapshot()[0].totals.connects == 2,
     )
     .await;
     // Every connection must now idle out within the idle timeout, and none may count as leased
@@ -343,7 +343,7 @@ async fn unused_pooled_connection_idles_out() {
         ),
         idle * 4,
         || {
-            let snap = client.snapshot().remove(0);
+            let snap = client.view().snapshot().remove(0);
             assert_eq!(snap.leases.outstanding(), 0);
             let connections: Vec<_> = snap
                 .connections

@@ -159,7 +159,7 @@ fn inner_series_do_not_grow_with_peers_or_upstreams() {
                 }
                 counts.push(series(&snapshotter).len());
             }
-            let upstreams = client.snapshot();
+            let upstreams = client.view().snapshot();
             println!(
                 "client: {AUTHORITIES} authorities: {} upstreams, series after {} and {} \
                  authorities: {:?}",

@@ -234,7 +234,7 @@ async fn faulty_upstream_never_fails_a_replayable_request_on_a_stale_connection(
             .build::<Full<Bytes>>()
             .unwrap();
         let view = client.view();
-        let trackers = client.lease_trackers();
+        let trackers = client.view().lease_trackers();
 
         let mut tasks = Vec::new();
         for w in 0..WORKERS {
@@ -383,12 +383,12 @@ async fn an_upstream_that_stops_reading_is_cut_by_the_write_timeout() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "took {took:?}");
     support::eventually("the close counted", Duration::from_secs(10), || {
-        client.snapshot()[0].totals.closed == 1
+        client.view().snapshot()[0].totals.closed == 1
     })
     .await;
-    let t = client.snapshot()[0].totals.clone();
+    let t = client.view().snapshot()[0].totals.clone();
     assert_eq!(
-        t.closed_for(conn_hygiene::client::ClientCloseReason::WriteTimeout),
+        t.closed_for(conn_hygiene::client::CloseReason::WriteTimeout),
         1,
         "{t:?}"
     );

@@ -175,7 +175,7 @@ fn client_names_each_bad_setting_and_value() {
             &["server keep-alive", "10µs"],
         ),
         (
-            u().max_open(Some(0)),
+            u().max_connections(Some(0)),
             ClientConfigError::MaxOpen { value: 0 },
             &["max open", "0"],
         ),

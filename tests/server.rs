@@ -714,7 +714,7 @@ async fn backlog_above_somaxconn_is_reported_as_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_hyper_service_fn_through_the_crate_loop() {
     use bytes::Bytes;
-    use conn_hygiene::server::{ConnectionInfo, ConnectionLayer, Server};
+    use conn_hygiene::server::{ConnectionInfo, Server, TrackConnectionLayer};
     use http_body_util::{BodyExt, Empty, Full};
     use std::convert::Infallible;
     use tower::{Layer, ServiceExt};
@@ -728,7 +728,7 @@ async fn plain_hyper_service_fn_through_the_crate_loop() {
     let registry = listener.registry().clone();
     // A plain service_fn, with the layer applied explicitly: the loop's own tracking sees the
     // extension and does not count requests twice.
-    let svc = ConnectionLayer::new().layer(tower::service_fn(
+    let svc = TrackConnectionLayer::new().layer(tower::service_fn(
         |req: http::Request<hyper::body::Incoming>| async move {
             let info = req.extensions().get::<ConnectionInfo>().cloned();
             let body = match info {
@@ -896,7 +896,7 @@ async fn limits_hold_without_the_layer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tap_io_keeps_tracking() {
     use axum::{extract::ConnectInfo, serve::ListenerExt, Extension};
-    use conn_hygiene::server::{Connection, ConnectionInfo, TrackConnection};
+    use conn_hygiene::server::{ConnectionHandle, ConnectionInfo, TrackConnection};
     use std::sync::atomic::{AtomicU64, Ordering};
     let listener = listener(ConnectionLimits::default())
         .bind("127.0.0.1:0")
@@ -914,14 +914,14 @@ async fn tap_io_keeps_tracking() {
         "/",
         axum::routing::get(
             |Extension(info): Extension<ConnectionInfo>,
-             ConnectInfo(conn): ConnectInfo<Connection>| async move {
+             ConnectInfo(conn): ConnectInfo<ConnectionHandle>| async move {
                 assert_eq!(info.id(), conn.id());
                 format!("{} {}", info.id(), info.request_number())
             },
         ),
     );
     let server = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<Connection>();
+        let app = app.into_make_service_with_connect_info::<ConnectionHandle>();
         let _ = axum::serve(tapped_listener, TrackConnection::new(app)).await;
     });
     let url = format!("http://{addr}/");

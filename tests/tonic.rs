@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use conn_hygiene::server::{CloseReason, ConnState, ConnectionLayer, HygienicListener};
+use conn_hygiene::server::{CloseReason, ConnState, HygienicListener, TrackConnectionLayer};
 use conn_hygiene_test_support::eventually;
 use tonic_health::{
     pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest},
@@ -26,7 +26,7 @@ async fn tonic_serves_through_the_hygienic_listener() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
-            .layer(ConnectionLayer::new())
+            .layer(TrackConnectionLayer::new())
             .add_service(health)
             .serve_with_incoming_shutdown(listener.into_incoming(), async {
                 let _ = stop_rx.await;

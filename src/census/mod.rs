@@ -88,7 +88,7 @@ mod sources;
 mod targets;
 
 pub use self::attribution::{AttributionSource, Claim, TrackedConnection};
-pub use self::sampler::{Sampler, SamplerBuilder, SamplerConfigError, SamplerHandle, SamplerTask};
+pub use self::sampler::{Sampler, SamplerBuilder, SamplerConfigError, SamplerTask};
 pub use self::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,
     PortHeadroom, SampleCost, Tier, UpstreamCensus,

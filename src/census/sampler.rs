@@ -20,23 +20,6 @@ use crate::server::ConnectionRegistry;
 /// Shortest tick interval accepted.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// A census taken in the background: cheap counters every tick, a full walk of the socket
-/// table every few ticks, attributed to the listeners and upstreams of the
-/// [sources](AttributionSource) it was given, judged, and exported as metrics. See the
-/// [module docs](super).
-#[derive(Debug)]
-pub struct Sampler {
-    _private: (),
-}
-
-impl Sampler {
-    /// A builder with the defaults: a tick every 5 s, a full walk every tick, the default
-    /// [`Thresholds`], no attribution source, `/proc`.
-    pub fn builder() -> SamplerBuilder {
-        SamplerBuilder::default()
-    }
-}
-
 /// Configures a [`Sampler`]. Every setter names its default.
 #[derive(Debug, Clone)]
 pub struct SamplerBuilder {
@@ -167,12 +150,12 @@ impl SamplerBuilder {
     /// installed yet, they are bound to the one installed later).
     ///
     /// Without a runtime the sampler does not run (one warning says so); the handle still
-    /// answers [`SamplerHandle::latest`] with `None`.
+    /// answers [`Sampler::latest`] with `None`.
     ///
     /// # Errors
     ///
     /// A setting that cannot work: an interval below 1 ms, a walk every 0 ticks.
-    pub fn spawn(self) -> Result<SamplerHandle, SamplerConfigError> {
+    pub fn spawn(self) -> Result<Sampler, SamplerConfigError> {
         self.validate()?;
         let interval = self.interval;
         let claims: Vec<Claim> = self.sources.iter().flat_map(|s| s.claims()).collect();
@@ -192,7 +175,7 @@ impl SamplerBuilder {
                 drop(done_tx);
             }
         }
-        Ok(SamplerHandle {
+        Ok(Sampler {
             inner: Arc::new(HandleInner {
                 engine,
                 _stop: stop_tx,
@@ -307,17 +290,29 @@ struct HandleInner {
     done: watch::Receiver<()>,
 }
 
-/// A running [`Sampler`]. Cheap to clone; when the last clone is dropped the background task
-/// stops at its next wake-up, so keep one for as long as sampling should go on: bind it
-/// (`let _sampler = sampler.spawn()?;`), since `let _ = sampler.spawn()?;` drops it at once (a
+/// A census taken in the background: cheap counters every tick, a full walk of the socket
+/// table every few ticks, attributed to the listeners and upstreams of the
+/// [sources](AttributionSource) it was given, judged, and exported as metrics. See the
+/// [module docs](super). Built by [`Sampler::builder`] and started by
+/// [`SamplerBuilder::spawn`].
+///
+/// Cheap to clone; when the last clone is dropped the background task stops at its next
+/// wake-up, so keep one for as long as sampling should go on: bind it
+/// (`let _sampler = builder.spawn()?;`), since `let _ = builder.spawn()?;` drops it at once (a
 /// sampler dropped before its second sample logs a warning).
 #[derive(Debug, Clone)]
 #[must_use = "the sampler stops when its last handle is dropped: bind it with `let _sampler = ...`"]
-pub struct SamplerHandle {
+pub struct Sampler {
     inner: Arc<HandleInner>,
 }
 
-impl SamplerHandle {
+impl Sampler {
+    /// A builder with the defaults: a tick every 5 s, a full walk every tick, the default
+    /// [`Thresholds`], no attribution source, `/proc`.
+    pub fn builder() -> SamplerBuilder {
+        SamplerBuilder::default()
+    }
+
     /// The latest sample, if one was taken.
     pub fn latest(&self) -> Option<Arc<CensusSnapshot>> {
         self.inner.engine.latest.borrow().clone()

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::CaptureConnection;
 use pin_project_lite::pin_project;
 
 use super::{
-    conn::UpstreamConnection,
+    conn::ConnectionHandle,
     future::{poison, ClientLease},
 };
 
@@ -24,7 +24,7 @@ pin_project! {
         #[pin]
         pub(crate) inner: Incoming,
         pub(crate) lease: Option<ClientLease>,
-        pub(crate) conn: Option<UpstreamConnection>,
+        pub(crate) conn: Option<ConnectionHandle>,
         pub(crate) capture: Option<CaptureConnection>,
     }
 
@@ -38,7 +38,7 @@ pin_project! {
 impl LeasedBody {
     /// The connection this response came on (`None` once the body ended: the connection may
     /// already carry another request).
-    pub fn connection(&self) -> Option<&UpstreamConnection> {
+    pub fn connection(&self) -> Option<&ConnectionHandle> {
         self.conn.as_ref()
     }
 

@@ -189,7 +189,9 @@ impl HygienicClient {
     }
 }
 
-/// A view of a [`HygienicClient`]'s upstreams that does not depend on its body type.
+/// What a [`HygienicClient`] holds, seen from outside: its upstreams' pools, connections and
+/// leases. Cheap to clone, and independent of the client's body type, so it can be handed to
+/// observers (a census [`Sampler`](crate::census::Sampler), a monitoring endpoint).
 #[derive(Clone)]
 pub struct ClientView {
     upstreams: Arc<Upstreams>,
@@ -201,8 +203,10 @@ impl ClientView {
         self.upstreams.all().iter().map(|u| u.snapshot()).collect()
     }
 
-    /// The lease trackers of the upstreams so far, one per upstream.
-    pub(crate) fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
+    /// The lease tracker of each upstream used so far (its [`pool`](crate::lease::LeaseTracker::pool)
+    /// is the upstream's name): the outstanding leases with their sites, leak checks, and
+    /// [`testing`](crate::testing) assertions.
+    pub fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
         self.upstreams
             .all()
             .iter()
@@ -335,27 +339,6 @@ where
         let mut req = Request::new(B::default());
         *req.uri_mut() = uri;
         self.request(req)
-    }
-
-    /// A snapshot of every upstream's pool, connections and leases.
-    pub fn snapshot(&self) -> Vec<UpstreamSnapshot> {
-        self.shared
-            .upstreams
-            .all()
-            .iter()
-            .map(|u| u.snapshot())
-            .collect()
-    }
-
-    /// The lease trackers, one per upstream, for test assertions
-    /// ([`testing`](crate::testing)).
-    pub fn lease_trackers(&self) -> Vec<crate::lease::LeaseTracker> {
-        self.shared
-            .upstreams
-            .all()
-            .iter()
-            .map(|u| u.tracker.clone())
-            .collect()
     }
 }
 

@@ -84,7 +84,7 @@ pub struct UpstreamConfig {
     pub(crate) idle_timeout: Duration,
     pub(crate) server_keep_alive: Option<Duration>,
     pub(crate) max_idle: usize,
-    pub(crate) max_open: Option<usize>,
+    pub(crate) max_connections: Option<usize>,
     pub(crate) acquire_timeout: Duration,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) max_age: Option<Duration>,
@@ -103,7 +103,7 @@ impl Default for UpstreamConfig {
             idle_timeout: Duration::from_secs(50),
             server_keep_alive: None,
             max_idle: 32,
-            max_open: None,
+            max_connections: None,
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Some(Duration::from_secs(3)),
             max_age: None,
@@ -161,12 +161,12 @@ impl UpstreamConfig {
 
     /// Cap on open connections; beyond it, connection attempts wait (counted as pending) up to
     /// the acquire timeout. Default: no cap.
-    pub fn max_open(mut self, n: impl Into<Option<usize>>) -> Self {
-        self.max_open = n.into();
+    pub fn max_connections(mut self, n: impl Into<Option<usize>>) -> Self {
+        self.max_connections = n.into();
         self
     }
 
-    /// How long a connection attempt may wait for a slot under `max_open`. Default: 5 s.
+    /// How long a connection attempt may wait for a slot under `max_connections`. Default: 5 s.
     pub fn acquire_timeout(mut self, t: Duration) -> Self {
         self.acquire_timeout = t;
         self
@@ -187,7 +187,7 @@ impl UpstreamConfig {
     /// Close a connection whose pending output (a request, its body) makes no progress for
     /// this long: an upstream that stopped reading. The connection is reset, which frees its
     /// send buffer at once, the request fails, and the close is counted with
-    /// [`ClientCloseReason::WriteTimeout`](super::ClientCloseReason::WriteTimeout). Cut between
+    /// [`CloseReason::WriteTimeout`](super::CloseReason::WriteTimeout). Cut between
     /// one and one and a quarter timeouts after the last progress. Default: 30 s, as the
     /// server's (`DEFAULT_WRITE_TIMEOUT`).
     pub fn write_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
@@ -231,7 +231,7 @@ impl UpstreamConfig {
         if let Some(t) = self.server_keep_alive.filter(|t| *t < ms) {
             return Err(ClientConfigError::ServerKeepAlive { value: t });
         }
-        if self.max_open == Some(0) {
+        if self.max_connections == Some(0) {
             return Err(ClientConfigError::MaxOpen { value: 0 });
         }
         if self.acquire_timeout < ms {
@@ -285,7 +285,7 @@ pub enum ClientConfigError {
         /// The rejected value.
         value: Duration,
     },
-    /// `max_open` of 0.
+    /// `max_connections` of 0.
     MaxOpen {
         /// The rejected value.
         value: usize,
@@ -421,7 +421,7 @@ mod tests {
     #[test]
     fn bad_settings_name_themselves() {
         let e = UpstreamConfig::new()
-            .max_open(Some(0))
+            .max_connections(Some(0))
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("max open = 0"), "{e}");

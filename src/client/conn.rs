@@ -17,7 +17,7 @@ use crate::lease::RawLease;
 /// The state of an outbound connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ClientConnState {
+pub enum ConnState {
     /// In the pool, waiting for a request.
     Idle,
     /// Carrying requests: bytes of a request were written and its response has not been read
@@ -31,23 +31,23 @@ pub enum ClientConnState {
     Closed,
 }
 
-impl ClientConnState {
+impl ConnState {
     /// The state's name as used in metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
-            ClientConnState::Idle => "idle",
-            ClientConnState::Leased => "leased",
-            ClientConnState::Closing => "closing",
-            ClientConnState::Closed => "closed",
+            ConnState::Idle => "idle",
+            ConnState::Leased => "leased",
+            ConnState::Closing => "closing",
+            ConnState::Closed => "closed",
         }
     }
 
     const fn from_u8(v: u8) -> Self {
         match v {
-            0 => ClientConnState::Idle,
-            1 => ClientConnState::Leased,
-            2 => ClientConnState::Closing,
-            _ => ClientConnState::Closed,
+            0 => ConnState::Idle,
+            1 => ConnState::Leased,
+            2 => ConnState::Closing,
+            _ => ConnState::Closed,
         }
     }
 }
@@ -55,7 +55,7 @@ impl ClientConnState {
 /// Why an outbound connection closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum ClientCloseReason {
+pub enum CloseReason {
     /// Idle longer than the effective idle timeout (closed by us, before the server would).
     IdleTimeout,
     /// Retired after reaching the maximum connection age.
@@ -78,27 +78,27 @@ pub enum ClientCloseReason {
     WriteTimeout,
 }
 
-impl ClientCloseReason {
+impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [ClientCloseReason; 9] = [
-        ClientCloseReason::IdleTimeout,
-        ClientCloseReason::MaxAge,
-        ClientCloseReason::MaxRequests,
-        ClientCloseReason::MaxIdle,
-        ClientCloseReason::ServerClosed,
-        ClientCloseReason::Reset,
-        ClientCloseReason::Error,
-        ClientCloseReason::Discarded,
-        ClientCloseReason::WriteTimeout,
+    pub const ALL: [CloseReason; 9] = [
+        CloseReason::IdleTimeout,
+        CloseReason::MaxAge,
+        CloseReason::MaxRequests,
+        CloseReason::MaxIdle,
+        CloseReason::ServerClosed,
+        CloseReason::Reset,
+        CloseReason::Error,
+        CloseReason::Discarded,
+        CloseReason::WriteTimeout,
     ];
 
     /// The closer a reason decides (a reset, an error, a write timeout); `None` for a reason
     /// the FIN order decides, local or peer.
     pub(crate) const fn forced_closer(self) -> Option<crate::close::Closer> {
         match self {
-            ClientCloseReason::Reset => Some(crate::close::Closer::Reset),
-            ClientCloseReason::Error => Some(crate::close::Closer::Error),
-            ClientCloseReason::WriteTimeout => Some(crate::close::Closer::Timeout),
+            CloseReason::Reset => Some(crate::close::Closer::Reset),
+            CloseReason::Error => Some(crate::close::Closer::Error),
+            CloseReason::WriteTimeout => Some(crate::close::Closer::Timeout),
             _ => None,
         }
     }
@@ -106,15 +106,15 @@ impl ClientCloseReason {
     /// The reason's name as used in metric labels.
     pub const fn as_str(self) -> &'static str {
         match self {
-            ClientCloseReason::IdleTimeout => "idle_timeout",
-            ClientCloseReason::MaxAge => "max_age",
-            ClientCloseReason::MaxRequests => "max_requests",
-            ClientCloseReason::MaxIdle => "max_idle",
-            ClientCloseReason::ServerClosed => "server_closed",
-            ClientCloseReason::Reset => "reset",
-            ClientCloseReason::Error => "error",
-            ClientCloseReason::Discarded => "discarded",
-            ClientCloseReason::WriteTimeout => "write_timeout",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::MaxAge => "max_age",
+            CloseReason::MaxRequests => "max_requests",
+            CloseReason::MaxIdle => "max_idle",
+            CloseReason::ServerClosed => "server_closed",
+            CloseReason::Reset => "reset",
+            CloseReason::Error => "error",
+            CloseReason::Discarded => "discarded",
+            CloseReason::WriteTimeout => "write_timeout",
         }
     }
 
@@ -131,7 +131,7 @@ impl ClientCloseReason {
     }
 }
 
-impl fmt::Display for ClientCloseReason {
+impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -140,7 +140,7 @@ impl fmt::Display for ClientCloseReason {
 /// A point-in-time view of one outbound connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct ClientConnectionSnapshot {
+pub struct ConnectionSnapshot {
     /// Connection id, unique per upstream.
     pub id: u64,
     /// Our address (source ip and ephemeral port).
@@ -154,7 +154,7 @@ pub struct ClientConnectionSnapshot {
     /// Responses received on it (its reuse).
     pub requests: u64,
     /// Its state.
-    pub state: ClientConnState,
+    pub state: ConnState,
     /// Where the request it carries was made (the lease's call site), while a response is in
     /// flight; `None` otherwise, and for a lease its tracker does not list (beyond
     /// [`max_tracked`](crate::lease::LeaseTrackerBuilder::max_tracked)).
@@ -221,12 +221,12 @@ impl ClientConn {
         }
     }
 
-    pub(crate) fn state(&self) -> ClientConnState {
-        ClientConnState::from_u8(self.state.load(Ordering::Acquire))
+    pub(crate) fn state(&self) -> ConnState {
+        ConnState::from_u8(self.state.load(Ordering::Acquire))
     }
 
     /// Moves between idle and leased; returns true when it moved.
-    fn set_state(&self, from: ClientConnState, to: ClientConnState) -> bool {
+    fn set_state(&self, from: ConnState, to: ConnState) -> bool {
         // A load first: on the request path the move has often happened already (a response
         // on a connection the write already marked leased), and a failing CAS is as dear as
         // a successful one.
@@ -244,39 +244,33 @@ impl ClientConn {
     }
 
     /// Marks the connection closing; returns the state it left.
-    pub(crate) fn closing(&self) -> ClientConnState {
-        let prev = ClientConnState::from_u8(
-            self.state
-                .swap(ClientConnState::Closing as u8, Ordering::AcqRel),
-        );
-        if prev != ClientConnState::Closing && prev != ClientConnState::Closed {
-            self.upstream.transition(prev, ClientConnState::Closing);
+    pub(crate) fn closing(&self) -> ConnState {
+        let prev = ConnState::from_u8(self.state.swap(ConnState::Closing as u8, Ordering::AcqRel));
+        if prev != ConnState::Closing && prev != ConnState::Closed {
+            self.upstream.transition(prev, ConnState::Closing);
         }
         prev
     }
 
     pub(crate) fn closed(&self) {
-        let prev = ClientConnState::from_u8(
-            self.state
-                .swap(ClientConnState::Closed as u8, Ordering::AcqRel),
-        );
-        if prev != ClientConnState::Closed {
-            self.upstream.transition(prev, ClientConnState::Closed);
+        let prev = ConnState::from_u8(self.state.swap(ConnState::Closed as u8, Ordering::AcqRel));
+        if prev != ConnState::Closed {
+            self.upstream.transition(prev, ConnState::Closed);
         }
     }
 
     /// The stream saw request bytes written on an idle connection: it is leased.
     pub(crate) fn became_busy(&self) {
-        self.set_state(ClientConnState::Idle, ClientConnState::Leased);
+        self.set_state(ConnState::Idle, ConnState::Leased);
     }
 
     /// The stream saw the last response end: the connection is idle, or must retire when the
     /// upstream already holds its maximum of idle connections.
     pub(crate) fn became_idle(&self) {
         if self.upstream.idle_count() >= self.upstream.config().max_idle {
-            self.retire(ClientCloseReason::MaxIdle);
+            self.retire(CloseReason::MaxIdle);
         }
-        self.set_state(ClientConnState::Leased, ClientConnState::Idle);
+        self.set_state(ConnState::Leased, ConnState::Idle);
     }
 
     /// Wakes the stream's task so it computes its deadlines again.
@@ -297,10 +291,10 @@ impl ClientConn {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         let cfg = self.upstream.config();
         let retiring = if cfg.max_requests.is_some_and(|max| n >= max) {
-            self.retire(ClientCloseReason::MaxRequests);
+            self.retire(CloseReason::MaxRequests);
             true
         } else if cfg.max_age.is_some_and(|age| self.opened.elapsed() >= age) {
-            self.retire(ClientCloseReason::MaxAge);
+            self.retire(CloseReason::MaxAge);
             true
         } else {
             self.retire_reason().is_some()
@@ -319,7 +313,7 @@ impl ClientConn {
 
     /// Retires the connection: its stream closes it at the next message boundary (at once
     /// when idle).
-    pub(crate) fn retire(&self, reason: ClientCloseReason) {
+    pub(crate) fn retire(&self, reason: CloseReason) {
         let set = self
             .retire_reason
             .compare_exchange(0, reason.to_u8(), Ordering::AcqRel, Ordering::Acquire)
@@ -329,11 +323,11 @@ impl ClientConn {
         }
     }
 
-    pub(crate) fn retire_reason(&self) -> Option<ClientCloseReason> {
-        ClientCloseReason::from_u8(self.retire_reason.load(Ordering::Acquire))
+    pub(crate) fn retire_reason(&self) -> Option<CloseReason> {
+        CloseReason::from_u8(self.retire_reason.load(Ordering::Acquire))
     }
 
-    pub(crate) fn set_close_reason(&self, reason: ClientCloseReason) {
+    pub(crate) fn set_close_reason(&self, reason: CloseReason) {
         let _ = self.close_reason.compare_exchange(
             0,
             reason.to_u8(),
@@ -342,13 +336,13 @@ impl ClientConn {
         );
     }
 
-    pub(crate) fn close_reason(&self) -> Option<ClientCloseReason> {
-        ClientCloseReason::from_u8(self.close_reason.load(Ordering::Acquire))
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        CloseReason::from_u8(self.close_reason.load(Ordering::Acquire))
     }
 
-    pub(crate) fn snapshot(&self) -> ClientConnectionSnapshot {
+    pub(crate) fn snapshot(&self) -> ConnectionSnapshot {
         let state = self.state();
-        ClientConnectionSnapshot {
+        ConnectionSnapshot {
             id: self.id,
             local_addr: self.local,
             peer_addr: self.peer,
@@ -370,9 +364,9 @@ impl ClientConn {
 /// Identifies the outbound connection a response came on; found on its body
 /// ([`LeasedBody::connection`](super::LeasedBody::connection)) until the body ends.
 #[derive(Clone)]
-pub struct UpstreamConnection(pub(crate) Arc<ClientConn>);
+pub struct ConnectionHandle(pub(crate) Arc<ClientConn>);
 
-impl UpstreamConnection {
+impl ConnectionHandle {
     /// Connection id, unique per upstream.
     pub fn id(&self) -> u64 {
         self.0.id
@@ -399,9 +393,9 @@ impl UpstreamConnection {
     }
 }
 
-impl fmt::Debug for UpstreamConnection {
+impl fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamConnection")
+        f.debug_struct("ConnectionHandle")
             .field("id", &self.0.id)
             .field("upstream", &self.0.upstream.name())
             .field("local_addr", &self.0.local)

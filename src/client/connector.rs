@@ -21,7 +21,7 @@ use crate::policy::SocketSide;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The connector of [`HygienicClient`](super::HygienicClient): waits for a slot under the
-/// upstream's `max_open`, connects from the next source address, applies the socket policy and
+/// upstream's `max_connections`, connects from the next source address, applies the socket policy and
 /// tracks the connection.
 #[derive(Clone)]
 pub struct HygienicConnector {

@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::CaptureConnection;
 use super::{
     body::LeasedBody,
     client::{clone_request, is_routed, set_host, Shared},
-    conn::UpstreamConnection,
+    conn::ConnectionHandle,
     error::{BoxError, Error},
     upstream::Upstream,
 };
@@ -26,11 +26,11 @@ use crate::lease::RawLease;
 /// The `Keep-Alive` response header, from which a server's keep-alive timeout is learned.
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 
-fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<UpstreamConnection> {
+fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<ConnectionHandle> {
     let info = err.connect_info()?;
     let mut ext = Extensions::new();
     info.get_extras(&mut ext);
-    ext.remove::<UpstreamConnection>()
+    ext.remove::<ConnectionHandle>()
 }
 
 /// Takes a retiring connection out of the pool.
@@ -159,7 +159,7 @@ where
                         lease.holding();
                         // Taken, not cloned: the body carries it from here on.
                         let mut res = res;
-                        let conn = res.extensions_mut().remove::<UpstreamConnection>();
+                        let conn = res.extensions_mut().remove::<ConnectionHandle>();
                         // The server's keep-alive is learned from each connection's first
                         // response (a server changes it on restart or reload, which new
                         // connections see), not looked up in every response.

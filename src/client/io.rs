@@ -19,7 +19,7 @@ use tokio::{
 
 use super::{
     config::{CloseOrder, UpstreamConfig},
-    conn::{ClientCloseReason, ClientConn, UpstreamConnection},
+    conn::{ClientConn, CloseReason, ConnectionHandle},
 };
 use crate::{
     close::Closer,
@@ -98,7 +98,7 @@ pub struct UpstreamStream {
     busy: bool,
     shutdown_started: bool,
     peer_fin_first: bool,
-    error: Option<ClientCloseReason>,
+    error: Option<CloseReason>,
     abort: bool,
     _permit: Option<OwnedSemaphorePermit>,
 }
@@ -106,7 +106,7 @@ pub struct UpstreamStream {
 impl fmt::Debug for UpstreamStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamStream")
-            .field("connection", &UpstreamConnection(self.conn.clone()))
+            .field("connection", &ConnectionHandle(self.conn.clone()))
             .finish_non_exhaustive()
     }
 }
@@ -140,8 +140,8 @@ impl UpstreamStream {
     }
 
     /// The connection's handle.
-    pub fn connection(&self) -> UpstreamConnection {
-        UpstreamConnection(self.conn.clone())
+    pub fn connection(&self) -> ConnectionHandle {
+        ConnectionHandle(self.conn.clone())
     }
 
     fn inject(&mut self, what: Injected) {
@@ -158,7 +158,7 @@ impl UpstreamStream {
         }
         let c = &*self.conn;
         if change.messages && self.life.max_requests_reached() && c.retire_reason().is_none() {
-            c.retire(ClientCloseReason::MaxRequests);
+            c.retire(CloseReason::MaxRequests);
         }
         let busy = !self.life.wire.at_boundary();
         if busy != self.busy {
@@ -225,13 +225,13 @@ impl UpstreamStream {
         let (reason, injected) = match due {
             // No header timeout on a client; the idle timeout counts from the last byte of
             // bytes that cannot be framed.
-            Due::Header | Due::Idle => (ClientCloseReason::IdleTimeout, Injected::Eof),
+            Due::Header | Due::Idle => (CloseReason::IdleTimeout, Injected::Eof),
             Due::MaxAge => {
-                c.retire(ClientCloseReason::MaxAge);
+                c.retire(CloseReason::MaxAge);
                 return None;
             }
             Due::Retire | Due::GoawayGrace => (
-                c.retire_reason().unwrap_or(ClientCloseReason::Discarded),
+                c.retire_reason().unwrap_or(CloseReason::Discarded),
                 Injected::Eof,
             ),
             Due::WriteCheck => {
@@ -243,8 +243,8 @@ impl UpstreamStream {
                     return None;
                 }
                 self.abort = true;
-                self.error = Some(ClientCloseReason::WriteTimeout);
-                (ClientCloseReason::WriteTimeout, Injected::WriteTimeout)
+                self.error = Some(CloseReason::WriteTimeout);
+                (CloseReason::WriteTimeout, Injected::WriteTimeout)
             }
         };
         c.set_close_reason(reason);
@@ -261,8 +261,8 @@ impl UpstreamStream {
 
     fn record_error(&mut self, e: &io::Error) {
         self.error.get_or_insert(match e.kind() {
-            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => ClientCloseReason::Reset,
-            _ => ClientCloseReason::Error,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => CloseReason::Reset,
+            _ => CloseReason::Error,
         });
     }
 
@@ -282,17 +282,17 @@ impl UpstreamStream {
     }
 
     /// Who closed first and why.
-    fn close_info(&self) -> (Closer, ClientCloseReason) {
+    fn close_info(&self) -> (Closer, CloseReason) {
         let c = &*self.conn;
         let peer_first = self.peer_fin_first || self.peer_goaway_first();
         let reason = match self.error {
             Some(e) => e,
-            None if peer_first => ClientCloseReason::ServerClosed,
+            None if peer_first => CloseReason::ServerClosed,
             None => c
                 .close_reason()
-                .filter(|r| *r != ClientCloseReason::ServerClosed)
+                .filter(|r| *r != CloseReason::ServerClosed)
                 .or_else(|| c.retire_reason())
-                .unwrap_or(ClientCloseReason::Discarded),
+                .unwrap_or(CloseReason::Discarded),
         };
         let closer = reason.forced_closer().unwrap_or(if peer_first {
             Closer::Peer
@@ -305,7 +305,7 @@ impl UpstreamStream {
 
 impl Connection for UpstreamStream {
     fn connected(&self) -> Connected {
-        let connected = Connected::new().extra(UpstreamConnection(self.conn.clone()));
+        let connected = Connected::new().extra(ConnectionHandle(self.conn.clone()));
         if self.conn.http2 {
             connected.negotiated_h2()
         } else {
@@ -372,7 +372,7 @@ impl UpstreamStream {
             self.peer_fin_first = true;
         }
         let _ = self.life.peer_eof();
-        self.conn.set_close_reason(ClientCloseReason::ServerClosed);
+        self.conn.set_close_reason(CloseReason::ServerClosed);
         Poll::Ready(Ok(()))
     }
 

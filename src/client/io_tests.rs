@@ -15,7 +15,7 @@ use tokio::{
 
 use super::{
     config::UpstreamConfig,
-    conn::{ClientCloseReason, ClientConn, ClientConnState},
+    conn::{ClientConn, CloseReason, ConnState},
     io::UpstreamStream,
     observer::ConnObserver,
 };
@@ -26,7 +26,7 @@ struct Recorder {
     config: UpstreamConfig,
     policy: SocketPolicy,
     idle: Duration,
-    closed: Mutex<Vec<(Closer, ClientCloseReason, bool)>>,
+    closed: Mutex<Vec<(Closer, CloseReason, bool)>>,
 }
 
 impl ConnObserver for Recorder {
@@ -48,8 +48,8 @@ impl ConnObserver for Recorder {
     fn lease_site(&self, _: usize, _: u64) -> Option<&'static Location<'static>> {
         None
     }
-    fn transition(&self, _: ClientConnState, _: ClientConnState) {}
-    fn closed(&self, _: &ClientConn, closer: Closer, reason: ClientCloseReason, aborted: bool) {
+    fn transition(&self, _: ConnState, _: ConnState) {}
+    fn closed(&self, _: &ClientConn, closer: Closer, reason: CloseReason, aborted: bool) {
         self.closed.lock().unwrap().push((closer, reason, aborted));
     }
 }
@@ -105,18 +105,18 @@ async fn read_exactly(stream: &mut UpstreamStream, n: usize) -> Vec<u8> {
 #[tokio::test(start_paused = true)]
 async fn leased_from_the_request_until_the_last_response_byte_is_read() {
     let mut p = pair(UpstreamConfig::new()).await;
-    assert_eq!(p.conn.state(), ClientConnState::Idle);
+    assert_eq!(p.conn.state(), ConnState::Idle);
     p.stream.write_all(GET).await.unwrap();
-    assert_eq!(p.conn.state(), ClientConnState::Leased);
+    assert_eq!(p.conn.state(), ConnState::Leased);
     // Everything but the last body byte.
     p.server.write_all(&OK[..OK.len() - 1]).await.unwrap();
     read_exactly(&mut p.stream, OK.len() - 1).await;
-    assert_eq!(p.conn.state(), ClientConnState::Leased);
+    assert_eq!(p.conn.state(), ConnState::Leased);
     p.server.write_all(&OK[OK.len() - 1..]).await.unwrap();
     read_exactly(&mut p.stream, 1).await;
     assert_eq!(
         p.conn.state(),
-        ClientConnState::Idle,
+        ConnState::Idle,
         "read whole, with no lease involved"
     );
 }
@@ -148,7 +148,7 @@ async fn the_idle_timeout_ends_the_stream_at_a_boundary_and_never_inside_a_respo
     drop(p.stream);
     assert_eq!(
         *p.recorder.closed.lock().unwrap(),
-        [(Closer::Local, ClientCloseReason::IdleTimeout, false)]
+        [(Closer::Local, CloseReason::IdleTimeout, false)]
     );
 }
 
@@ -166,14 +166,14 @@ async fn a_retirement_from_outside_wakes_an_idle_stream_and_ends_it() {
     });
     tokio::task::yield_now().await;
     let at = tokio::time::Instant::now();
-    conn.retire(ClientCloseReason::MaxAge);
+    conn.retire(CloseReason::MaxAge);
     let (n, ended, stream) = reader.await.unwrap();
     assert_eq!(n, 0);
     assert_eq!(ended, at, "at once, not at the idle timeout");
     drop(stream);
     assert_eq!(
         *p.recorder.closed.lock().unwrap(),
-        [(Closer::Local, ClientCloseReason::MaxAge, false)]
+        [(Closer::Local, CloseReason::MaxAge, false)]
     );
 }
 
@@ -189,7 +189,7 @@ async fn the_servers_fin_is_the_server_closing_first() {
     drop(p.stream);
     assert_eq!(
         *p.recorder.closed.lock().unwrap(),
-        [(Closer::Peer, ClientCloseReason::ServerClosed, false)]
+        [(Closer::Peer, CloseReason::ServerClosed, false)]
     );
 }
 
@@ -205,7 +205,7 @@ async fn abort_on_idle_resets_at_a_boundary_but_not_mid_request() {
     drop(p.stream);
     assert_eq!(
         *p.recorder.closed.lock().unwrap(),
-        [(Closer::Local, ClientCloseReason::Discarded, true)]
+        [(Closer::Local, CloseReason::Discarded, true)]
     );
     let mut req = vec![0u8; GET.len()];
     p.server.read_exact(&mut req).await.unwrap();
@@ -231,19 +231,19 @@ async fn http2_a_goaway_from_the_server_first_is_the_server_closing_even_if_our_
     // A request stream, END_HEADERS | END_STREAM.
     start.extend(frame(1, 5, 1, &[0x82]));
     p.stream.write_all(&start).await.unwrap();
-    assert_eq!(p.conn.state(), ClientConnState::Leased, "a stream is open");
+    assert_eq!(p.conn.state(), ConnState::Leased, "a stream is open");
     // The server answers it, then sends GOAWAY and keeps its side open.
     let mut answer = frame(4, 0, 0, &[]);
     answer.extend(frame(1, 5, 1, &[0x88]));
     answer.extend(frame(7, 0, 0, &[0, 0, 0, 1, 0, 0, 0, 0]));
     p.server.write_all(&answer).await.unwrap();
     read_exactly(&mut p.stream, answer.len()).await;
-    assert_eq!(p.conn.state(), ClientConnState::Idle, "the stream ended");
+    assert_eq!(p.conn.state(), ConnState::Idle, "the stream ended");
     // The stack closes: our FIN goes out first, after the server's GOAWAY.
     p.stream.shutdown().await.unwrap();
     drop(p.stream);
     assert_eq!(
         *p.recorder.closed.lock().unwrap(),
-        [(Closer::Peer, ClientCloseReason::ServerClosed, false)]
+        [(Closer::Peer, CloseReason::ServerClosed, false)]
     );
 }

@@ -18,7 +18,7 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let client = HygienicClient::builder()
 //!     .default_upstream(UpstreamConfig::new().close_order(CloseOrder::ClientFirst))
-//!     .upstream("127.0.0.1:8080", UpstreamConfig::new().name("backend").max_open(Some(64)))
+//!     .upstream("127.0.0.1:8080", UpstreamConfig::new().name("backend").max_connections(Some(64)))
 //!     .build::<Empty<Bytes>>()?;
 //! let res = client.get("http://127.0.0.1:8080/".parse()?).await?;
 //! let body = res.into_body().collect().await?.to_bytes();
@@ -87,7 +87,7 @@ pub use self::{
     body::LeasedBody,
     client::{is_replayable, ClientBuilder, ClientView, HygienicClient},
     config::{ClientConfigError, CloseOrder, ParseCloseOrderError, UpstreamConfig},
-    conn::{ClientCloseReason, ClientConnState, ClientConnectionSnapshot, UpstreamConnection},
+    conn::{CloseReason, ConnState, ConnectionHandle, ConnectionSnapshot},
     connector::HygienicConnector,
     error::Error,
     future::ResponseFuture,

@@ -5,7 +5,7 @@ use std::{panic::Location, time::Duration};
 
 use super::{
     config::UpstreamConfig,
-    conn::{ClientCloseReason, ClientConn, ClientConnState},
+    conn::{ClientConn, CloseReason, ConnState},
 };
 use crate::{close::Closer, policy::SocketPolicy};
 
@@ -25,7 +25,7 @@ pub(crate) trait ConnObserver: Send + Sync {
     /// Where the lease in the tracker's `slot` with `id` was taken, if it is still there.
     fn lease_site(&self, slot: usize, id: u64) -> Option<&'static Location<'static>>;
     /// The connection moved from one state to another.
-    fn transition(&self, from: ClientConnState, to: ClientConnState);
+    fn transition(&self, from: ConnState, to: ConnState);
     /// The connection closed: who closed first, why, and whether with a reset.
-    fn closed(&self, conn: &ClientConn, closer: Closer, reason: ClientCloseReason, aborted: bool);
+    fn closed(&self, conn: &ClientConn, closer: Closer, reason: CloseReason, aborted: bool);
 }

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{
     config::{ClientConfigError, UpstreamConfig},
-    conn::{ClientCloseReason, ClientConn, ClientConnState, ClientConnectionSnapshot},
+    conn::{ClientConn, CloseReason, ConnState, ConnectionSnapshot},
     observer::ConnObserver,
     routing::Route,
     upstream_metrics::UpstreamMetrics,
@@ -29,7 +29,7 @@ pub(crate) const MAX_UPSTREAMS: usize = 256;
 
 /// One idle connection in `Upstream::pool_states`.
 /// How many close reasons a client connection can have.
-pub(super) const CLIENT_REASONS: usize = ClientCloseReason::ALL.len();
+pub(super) const CLIENT_REASONS: usize = CloseReason::ALL.len();
 
 const IDLE_ONE: u64 = 1;
 /// One leased connection in `Upstream::pool_states`.
@@ -43,7 +43,7 @@ pub enum ConnectErrorKind {
     Refused,
     /// The connect timeout passed.
     Timeout,
-    /// No slot under `max_open` freed up within the acquire timeout.
+    /// No slot under `max_connections` freed up within the acquire timeout.
     AcquireTimeout,
     /// Anything else (DNS, unreachable, local address unavailable, …).
     Other,
@@ -91,7 +91,7 @@ pub struct UpstreamTotals {
 
 impl UpstreamTotals {
     /// Connections closed for a reason.
-    pub fn closed_for(&self, reason: ClientCloseReason) -> u64 {
+    pub fn closed_for(&self, reason: CloseReason) -> u64 {
         self.closed_by_reason[reason.index()]
     }
 
@@ -124,7 +124,7 @@ impl UpstreamTotals {
 impl std::fmt::Debug for UpstreamTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let reasons =
-            crate::close::NonZero(ClientCloseReason::ALL.map(|r| (r.as_str(), self.closed_for(r))));
+            crate::close::NonZero(CloseReason::ALL.map(|r| (r.as_str(), self.closed_for(r))));
         let closers = crate::close::NonZero(Closer::ALL.map(|c| (c.as_str(), self.closed_by(c))));
         f.debug_struct("UpstreamTotals")
             .field("connects", &self.connects)
@@ -153,7 +153,7 @@ pub struct UpstreamSnapshot {
     pub idle: usize,
     /// Leased connections.
     pub leased: usize,
-    /// Connection attempts waiting for a slot under `max_open`.
+    /// Connection attempts waiting for a slot under `max_connections`.
     pub pending: usize,
     /// The server's keep-alive timeout as learned from `Keep-Alive: timeout=N`.
     pub learned_keep_alive: Option<Duration>,
@@ -163,7 +163,7 @@ pub struct UpstreamSnapshot {
     /// them is this upstream's.
     pub remote_addrs: Vec<SocketAddr>,
     /// Live connections.
-    pub connections: Vec<ClientConnectionSnapshot>,
+    pub connections: Vec<ConnectionSnapshot>,
     /// Cumulative counters.
     pub totals: UpstreamTotals,
     /// Outstanding leases (requests whose response body is not yet read or dropped).
@@ -243,7 +243,7 @@ impl Upstream {
         };
         Ok(Self {
             metrics: crate::metrics::resolve(|| UpstreamMetrics::new(&name)),
-            semaphore: config.max_open.map(|n| Arc::new(Semaphore::new(n))),
+            semaphore: config.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             name,
             authority,
             policy,
@@ -274,7 +274,7 @@ impl Upstream {
         self.connectors[i].clone()
     }
 
-    /// Waits for a slot under `max_open`, counted as pending while it waits.
+    /// Waits for a slot under `max_connections`, counted as pending while it waits.
     pub(crate) async fn acquire(&self) -> Result<Option<OwnedSemaphorePermit>, AcquireTimeout> {
         let Some(sem) = &self.semaphore else {
             return Ok(None);
@@ -295,7 +295,7 @@ impl Upstream {
                 Err(AcquireTimeout {
                     upstream: self.name.clone(),
                     waited: self.config.acquire_timeout,
-                    max_open: self.config.max_open.unwrap_or(0),
+                    max_connections: self.config.max_connections.unwrap_or(0),
                 })
             }
         }
@@ -336,10 +336,10 @@ impl Upstream {
         self.metrics.connect_errors[i].increment(1);
     }
 
-    fn on_transition(&self, from: ClientConnState, to: ClientConnState) {
+    fn on_transition(&self, from: ConnState, to: ConnState) {
         let unit = |state| match state {
-            ClientConnState::Idle => IDLE_ONE,
-            ClientConnState::Leased => LEASED_ONE,
+            ConnState::Idle => IDLE_ONE,
+            ConnState::Leased => LEASED_ONE,
             _ => 0,
         };
         // Wrapping: the subtraction of `from` borrows across the halves only transiently,
@@ -349,13 +349,13 @@ impl Upstream {
             self.pool_states.fetch_add(delta, Ordering::AcqRel);
         }
         match from {
-            ClientConnState::Idle => self.metrics.idle.decrement(1.0),
-            ClientConnState::Leased => self.metrics.leased.decrement(1.0),
+            ConnState::Idle => self.metrics.idle.decrement(1.0),
+            ConnState::Leased => self.metrics.leased.decrement(1.0),
             _ => {}
         }
         match to {
-            ClientConnState::Idle => self.metrics.idle.increment(1.0),
-            ClientConnState::Leased => self.metrics.leased.increment(1.0),
+            ConnState::Idle => self.metrics.idle.increment(1.0),
+            ConnState::Leased => self.metrics.leased.increment(1.0),
             _ => {}
         }
     }
@@ -366,13 +366,7 @@ impl Upstream {
         ((v & 0xffff_ffff) as usize, (v >> 32) as usize)
     }
 
-    fn on_close(
-        &self,
-        conn: &ClientConn,
-        closer: Closer,
-        reason: ClientCloseReason,
-        aborted: bool,
-    ) {
+    fn on_close(&self, conn: &ClientConn, closer: Closer, reason: CloseReason, aborted: bool) {
         conn.closed();
         self.conns
             .lock()
@@ -493,7 +487,7 @@ pub(crate) fn parse_keep_alive_timeout(value: &http::HeaderValue) -> Option<u64>
 pub struct AcquireTimeout {
     upstream: Arc<str>,
     waited: Duration,
-    max_open: usize,
+    max_connections: usize,
 }
 
 impl fmt::Display for AcquireTimeout {
@@ -501,7 +495,7 @@ impl fmt::Display for AcquireTimeout {
         write!(
             f,
             "no connection to upstream {} within the acquire timeout of {:?} ({} connections open, the maximum)",
-            self.upstream, self.waited, self.max_open
+            self.upstream, self.waited, self.max_connections
         )
     }
 }
@@ -533,11 +527,11 @@ impl ConnObserver for Upstream {
         self.tracker.site_of(slot, id)
     }
 
-    fn transition(&self, from: ClientConnState, to: ClientConnState) {
+    fn transition(&self, from: ConnState, to: ConnState) {
         self.on_transition(from, to);
     }
 
-    fn closed(&self, conn: &ClientConn, closer: Closer, reason: ClientCloseReason, aborted: bool) {
+    fn closed(&self, conn: &ClientConn, closer: Closer, reason: CloseReason, aborted: bool) {
         self.on_close(conn, closer, reason, aborted);
     }
 }

@@ -3,7 +3,7 @@
 use metrics::{Counter, Gauge, Histogram};
 
 use super::{
-    conn::ClientCloseReason,
+    conn::CloseReason,
     upstream::{ConnectErrorKind, CLIENT_REASONS},
 };
 use crate::{close::Closer, metrics::names};
@@ -33,7 +33,7 @@ impl UpstreamMetrics {
             }),
             // Only the pairs a close can have (see `close::possible`).
             closed: Closer::ALL.map(|c| {
-                ClientCloseReason::ALL.map(|r| {
+                CloseReason::ALL.map(|r| {
                     if crate::close::possible(c, r.forced_closer()) {
                         metrics::counter!(names::CLIENT_CONNECTIONS_CLOSED_TOTAL,
                             "upstream" => n.clone(), "closer" => c.as_str(), "reason" => r.as_str())

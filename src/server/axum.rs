@@ -22,7 +22,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::{
-    connection::Connection,
+    connection::ConnectionHandle,
     io::TrackedStream,
     layer::{ResponseBody, ResponseFuture, TrackConnection},
     listener::HygienicListener,
@@ -43,15 +43,15 @@ impl Listener for HygienicListener {
     }
 }
 
-/// `ConnectInfo<Connection>` for `into_make_service_with_connect_info::<Connection>()`.
-impl Connected<IncomingStream<'_, HygienicListener>> for Connection {
+/// `ConnectInfo<ConnectionHandle>` for `into_make_service_with_connect_info::<ConnectionHandle>()`.
+impl Connected<IncomingStream<'_, HygienicListener>> for ConnectionHandle {
     fn connect_info(stream: IncomingStream<'_, HygienicListener>) -> Self {
         stream.io().connection().clone()
     }
 }
 
 /// The same through axum's `ListenerExt::tap_io`.
-impl<F> Connected<IncomingStream<'_, TapIo<HygienicListener, F>>> for Connection
+impl<F> Connected<IncomingStream<'_, TapIo<HygienicListener, F>>> for ConnectionHandle
 where
     F: FnMut(&mut TrackedStream) + Send + 'static,
 {
@@ -95,7 +95,7 @@ pin_project! {
     pub struct MakeConnection<F> {
         #[pin]
         inner: F,
-        conn: Option<Connection>,
+        conn: Option<ConnectionHandle>,
     }
 }
 

@@ -97,7 +97,7 @@ pub enum CloseReason {
     MaxAge,
     /// Retired after serving the maximum number of requests.
     MaxRequests,
-    /// Retired on request through [`Connection::retire`].
+    /// Retired on request through [`ConnectionHandle::retire`].
     Retired,
     /// Closed by graceful shutdown.
     Shutdown,
@@ -448,9 +448,9 @@ impl ConnShared {
 /// Cheap to clone. Found in every request's [`ConnectionInfo`], and on every
 /// [`TrackedStream`](super::TrackedStream).
 #[derive(Clone)]
-pub struct Connection(pub(crate) Arc<ConnShared>);
+pub struct ConnectionHandle(pub(crate) Arc<ConnShared>);
 
-impl Connection {
+impl ConnectionHandle {
     /// The connection id, unique per listener, in accept order.
     pub fn id(&self) -> u64 {
         self.0.id
@@ -498,9 +498,9 @@ impl Connection {
     }
 }
 
-impl fmt::Debug for Connection {
+impl fmt::Debug for ConnectionHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Connection")
+        f.debug_struct("ConnectionHandle")
             .field("id", &self.0.id)
             .field("peer_addr", &self.0.peer)
             .field("state", &self.0.state())
@@ -512,7 +512,7 @@ impl fmt::Debug for Connection {
 /// the request arrived on, and how far along that connection is.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
-    pub(crate) connection: Connection,
+    pub(crate) connection: ConnectionHandle,
     pub(crate) request: u64,
 }
 
@@ -545,7 +545,7 @@ impl ConnectionInfo {
     }
 
     /// The connection itself.
-    pub fn connection(&self) -> &Connection {
+    pub fn connection(&self) -> &ConnectionHandle {
         &self.connection
     }
 }

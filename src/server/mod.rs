@@ -13,7 +13,7 @@
 //!   CLOSE_WAIT left behind). Every request read is answered or counted in
 //!   [`RegistryTotals::requests_unanswered`]; at close it records [who closed first](Closer)
 //!   (on HTTP/2, whoever sent GOAWAY first).
-//! - [`TrackConnection`] / [`ConnectionLayer`] mark request boundaries, add
+//! - [`TrackConnection`] / [`TrackConnectionLayer`] mark request boundaries, add
 //!   [`ConnectionInfo`] to requests, advertise `Keep-Alive: timeout=N` and retire connections
 //!   with `Connection: close`.
 //! - [`ConnectionRegistry`] lists live connections, keeps cumulative counters, runs hooks on
@@ -69,10 +69,11 @@ mod tonic;
 pub use self::axum::{AxumConnection, AxumResponseFuture, MakeConnection};
 pub use self::{
     connection::{
-        CloseInfo, CloseReason, Closer, ConnState, Connection, ConnectionInfo, ConnectionSnapshot,
+        CloseInfo, CloseReason, Closer, ConnState, ConnectionHandle, ConnectionInfo,
+        ConnectionSnapshot,
     },
     io::TrackedStream,
-    layer::{ConnectionLayer, TrackConnection},
+    layer::{TrackConnection, TrackConnectionLayer},
     limits::{
         ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError, DEFAULT_GOAWAY_GRACE,
         DEFAULT_WRITE_TIMEOUT,

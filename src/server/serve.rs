@@ -12,7 +12,7 @@ use hyper_util::{
 use tower_service::Service;
 
 use super::{
-    connection::{flags, Connection},
+    connection::{flags, ConnectionHandle},
     io::TrackedStream,
     layer::TrackConnection,
     listener::HygienicListener,
@@ -158,7 +158,7 @@ async fn drive<S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     stream: TrackedStream,
     service: TrackConnection<S>,
-    conn: Connection,
+    conn: ConnectionHandle,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,

@@ -1,15 +1,15 @@
 //! tonic integration: serve gRPC through the hygienic listener with
-//! `Server::builder().layer(ConnectionLayer::new()).add_service(..)
+//! `Server::builder().layer(TrackConnectionLayer::new()).add_service(..)
 //! .serve_with_incoming(listener.into_incoming())`.
 
 use tonic::transport::server::Connected;
 
-use super::{connection::Connection, io::TrackedStream};
+use super::{connection::ConnectionHandle, io::TrackedStream};
 
-/// tonic puts the [`Connection`] into each request's extensions, where
+/// tonic puts the [`ConnectionHandle`] into each request's extensions, where
 /// [`TrackConnection`](super::TrackConnection) finds it.
 impl Connected for TrackedStream {
-    type ConnectInfo = Connection;
+    type ConnectInfo = ConnectionHandle;
 
     fn connect_info(&self) -> Self::ConnectInfo {
         self.connection().clone()

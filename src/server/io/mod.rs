@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use self::goaway::{OwnFrame, GOAWAY};
-use super::connection::{flags, CloseReason, ConnShared, ConnState, Connection};
+use super::connection::{flags, CloseReason, ConnShared, ConnState, ConnectionHandle};
 use crate::{
     conn::{
         lifecycle::{Due, Lifecycle, PeerEof},
@@ -72,7 +72,7 @@ impl Injected {
 /// why. Returned by [`HygienicListener::accept`](super::HygienicListener::accept).
 pub struct TrackedStream {
     inner: Option<TcpStream>,
-    conn: Connection,
+    conn: ConnectionHandle,
     life: Lifecycle,
     timer: Timer,
     /// Something changed since the deadlines were last computed.
@@ -117,7 +117,7 @@ impl TrackedStream {
         let life = Lifecycle::new(Wire::server(), conn.config.core, conn.opened);
         Self {
             inner: Some(stream),
-            conn: Connection(conn),
+            conn: ConnectionHandle(conn),
             life,
             timer: Timer::default(),
             dirty: true,
@@ -139,7 +139,7 @@ impl TrackedStream {
     }
 
     /// The tracked connection.
-    pub fn connection(&self) -> &Connection {
+    pub fn connection(&self) -> &ConnectionHandle {
         &self.conn
     }
 

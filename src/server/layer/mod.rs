@@ -4,15 +4,15 @@
 //! request, keeps the request "in flight" until its response body ends (a drop guard, so a
 //! cancelled handler or a dropped body ends it too), adds `Keep-Alive: timeout=N` to HTTP/1.1
 //! responses, and `Connection: close` when the connection is retiring (max requests, max age,
-//! shutdown, [`Connection::retire`](super::Connection::retire)).
+//! shutdown, [`ConnectionHandle::retire`](super::ConnectionHandle::retire)).
 //!
 //! The connection comes from one of three places:
 //! - `axum::serve(listener, TrackConnection::new(app))`: the layer is axum's make-service and
 //!   binds each connection as it is accepted;
 //! - [`Server`](super::Server): the serve loop binds it;
-//! - a request extension: [`Connection`](super::Connection) (tonic's `serve_with_incoming` puts
-//!   the stream's connect info there) or axum's `ConnectInfo<Connection>` (with
-//!   `Router::layer(ConnectionLayer::new())` and `into_make_service_with_connect_info`).
+//! - a request extension: [`ConnectionHandle`](super::ConnectionHandle) (tonic's `serve_with_incoming` puts
+//!   the stream's connect info there) or axum's `ConnectInfo<ConnectionHandle>` (with
+//!   `Router::layer(TrackConnectionLayer::new())` and `into_make_service_with_connect_info`).
 //!
 //! Requests with none of these pass through untouched.
 
@@ -23,5 +23,6 @@ mod layer;
 mod service;
 
 pub use self::{
-    body::ResponseBody, future::ResponseFuture, layer::ConnectionLayer, service::TrackConnection,
+    body::ResponseBody, future::ResponseFuture, layer::TrackConnectionLayer,
+    service::TrackConnection,
 };

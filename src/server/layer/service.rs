@@ -3,15 +3,15 @@ use std::task::{Context, Poll};
 use http::{Extensions, Request, Response, Version};
 use tower_service::Service;
 
-use super::{body::HandlerGuard, ConnectionLayer, ResponseBody, ResponseFuture};
-use crate::server::connection::{Connection, ConnectionInfo};
+use super::{body::HandlerGuard, ResponseBody, ResponseFuture, TrackConnectionLayer};
+use crate::server::connection::{ConnectionHandle, ConnectionInfo};
 
 /// Ties each request to its tracked connection. See the [module docs](super) for where the
 /// connection comes from.
 #[derive(Debug, Clone)]
 pub struct TrackConnection<S> {
     pub(crate) inner: S,
-    pub(crate) conn: Option<Connection>,
+    pub(crate) conn: Option<ConnectionHandle>,
 }
 
 impl<S> TrackConnection<S> {
@@ -21,12 +21,12 @@ impl<S> TrackConnection<S> {
         Self { inner, conn: None }
     }
 
-    /// A [`ConnectionLayer`].
-    pub fn layer() -> ConnectionLayer {
-        ConnectionLayer::new()
+    /// A [`TrackConnectionLayer`].
+    pub fn layer() -> TrackConnectionLayer {
+        TrackConnectionLayer::new()
     }
 
-    pub(crate) fn bound(inner: S, conn: Connection) -> Self {
+    pub(crate) fn bound(inner: S, conn: ConnectionHandle) -> Self {
         Self {
             inner,
             conn: Some(conn),
@@ -49,12 +49,12 @@ impl<S> TrackConnection<S> {
     }
 }
 
-fn connection_from(ext: &Extensions) -> Option<Connection> {
-    if let Some(c) = ext.get::<Connection>() {
+fn connection_from(ext: &Extensions) -> Option<ConnectionHandle> {
+    if let Some(c) = ext.get::<ConnectionHandle>() {
         return Some(c.clone());
     }
     #[cfg(feature = "axum")]
-    if let Some(c) = ext.get::<axum::extract::ConnectInfo<Connection>>() {
+    if let Some(c) = ext.get::<axum::extract::ConnectInfo<ConnectionHandle>>() {
         return Some(c.0.clone());
     }
     None

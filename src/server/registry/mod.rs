@@ -153,9 +153,9 @@ impl ConnectionRegistry {
     }
 
     /// A handle to a live connection, by id (as listed in [`snapshot`](Self::snapshot)).
-    pub fn connection(&self, id: u64) -> Option<super::Connection> {
+    pub fn connection(&self, id: u64) -> Option<super::ConnectionHandle> {
         let live = self.inner.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.get(&id).cloned().map(super::Connection)
+        live.get(&id).cloned().map(super::ConnectionHandle)
     }
 
     /// True once [`shutdown`](Self::shutdown) began.

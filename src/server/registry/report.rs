@@ -120,7 +120,7 @@ pub struct RegistryTotals {
     pub goaway_grace_expired: u64,
     /// Connections whose first answered request never passed through the layer
     /// ([`TrackConnection`](crate::server::TrackConnection) /
-    /// [`ConnectionLayer`](crate::server::ConnectionLayer)):
+    /// [`TrackConnectionLayer`](crate::server::TrackConnectionLayer)):
     /// served by `axum::serve(listener, app)` without it. Their limits hold; request-level
     /// tracking does not. The first one logs a warning.
     pub served_without_layer: u64,
