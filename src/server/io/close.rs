@@ -4,23 +4,26 @@
 use std::{sync::atomic::Ordering, time::Duration};
 
 use socket2::SockRef;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::TrackedStream;
+use super::{TrackedStream, Transport};
 use crate::{
     policy::Linger,
     server::connection::{flags, CloseReason, Closer},
     sys,
 };
 
-impl TrackedStream {
+impl<IO: Transport> TrackedStream<IO> {
     /// True when the peer's FIN arrived before ours (read as EOF, or waiting unread: the kernel
     /// then holds the socket in CLOSE_WAIT).
     pub(super) fn note_fin_order(&mut self) {
         if self.peer_fin_first {
             return;
         }
-        self.peer_fin_first = self.inner.as_ref().is_some_and(sys::peer_sent_fin);
+        self.peer_fin_first = self
+            .inner
+            .as_ref()
+            .is_some_and(|s| sys::peer_sent_fin(s.socket()));
     }
 
     /// Who closed first and why. On HTTP/2 a close starts with GOAWAY: a peer that sent it
@@ -58,7 +61,7 @@ impl TrackedStream {
     }
 }
 
-impl Drop for TrackedStream {
+impl<IO: Transport> Drop for TrackedStream<IO> {
     fn drop(&mut self) {
         if !self.shutdown_started {
             self.note_fin_order();
@@ -70,7 +73,7 @@ impl Drop for TrackedStream {
         if let Some(stream) = self.inner.take() {
             if abort {
                 // Setting SO_LINGER to zero makes close() send RST at once; it never blocks.
-                aborted = SockRef::from(&stream)
+                aborted = SockRef::from(stream.socket())
                     .set_linger(Some(Duration::ZERO))
                     .is_ok();
                 drop(stream);
@@ -97,7 +100,7 @@ impl Drop for TrackedStream {
 
 /// Sends FIN, then reads and discards what the peer still sends until it closes or `limit`
 /// passes, so that unread input does not turn our close into a reset.
-async fn lingering_close(mut stream: TcpStream, limit: Duration) {
+async fn lingering_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, limit: Duration) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(limit, async {
         let _ = stream.shutdown().await;

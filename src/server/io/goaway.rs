@@ -8,7 +8,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use tokio::{io::AsyncWrite, net::TcpStream};
+use tokio::io::AsyncWrite;
 
 /// GOAWAY, last stream `2^31 - 1`, `NO_ERROR`: "no new streams, please", as a graceful
 /// shutdown starts (RFC 9113 section 6.8). Every stream the peer opens before it reads this is
@@ -26,11 +26,17 @@ pub(super) struct OwnFrame {
 }
 
 impl OwnFrame {
-    /// Writes GOAWAY now, as far as the socket takes it; the rest is kept for
+    /// Writes GOAWAY now, as far as the stream takes it; the rest is kept for
     /// [`poll_flush`](Self::poll_flush). False when nothing could be written.
-    pub(super) fn write_goaway(&mut self, socket: &TcpStream) -> bool {
-        match socket.try_write(&GOAWAY) {
-            Ok(n) if n > 0 => {
+    pub(super) fn write_goaway<W: AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut W,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        match Pin::new(&mut *stream).poll_write(cx, &GOAWAY) {
+            Poll::Ready(Ok(n)) if n > 0 => {
+                // A layer that buffers (TLS) sends what it took now if it can.
+                let _ = Pin::new(&mut *stream).poll_flush(cx);
                 let rest = &GOAWAY[n..];
                 self.buf[..rest.len()].copy_from_slice(rest);
                 self.at = 0;
@@ -46,9 +52,9 @@ impl OwnFrame {
     }
 
     /// Writes what is left of the frame.
-    pub(super) fn poll_flush(
+    pub(super) fn poll_flush<W: AsyncWrite + Unpin>(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
         while !self.is_empty() {

@@ -27,6 +27,9 @@ use crate::{
 
 mod close;
 mod goaway;
+mod transport;
+
+pub use self::transport::Transport;
 
 /// What the stream now answers in place of the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +73,8 @@ impl Injected {
 /// makes no progress. A peer's FIN after complete requests is held back until they are answered
 /// ([`HalfClose::Finish`](super::HalfClose::Finish)); at drop it records who closed first and
 /// why. Returned by [`HygienicListener::accept`](super::HygienicListener::accept).
-pub struct TrackedStream {
-    inner: Option<TcpStream>,
+pub struct TrackedStream<IO: Transport = TcpStream> {
+    inner: Option<IO>,
     conn: ConnectionHandle,
     life: Lifecycle,
     timer: Timer,
@@ -100,7 +103,7 @@ pub struct TrackedStream {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl fmt::Debug for TrackedStream {
+impl<IO: Transport> fmt::Debug for TrackedStream<IO> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TrackedStream")
             .field("connection", &self.conn)
@@ -108,9 +111,9 @@ impl fmt::Debug for TrackedStream {
     }
 }
 
-impl TrackedStream {
+impl<IO: Transport> TrackedStream<IO> {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: IO,
         conn: Arc<ConnShared>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
@@ -143,11 +146,16 @@ impl TrackedStream {
         &self.conn
     }
 
-    /// The underlying socket.
-    pub fn get_ref(&self) -> &TcpStream {
+    /// The stream beneath the tracking: the socket, or the layer over it (TLS).
+    pub fn get_ref(&self) -> &IO {
         self.inner
             .as_ref()
-            .expect("the socket is only taken when the stream is dropped")
+            .expect("the stream is only taken when the tracked stream is dropped")
+    }
+
+    /// The TCP socket beneath.
+    pub fn socket(&self) -> &TcpStream {
+        self.get_ref().socket()
     }
 
     fn shared(&self) -> &ConnShared {
@@ -233,7 +241,7 @@ impl TrackedStream {
                     self.life
                         .arm(&mut self.timer, now, retiring && !self.driver_told)
                 {
-                    if let Some(injected) = self.act(due, now) {
+                    if let Some(injected) = self.act(due, now, cx) {
                         return Some(injected);
                     }
                     self.dirty = true;
@@ -251,7 +259,7 @@ impl TrackedStream {
     }
 
     /// Acts on what is due; `Some` ends the connection.
-    fn act(&mut self, due: Due, now: Instant) -> Option<Injected> {
+    fn act(&mut self, due: Due, now: Instant, cx: &mut Context<'_>) -> Option<Injected> {
         let conn = self.conn.0.clone();
         let c = &*conn;
         let (reason, injected) = match due {
@@ -271,7 +279,7 @@ impl TrackedStream {
                     c.driver.notify_one();
                     return None;
                 }
-                if self.goaway() {
+                if self.goaway(cx) {
                     return None;
                 }
                 (self.retire_reason(), Injected::Eof)
@@ -284,7 +292,7 @@ impl TrackedStream {
                 let queue = self
                     .inner
                     .as_ref()
-                    .and_then(|s| sys::send_queue(s.as_raw_fd()));
+                    .and_then(|s| sys::send_queue(s.socket().as_raw_fd()));
                 if !self.life.check_write(now, queue) {
                     return None;
                 }
@@ -300,16 +308,16 @@ impl TrackedStream {
     /// HTTP/2 with no driver to send GOAWAY: the stream writes it, between the stack's frames,
     /// and the grace then bounds the wait. False when it cannot (HTTP/1, a frame half
     /// written, the send buffer full): the stream ends the connection instead.
-    fn goaway(&mut self) -> bool {
+    fn goaway(&mut self, cx: &mut Context<'_>) -> bool {
         let can = self
             .life
             .wire
             .h2()
             .is_some_and(|h| !h.goaway_sent && h.can_send_frame());
-        let Some(inner) = self.inner.as_ref().filter(|_| can && self.own.is_empty()) else {
+        let Some(inner) = self.inner.as_mut().filter(|_| can && self.own.is_empty()) else {
             return false;
         };
-        if !self.own.write_goaway(inner) {
+        if !self.own.write_goaway(inner, cx) {
             return false;
         }
         let change = self.life.sent(&GOAWAY);
@@ -432,7 +440,7 @@ impl TrackedStream {
     }
 }
 
-impl AsyncRead for TrackedStream {
+impl<IO: Transport> AsyncRead for TrackedStream<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -473,6 +481,9 @@ impl AsyncRead for TrackedStream {
                 }
                 Poll::Ready(Ok(()))
             }
+            // A TLS peer that closes without close_notify: its FIN, as over plain TCP (the
+            // framing says whether a request was cut short).
+            Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => this.on_peer_eof(cx),
             Poll::Ready(Err(e)) => {
                 this.record_io_error(&e);
                 Poll::Ready(Err(e))
@@ -488,7 +499,7 @@ impl AsyncRead for TrackedStream {
     }
 }
 
-impl AsyncWrite for TrackedStream {
+impl<IO: Transport> AsyncWrite for TrackedStream<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
