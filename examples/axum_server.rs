@@ -4,7 +4,7 @@
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
 //!     [--max-requests N] [--max-age SECS] [--write-timeout SECS] [--shutdown-deadline SECS]
 //!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare] [--without-layer]
-//!     [--late-exporter]
+//!     [--late-exporter] [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
@@ -30,8 +30,13 @@
 //! counts the connections served without the layer (one warning is logged). `--late-exporter`
 //! installs the exporter after the listener is bound and the sampler spawned: their metrics
 //! are on `/metrics` all the same (the order does not matter).
+//!
+//! `--tls-cert PEM --tls-key PEM` (feature `rustls`) serves HTTPS: every connection goes
+//! through a rustls handshake (HTTP/2 and HTTP/1.1 offered by ALPN) beneath the tracking
+//! (`HygienicListener::with_handshake`), in every serve mode but `--bare`; the header timeout
+//! bounds the handshake too, and a failed one is counted (`reason="handshake_failed"`).
 
-use std::{collections::HashMap, io::Write, time::Duration};
+use std::{collections::HashMap, io::Write, net::SocketAddr, time::Duration};
 
 use axum::{
     extract::{Extension, Query},
@@ -43,7 +48,7 @@ use conn_hygiene::{
     policy::SocketPolicy,
     server::{
         Closer, ConnectionInfo, ConnectionLimits, ConnectionRegistry, HygienicListener, Server,
-        TrackConnection,
+        TrackConnection, TrackedListener, TrackedStream,
     },
 };
 
@@ -62,6 +67,8 @@ struct Args {
     bare: bool,
     without_layer: bool,
     late_exporter: bool,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -79,6 +86,8 @@ fn parse_args() -> Result<Args, String> {
         bare: false,
         without_layer: false,
         late_exporter: false,
+        tls_cert: None,
+        tls_key: None,
     };
     let mut it = std::env::args().skip(1);
     let secs = |flag: &str, v: Option<String>| -> Result<Duration, String> {
@@ -111,12 +120,20 @@ fn parse_args() -> Result<Args, String> {
             "--bare" => args.bare = true,
             "--without-layer" => args.without_layer = true,
             "--late-exporter" => args.late_exporter = true,
+            "--tls-cert" => args.tls_cert = Some(it.next().ok_or("--tls-cert needs a path")?),
+            "--tls-key" => args.tls_key = Some(it.next().ok_or("--tls-key needs a path")?),
             "-h" | "--help" => {
                 println!("see the header of examples/axum_server.rs");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown flag {other:?}")),
         }
+    }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
+    if args.tls_cert.is_some() && args.bare {
+        return Err("--bare serves plain HTTP only".into());
     }
     Ok(args)
 }
@@ -184,6 +201,70 @@ fn print_totals(registry: &ConnectionRegistry) {
         t.requests_on_closed,
         t.requests_unanswered,
     );
+}
+
+/// Serves in the mode the flags chose, over plain TCP or with a handshake (TLS) beneath.
+async fn serve<L>(listener: L, app: Router, args: &Args, registry: &ConnectionRegistry)
+where
+    L: TrackedListener
+        + axum::serve::Listener<Io = TrackedStream<<L as TrackedListener>::Io>, Addr = SocketAddr>,
+{
+    if args.hyper_loop {
+        // A `Router` called as a service per request turns each handler into a route on every
+        // call; `with_state` does it once, as `axum::serve` does through its make-service.
+        let app = app.with_state(());
+        let report = Server::new()
+            .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
+            .await;
+        eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
+    } else if args.without_layer {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(
+                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
+            )
+            .await
+            .expect("serve");
+    } else {
+        axum::serve(listener, TrackConnection::new(app))
+            .with_graceful_shutdown(
+                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
+            )
+            .await
+            .expect("serve");
+    }
+}
+
+/// A rustls acceptor for a PEM certificate chain and key, offering HTTP/2 and HTTP/1.1 by ALPN.
+#[cfg(feature = "rustls")]
+fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let fail = |what: String| -> ! {
+        eprintln!("axum_server: {what}");
+        std::process::exit(2);
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .unwrap_or_else(|e| fail(format!("--tls-cert {cert}: {e}")));
+    let key =
+        PrivateKeyDer::from_pem_file(key).unwrap_or_else(|e| fail(format!("--tls-key {key}: {e}")));
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap_or_else(|e| fail(format!("--tls-cert/--tls-key: {e}")));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+#[cfg(not(feature = "rustls"))]
+fn tls_acceptor(
+    _: &str,
+    _: &str,
+) -> conn_hygiene::server::HandshakeFn<
+    fn(tokio::net::TcpStream) -> std::future::Ready<std::io::Result<tokio::net::TcpStream>>,
+> {
+    eprintln!("axum_server: --tls-cert needs the `rustls` feature");
+    std::process::exit(2);
 }
 
 #[tokio::main]
@@ -278,28 +359,12 @@ async fn main() {
     };
     announce(listener.local_addr());
 
-    if args.hyper_loop {
-        // A `Router` called as a service per request turns each handler into a route on every
-        // call; `with_state` does it once, as `axum::serve` does through its make-service.
-        let app = app.with_state(());
-        let report = Server::new()
-            .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
-            .await;
-        eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
-    } else if args.without_layer {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(
-                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
-            )
-            .await
-            .expect("serve");
-    } else {
-        axum::serve(listener, TrackConnection::new(app))
-            .with_graceful_shutdown(
-                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
-            )
-            .await
-            .expect("serve");
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let listener = listener.with_handshake(tls_acceptor(cert, key));
+            serve(listener, app, &args, &registry).await;
+        }
+        _ => serve(listener, app, &args, &registry).await,
     }
     // axum's serve returns once its connection tasks are done; a connection is accounted when
     // its socket is dropped, which may come just after. Wait for that (bounded), so the totals

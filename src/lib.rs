@@ -74,7 +74,8 @@
     feature = "axum",
     feature = "client",
     feature = "census",
-    feature = "exporter"
+    feature = "exporter",
+    feature = "rustls"
 ))]
 #[doc = include_str!("../README.md")]
 mod readme {}

@@ -151,13 +151,14 @@ fn page_has_names_types_help_and_buckets() {
     // No histogram of ours falls back to a summary.
     assert!(!page.contains("summary"), "{page}");
     // Closes by closer and reason: only the pairs a close can have. A reason that decides
-    // the closer (three timeouts cutting a message, a reset, an error, the shutdown deadline)
-    // has that closer alone; the seven others are local or peer: 6 + 7 x 2 = 20 of 65 pairs.
+    // the closer (three timeouts cutting a message, a reset, an I/O error, a failed handshake,
+    // the shutdown deadline) has that closer alone; the seven others are local or peer:
+    // 7 + 7 x 2 = 21 of 70 pairs.
     let closed: Vec<&str> = page
         .lines()
         .filter(|l| l.starts_with("conn_hygiene_server_connections_closed_total{listener=\"app\""))
         .collect();
-    assert_eq!(closed.len(), 20, "{closed:#?}");
+    assert_eq!(closed.len(), 21, "{closed:#?}");
     for impossible in [
         "closer=\"peer\",reason=\"shutdown_deadline\"",
         "closer=\"reset\",reason=\"idle_timeout\"",

@@ -23,7 +23,8 @@ use tower_service::Service;
 
 use super::{
     connection::ConnectionHandle,
-    io::TrackedStream,
+    handshake::{Handshake, HandshakeListener},
+    io::{TrackedStream, Transport},
     layer::{ResponseBody, ResponseFuture, TrackConnection},
     listener::HygienicListener,
 };
@@ -43,7 +44,21 @@ impl Listener for HygienicListener {
     }
 }
 
-/// `ConnectInfo<ConnectionHandle>` for `into_make_service_with_connect_info::<ConnectionHandle>()`.
+impl<H: Handshake> Listener for HandshakeListener<H> {
+    type Io = TrackedStream<H::Io>;
+    type Addr = SocketAddr;
+
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, Self::Addr)> + Send {
+        HandshakeListener::accept(self)
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(HandshakeListener::local_addr(self))
+    }
+}
+
+/// `ConnectInfo<ConnectionHandle>` for
+/// `into_make_service_with_connect_info::<ConnectionHandle>()`.
 impl Connected<IncomingStream<'_, HygienicListener>> for ConnectionHandle {
     fn connect_info(stream: IncomingStream<'_, HygienicListener>) -> Self {
         stream.io().connection().clone()
@@ -60,17 +75,37 @@ where
     }
 }
 
+/// The same with a [handshake](HygienicListener::with_handshake) (TLS).
+impl<H: Handshake> Connected<IncomingStream<'_, HandshakeListener<H>>> for ConnectionHandle {
+    fn connect_info(stream: IncomingStream<'_, HandshakeListener<H>>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
+/// The same with a handshake, through axum's `ListenerExt::tap_io`.
+impl<H, F> Connected<IncomingStream<'_, TapIo<HandshakeListener<H>, F>>> for ConnectionHandle
+where
+    H: Handshake,
+    F: FnMut(&mut TrackedStream<H::Io>) + Send + 'static,
+{
+    fn connect_info(stream: IncomingStream<'_, TapIo<HandshakeListener<H>, F>>) -> Self {
+        stream.io().connection().clone()
+    }
+}
+
 /// `axum::serve(listener, TrackConnection::new(app))`: binds each accepted connection.
 ///
-/// `listener` is the hygienic listener or an adapter of it that keeps its stream (axum's
-/// `ListenerExt::tap_io`). `app` is what `axum::serve` takes: a `Router`, or a make-service
+/// `listener` is any listener whose streams are tracked: the hygienic listener, one with a
+/// [handshake](HygienicListener::with_handshake) (TLS), or an adapter of either that keeps its
+/// stream (axum's `ListenerExt::tap_io`). `app` is what `axum::serve` takes: a `Router`, or a make-service
 /// such as `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own
 /// per-connection step runs for each connection (a `Router` turns its handlers into routes
 /// there, once per connection rather than once per request), then the connection's service
 /// is tracked.
-impl<'a, L, M, S> Service<IncomingStream<'a, L>> for TrackConnection<M>
+impl<'a, L, IO, M, S> Service<IncomingStream<'a, L>> for TrackConnection<M>
 where
-    L: Listener<Io = TrackedStream>,
+    L: Listener<Io = TrackedStream<IO>>,
+    IO: Transport,
     M: Service<IncomingStream<'a, L>, Response = S, Error = Infallible>,
 {
     type Response = AxumConnection<S>;

@@ -112,11 +112,14 @@ pub enum CloseReason {
     PeerReset,
     /// Another I/O error.
     IoError,
+    /// The handshake beneath the tracking (TLS) failed: a client that does not speak TLS or
+    /// trust the certificate, or a scanner.
+    HandshakeFailed,
 }
 
 impl CloseReason {
     /// Every reason, in label order.
-    pub const ALL: [CloseReason; 13] = [
+    pub const ALL: [CloseReason; 14] = [
         CloseReason::IdleTimeout,
         CloseReason::HeaderTimeout,
         CloseReason::WriteTimeout,
@@ -130,6 +133,7 @@ impl CloseReason {
         CloseReason::PeerClosed,
         CloseReason::PeerReset,
         CloseReason::IoError,
+        CloseReason::HandshakeFailed,
     ];
 
     /// The closer this reason implies regardless of FIN order, if any: timeouts cut the
@@ -140,7 +144,7 @@ impl CloseReason {
                 Some(Closer::Timeout)
             }
             CloseReason::PeerReset => Some(Closer::Reset),
-            CloseReason::IoError => Some(Closer::Error),
+            CloseReason::IoError | CloseReason::HandshakeFailed => Some(Closer::Error),
             CloseReason::ShutdownDeadline => Some(Closer::Local),
             _ => None,
         }
@@ -162,6 +166,7 @@ impl CloseReason {
             CloseReason::PeerClosed => "peer_closed",
             CloseReason::PeerReset => "peer_reset",
             CloseReason::IoError => "io_error",
+            CloseReason::HandshakeFailed => "handshake_failed",
         }
     }
 

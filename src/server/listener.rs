@@ -2,11 +2,12 @@ use std::{fmt, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use socket2::SockRef;
 use tokio::{
-    net::{TcpListener, ToSocketAddrs},
-    sync::Semaphore,
+    net::{TcpListener, TcpStream, ToSocketAddrs},
+    sync::{OwnedSemaphorePermit, Semaphore},
 };
 
 use super::{
+    connection::ConnShared,
     io::TrackedStream,
     limits::ConnectionLimits,
     registry::{AcceptErrorKind, ConnectionRegistry},
@@ -206,6 +207,20 @@ impl HygienicListener {
     /// (5 ms up to 1 s, cut short when one of our connections closes and frees a descriptor),
     /// so the listener neither spins nor exits.
     pub async fn accept(&mut self) -> (TrackedStream, SocketAddr) {
+        let (stream, conn, permit, peer) = self.accept_socket().await;
+        (TrackedStream::new(stream, conn, permit), peer)
+    }
+
+    /// Accepts the next socket, applies the policy and registers its connection; the stream
+    /// over it is the caller's to make (at once, or after a handshake).
+    pub(crate) async fn accept_socket(
+        &mut self,
+    ) -> (
+        TcpStream,
+        Arc<ConnShared>,
+        Option<OwnedSemaphorePermit>,
+        SocketAddr,
+    ) {
         loop {
             let permit = match &self.limit {
                 Some(sem) => sem.clone().acquire_owned().await.ok(),
@@ -219,7 +234,7 @@ impl HygienicListener {
                         .policy()
                         .apply(SockRef::from(&stream), SocketSide::Accepted);
                     let conn = self.registry.inner.register(local, peer);
-                    return (TrackedStream::new(stream, conn, permit), peer);
+                    return (stream, conn, permit, peer);
                 }
                 Err(e) => {
                     drop(permit);

@@ -19,6 +19,12 @@
 //! - [`ConnectionRegistry`] lists live connections, keeps cumulative counters, runs hooks on
 //!   state changes and performs graceful shutdown with a deadline.
 //! - [`Server`] is the crate's own accept loop over hyper-util (HTTP/1 and HTTP/2).
+//! - [`HygienicListener::with_handshake`] puts a [`Handshake`] (TLS: a
+//!   `tokio_rustls::TlsAcceptor` with the `rustls` feature) beneath the tracking: the tracked
+//!   stream follows the decrypted HTTP bytes, so every limit holds as over plain TCP, while the
+//!   socket beneath ([`Transport`]) still gives the FIN order, the send queue and resets.
+//!   Handshakes run concurrently, bounded by the header timeout; a failed one is counted
+//!   ([`CloseReason::HandshakeFailed`]).
 //!
 //! # With axum
 //!
@@ -53,6 +59,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod connection;
+mod handshake;
 mod io;
 #[cfg(test)]
 mod io_tests;
@@ -72,7 +79,8 @@ pub use self::{
         CloseInfo, CloseReason, Closer, ConnState, ConnectionHandle, ConnectionInfo,
         ConnectionSnapshot,
     },
-    io::TrackedStream,
+    handshake::{handshake_fn, Handshake, HandshakeFn, HandshakeListener, TrackedListener},
+    io::{TrackedStream, Transport},
     layer::{TrackConnection, TrackConnectionLayer},
     limits::{
         ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError, DEFAULT_GOAWAY_GRACE,

@@ -13,9 +13,9 @@ use tower_service::Service;
 
 use super::{
     connection::{flags, ConnectionHandle},
-    io::TrackedStream,
+    handshake::TrackedListener,
+    io::{TrackedStream, Transport},
     layer::TrackConnection,
-    listener::HygienicListener,
     registry::ShutdownReport,
 };
 
@@ -96,8 +96,9 @@ impl Server {
     }
 
     /// Serves until the process ends.
-    pub async fn serve<S, B>(&self, listener: HygienicListener, service: S)
+    pub async fn serve<L, S, B>(&self, listener: L, service: S)
     where
+        L: TrackedListener,
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -112,14 +113,15 @@ impl Server {
     /// connections at once, lets active ones finish (HTTP/1 `Connection: close`, HTTP/2
     /// GOAWAY), and cuts those still open after `deadline`. Returns how many drained and how
     /// many were cut.
-    pub async fn serve_with_shutdown<S, B, F>(
+    pub async fn serve_with_shutdown<L, S, B, F>(
         &self,
-        mut listener: HygienicListener,
+        mut listener: L,
         service: S,
         signal: F,
         deadline: Duration,
     ) -> ShutdownReport
     where
+        L: TrackedListener,
         S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
@@ -154,12 +156,13 @@ impl Server {
     }
 }
 
-async fn drive<S, B>(
+async fn drive<IO, S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
-    stream: TrackedStream,
+    stream: TrackedStream<IO>,
     service: TrackConnection<S>,
     conn: ConnectionHandle,
 ) where
+    IO: Transport,
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,

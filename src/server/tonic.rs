@@ -4,11 +4,14 @@
 
 use tonic::transport::server::Connected;
 
-use super::{connection::ConnectionHandle, io::TrackedStream};
+use super::{
+    connection::ConnectionHandle,
+    io::{TrackedStream, Transport},
+};
 
 /// tonic puts the [`ConnectionHandle`] into each request's extensions, where
 /// [`TrackConnection`](super::TrackConnection) finds it.
-impl Connected for TrackedStream {
+impl<IO: Transport> Connected for TrackedStream<IO> {
     type ConnectInfo = ConnectionHandle;
 
     fn connect_info(&self) -> Self::ConnectInfo {
