@@ -326,7 +326,9 @@ async fn main() {
         .bind(&args.listen)
         .await
         .unwrap_or_else(|e| {
-            eprintln!("axum_server: {e}");
+            // The error says what failed; its source, why.
+            let why = std::error::Error::source(&e).map(|s| format!(": {s}"));
+            eprintln!("axum_server: {e}{}", why.unwrap_or_default());
             std::process::exit(1);
         });
     let backlog = listener.backlog();

@@ -646,7 +646,7 @@ fn invalid_settings_are_refused_by_name() {
     );
     assert!(err
         .to_string()
-        .contains("leak_threshold = 0ns; expected at least 1ms"));
+        .contains("leak_threshold = 0ns: expected at least 1ms"));
     let err = LeaseTracker::builder("x")
         .max_tracked(0)
         .build()
@@ -654,7 +654,7 @@ fn invalid_settings_are_refused_by_name() {
     assert_eq!(err, LeaseConfigError::MaxTracked { value: 0 });
     assert_eq!(
         err.to_string(),
-        "invalid lease tracker: max_tracked = 0; expected at least 1"
+        "invalid lease tracker: max_tracked = 0: expected at least 1"
     );
     let tracker = LeaseTracker::new("defaults");
     assert_eq!(tracker.leak_threshold(), Some(Duration::from_secs(30)));

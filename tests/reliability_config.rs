@@ -15,7 +15,7 @@ use conn_hygiene::{
     client::{ClientConfigError, HygienicClient, UpstreamConfig},
     exporter::{ExporterBuilder, ExporterError, Matcher},
     lease::{LeaseConfigError, LeaseTracker},
-    policy::{Keepalive, Linger, PolicyError, SocketPolicy},
+    policy::{Keepalive, Linger, ListenerConfigError, PolicyError, SocketPolicy},
     server::{ConnectionLimits, HygienicListener, LimitsError},
 };
 use http_body_util::Empty;
@@ -32,6 +32,11 @@ fn check<E: std::fmt::Display + std::fmt::Debug + PartialEq>(
     for f in fragments {
         assert!(msg.contains(f), "{msg:?} should name {f:?}");
     }
+    // One shape for every builder: "invalid <what>: <setting> = <value>: expected <...>".
+    assert!(
+        msg.starts_with("invalid ") && msg.contains(" = ") && msg.contains(": expected "),
+        "{msg:?} is not in the shape `invalid <what>: <setting> = <value>: expected <...>`"
+    );
 }
 
 fn ka(idle: Duration, interval: Duration, probes: u32) -> Option<Keepalive> {
@@ -48,17 +53,17 @@ fn socket_policy_names_each_bad_setting_and_value() {
             PolicyError::KeepaliveIdle {
                 value: Duration::from_millis(500),
             },
-            &["keepalive idle", "500ms"],
+            &["keepalive.idle", "500ms"],
         ),
         (
             b().keepalive(ka(s(10), s(40_000), 3)),
             PolicyError::KeepaliveInterval { value: s(40_000) },
-            &["keepalive interval", "40000s"],
+            &["keepalive.interval", "40000s"],
         ),
         (
             b().keepalive(ka(s(10), s(1), 128)).user_timeout(None),
             PolicyError::KeepaliveProbes { value: 128 },
-            &["keepalive probes", "128"],
+            &["keepalive.probes", "128"],
         ),
         (
             b().keepalive(None).user_timeout(Some(s(30 * 24 * 3600))),
@@ -66,7 +71,7 @@ fn socket_policy_names_each_bad_setting_and_value() {
                 value: s(30 * 24 * 3600),
                 probing_window: None,
             },
-            &["user timeout", "2592000s"],
+            &["user_timeout", "2592000s"],
         ),
         (
             b().keepalive(ka(s(10), s(5), 2)).user_timeout(Some(s(19))),
@@ -74,7 +79,7 @@ fn socket_policy_names_each_bad_setting_and_value() {
                 value: s(19),
                 probing_window: Some(s(20)),
             },
-            &["user timeout", "19s", "20s"],
+            &["user_timeout", "19s", "20s"],
         ),
         (
             b().linger(Linger::Graceful(s(301))),
@@ -84,12 +89,12 @@ fn socket_policy_names_each_bad_setting_and_value() {
         (
             b().recv_buffer_size(Some(512)),
             PolicyError::RecvBufferSize { value: 512 },
-            &["recv buffer size", "512"],
+            &["recv_buffer_size", "512"],
         ),
         (
             b().send_buffer_size(Some(0)),
             PolicyError::SendBufferSize { value: 0 },
-            &["send buffer size", "0"],
+            &["send_buffer_size", "0"],
         ),
         (
             b().backlog(70_000),
@@ -110,29 +115,29 @@ fn connection_limits_name_each_bad_setting_and_value() {
         (
             b().idle_timeout(Some(tiny)),
             LimitsError::IdleTimeout { value: tiny },
-            &["idle timeout", "999µs"],
+            &["idle_timeout", "999µs"],
         ),
         (
             b().header_timeout(Some(Duration::ZERO)),
             LimitsError::HeaderTimeout {
                 value: Duration::ZERO,
             },
-            &["header timeout", "0ns"],
+            &["header_timeout", "0ns"],
         ),
         (
             b().max_age(Some(tiny)),
             LimitsError::MaxAge { value: tiny },
-            &["max age", "999µs"],
+            &["max_age", "999µs"],
         ),
         (
             b().max_requests(Some(0)),
             LimitsError::MaxRequests { value: 0 },
-            &["max requests", "0"],
+            &["max_requests", "0"],
         ),
         (
             b().max_tracked(0),
             LimitsError::MaxTracked { value: 0 },
-            &["max tracked", "0"],
+            &["max_tracked", "0"],
         ),
     ];
     for (builder, expected, fragments) in cases {
@@ -148,15 +153,19 @@ async fn listener_refuses_a_zero_connection_cap() {
         .bind("127.0.0.1:0")
         .await
         .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("max connections = 0"), "{msg}");
+    let expected = ListenerConfigError::MaxConnections { value: 0 };
+    assert_eq!(err.invalid_setting(), Some(&expected));
+    check(
+        err.to_string(),
+        expected.to_string(),
+        &["max_connections = 0"],
+    );
     let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let err = HygienicListener::builder()
         .max_connections(Some(0))
         .from_std(std)
         .unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
-    assert!(err.to_string().contains("max connections = 0"), "{err}");
+    assert_eq!(err.invalid_setting(), Some(&expected));
 }
 
 #[test]
@@ -167,44 +176,44 @@ fn client_names_each_bad_setting_and_value() {
         (
             u().idle_timeout(tiny),
             ClientConfigError::IdleTimeout { value: tiny },
-            &["idle timeout", "10µs"],
+            &["idle_timeout", "10µs"],
         ),
         (
             u().server_keep_alive(Some(tiny)),
             ClientConfigError::ServerKeepAlive { value: tiny },
-            &["server keep-alive", "10µs"],
+            &["server_keep_alive", "10µs"],
         ),
         (
             u().max_connections(Some(0)),
-            ClientConfigError::MaxOpen { value: 0 },
-            &["max open", "0"],
+            ClientConfigError::MaxConnections { value: 0 },
+            &["max_connections", "0"],
         ),
         (
             u().acquire_timeout(Duration::ZERO),
             ClientConfigError::AcquireTimeout {
                 value: Duration::ZERO,
             },
-            &["acquire timeout", "0ns"],
+            &["acquire_timeout", "0ns"],
         ),
         (
             u().connect_timeout(Some(tiny)),
             ClientConfigError::ConnectTimeout { value: tiny },
-            &["connect timeout", "10µs"],
+            &["connect_timeout", "10µs"],
         ),
         (
             u().max_age(Some(tiny)),
             ClientConfigError::MaxAge { value: tiny },
-            &["max age", "10µs"],
+            &["max_age", "10µs"],
         ),
         (
             u().max_requests(Some(0)),
             ClientConfigError::MaxRequests { value: 0 },
-            &["max requests", "0"],
+            &["max_requests", "0"],
         ),
         (
             u().leak_threshold(Some(tiny)),
             ClientConfigError::LeakThreshold { value: tiny },
-            &["leak threshold", "10µs"],
+            &["leak_threshold", "10µs"],
         ),
     ];
     for (config, expected, fragments) in cases {
@@ -326,7 +335,12 @@ fn exporter_names_each_bad_setting_and_value() {
     check(
         err,
         ExporterError::EmptyBuckets { matcher: m() },
-        &["buckets", "conn_hygiene_x_seconds", "empty"],
+        &[
+            "buckets",
+            "conn_hygiene_x_seconds",
+            "= []",
+            "at least one bound",
+        ],
     );
     let err = ExporterBuilder::default()
         .buckets(m(), &[1.0, 0.5])

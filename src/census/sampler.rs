@@ -206,11 +206,11 @@ impl std::fmt::Display for SamplerConfigError {
         match self {
             Self::Interval { value } => write!(
                 f,
-                "invalid sampler: interval = {value:?}; expected at least 1ms"
+                "invalid sampler: interval = {value:?}: expected at least 1ms"
             ),
             Self::WalkEvery { value } => write!(
                 f,
-                "invalid sampler: walk_every = {value}; expected at least 1"
+                "invalid sampler: walk_every = {value}: expected at least 1"
             ),
         }
     }

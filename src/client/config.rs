@@ -232,7 +232,7 @@ impl UpstreamConfig {
             return Err(ClientConfigError::ServerKeepAlive { value: t });
         }
         if self.max_connections == Some(0) {
-            return Err(ClientConfigError::MaxOpen { value: 0 });
+            return Err(ClientConfigError::MaxConnections { value: 0 });
         }
         if self.acquire_timeout < ms {
             return Err(ClientConfigError::AcquireTimeout {
@@ -286,7 +286,7 @@ pub enum ClientConfigError {
         value: Duration,
     },
     /// `max_connections` of 0.
-    MaxOpen {
+    MaxConnections {
         /// The rejected value.
         value: usize,
     },
@@ -332,41 +332,41 @@ impl fmt::Display for ClientConfigError {
         let p = "invalid client configuration:";
         match self {
             Self::IdleTimeout { value } => {
-                write!(f, "{p} idle timeout = {value:?}; expected at least 1ms")
+                write!(f, "{p} idle_timeout = {value:?}: expected at least 1ms")
             }
             Self::ServerKeepAlive { value } => write!(
                 f,
-                "{p} server keep-alive = {value:?}; expected at least 1ms, or None to learn it"
+                "{p} server_keep_alive = {value:?}: expected at least 1ms, or None to learn it"
             ),
-            Self::MaxOpen { value } => write!(
+            Self::MaxConnections { value } => write!(
                 f,
-                "{p} max open = {value}; expected at least 1, or None for no cap"
+                "{p} max_connections = {value}: expected at least 1, or None for no cap"
             ),
             Self::AcquireTimeout { value } => {
-                write!(f, "{p} acquire timeout = {value:?}; expected at least 1ms")
+                write!(f, "{p} acquire_timeout = {value:?}: expected at least 1ms")
             }
             Self::ConnectTimeout { value } => write!(
                 f,
-                "{p} connect timeout = {value:?}; expected at least 1ms, or None"
+                "{p} connect_timeout = {value:?}: expected at least 1ms, or None"
             ),
             Self::MaxAge { value } => {
-                write!(f, "{p} max age = {value:?}; expected at least 1ms, or None")
+                write!(f, "{p} max_age = {value:?}: expected at least 1ms, or None")
             }
             Self::WriteTimeout { value } => {
                 write!(
                     f,
-                    "{p} write timeout = {value:?}; expected at least 1ms, or None"
+                    "{p} write_timeout = {value:?}: expected at least 1ms, or None"
                 )
             }
             Self::MaxRequests { value } => write!(
                 f,
-                "{p} max requests = {value}; expected at least 1, or None"
+                "{p} max_requests = {value}: expected at least 1, or None"
             ),
             Self::LeakThreshold { value } => write!(
                 f,
-                "{p} leak threshold = {value:?}; expected at least 1ms, or None"
+                "{p} leak_threshold = {value:?}: expected at least 1ms, or None"
             ),
-            Self::Upstream { value } => write!(f, "{p} upstream = {value:?}; expected host:port"),
+            Self::Upstream { value } => write!(f, "{p} upstream = {value:?}: expected host:port"),
         }
     }
 }
@@ -424,12 +424,12 @@ mod tests {
             .max_connections(Some(0))
             .validate()
             .unwrap_err();
-        assert!(e.to_string().contains("max open = 0"), "{e}");
+        assert!(e.to_string().contains("max_connections = 0"), "{e}");
         let e = UpstreamConfig::new()
             .idle_timeout(Duration::ZERO)
             .validate()
             .unwrap_err();
-        assert!(e.to_string().contains("idle timeout = 0ns"), "{e}");
+        assert!(e.to_string().contains("idle_timeout = 0ns"), "{e}");
         assert_eq!("abort".parse::<CloseOrder>(), Ok(CloseOrder::AbortOnIdle));
         assert_eq!("later".parse::<CloseOrder>().unwrap_err().input(), "later");
     }

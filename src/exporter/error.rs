@@ -32,15 +32,16 @@ impl fmt::Display for ExporterError {
         match self {
             Self::EmptyBuckets { matcher } => write!(
                 f,
-                "invalid exporter setting: buckets for {matcher:?} are empty; give at least one bound"
+                "invalid exporter setting: buckets for {matcher:?} = []: expected at least one bound"
             ),
             Self::InvalidBuckets { matcher, bounds } => write!(
                 f,
-                "invalid exporter setting: buckets for {matcher:?} = {bounds:?}; expected finite, \
+                "invalid exporter setting: buckets for {matcher:?} = {bounds:?}: expected finite, \
                  strictly increasing bounds"
             ),
             Self::ZeroUpkeepInterval => f.write_str(
-                "invalid exporter setting: upkeep_interval = 0s; use None to turn upkeep off",
+                "invalid exporter setting: upkeep_interval = 0s: expected more than 0, or None to turn \
+                 upkeep off",
             ),
             Self::RecorderAlreadyInstalled => f.write_str(
                 "cannot install the Prometheus recorder: a global metrics recorder is already \

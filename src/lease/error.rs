@@ -26,12 +26,12 @@ impl fmt::Display for LeaseConfigError {
         match self {
             LeaseConfigError::LeakThreshold { value } => write!(
                 f,
-                "invalid lease tracker: leak_threshold = {value:?}; expected at least 1ms, or \
+                "invalid lease tracker: leak_threshold = {value:?}: expected at least 1ms, or \
                  None to turn leak detection off"
             ),
             LeaseConfigError::MaxTracked { value } => write!(
                 f,
-                "invalid lease tracker: max_tracked = {value}; expected at least 1"
+                "invalid lease tracker: max_tracked = {value}: expected at least 1"
             ),
         }
     }

@@ -305,51 +305,121 @@ pub(crate) fn read_somaxconn() -> Option<u32> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// Why a listener could not be bound.
+/// Why a listener could not be bound: a setting it refuses, or a step of binding the system
+/// refused.
 ///
 /// Only steps without which a listener cannot work end up here; refused tuning options are
 /// reported in the [`ApplyReport`] instead.
 #[derive(Debug)]
 pub struct BindError {
     step: &'static str,
-    addr: SocketAddr,
-    source: io::Error,
+    addr: Option<SocketAddr>,
+    source: BindSource,
 }
+
+#[derive(Debug)]
+enum BindSource {
+    Io(io::Error),
+    Setting(ListenerConfigError),
+}
+
+/// A listener setting that cannot work, refused when binding (or adopting a bound listener).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListenerConfigError {
+    /// `max_connections` of 0: nothing would ever be accepted.
+    MaxConnections {
+        /// The rejected value.
+        value: usize,
+    },
+}
+
+impl fmt::Display for ListenerConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MaxConnections { value } => write!(
+                f,
+                "invalid listener: max_connections = {value}: expected at least 1, or None for \
+                 no cap"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ListenerConfigError {}
 
 impl BindError {
     pub(crate) fn new(step: &'static str, addr: SocketAddr, source: io::Error) -> Self {
-        Self { step, addr, source }
+        Self {
+            step,
+            addr: Some(addr),
+            source: BindSource::Io(source),
+        }
+    }
+
+    pub(crate) fn resolve(source: io::Error) -> Self {
+        Self {
+            step: "resolve the listen address",
+            addr: None,
+            source: BindSource::Io(source),
+        }
+    }
+
+    pub(crate) fn setting(source: ListenerConfigError) -> Self {
+        Self {
+            step: "check the listener settings",
+            addr: None,
+            source: BindSource::Setting(source),
+        }
     }
 
     /// True when the address is already in use.
     pub fn is_addr_in_use(&self) -> bool {
-        self.source.kind() == io::ErrorKind::AddrInUse
+        self.io_kind() == Some(io::ErrorKind::AddrInUse)
     }
 
     /// True when the process may not bind this address (a privileged port, say).
     pub fn is_permission_denied(&self) -> bool {
-        self.source.kind() == io::ErrorKind::PermissionDenied
+        self.io_kind() == Some(io::ErrorKind::PermissionDenied)
     }
 
-    /// The address that was being bound.
-    pub fn addr(&self) -> SocketAddr {
+    /// The setting refused, when that is why.
+    pub fn invalid_setting(&self) -> Option<&ListenerConfigError> {
+        match &self.source {
+            BindSource::Setting(e) => Some(e),
+            BindSource::Io(_) => None,
+        }
+    }
+
+    /// The address that was being bound, when it got that far.
+    pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
+    }
+
+    fn io_kind(&self) -> Option<io::ErrorKind> {
+        match &self.source {
+            BindSource::Io(e) => Some(e.kind()),
+            BindSource::Setting(_) => None,
+        }
     }
 }
 
 impl fmt::Display for BindError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "failed to {} for {}: {}",
-            self.step, self.addr, self.source
-        )
+        match (&self.source, self.addr) {
+            (BindSource::Setting(e), _) => fmt::Display::fmt(e, f),
+            (BindSource::Io(_), Some(addr)) => write!(f, "failed to {} for {addr}", self.step),
+            (BindSource::Io(_), None) => write!(f, "failed to {}", self.step),
+        }
     }
 }
 
 impl std::error::Error for BindError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
+        match &self.source {
+            BindSource::Io(e) => Some(e),
+            BindSource::Setting(_) => None,
+        }
     }
 }
 

@@ -57,45 +57,45 @@ impl fmt::Display for PolicyError {
         match self {
             Self::KeepaliveIdle { value } => write!(
                 f,
-                "invalid socket policy: keepalive idle = {value:?}; expected whole seconds in 1..=32767"
+                "invalid socket policy: keepalive.idle = {value:?}: expected whole seconds in 1..=32767"
             ),
             Self::KeepaliveInterval { value } => write!(
                 f,
-                "invalid socket policy: keepalive interval = {value:?}; expected whole seconds in 1..=32767"
+                "invalid socket policy: keepalive.interval = {value:?}: expected whole seconds in 1..=32767"
             ),
             Self::KeepaliveProbes { value } => write!(
                 f,
-                "invalid socket policy: keepalive probes = {value}; expected 1..=127"
+                "invalid socket policy: keepalive.probes = {value}: expected 1..=127"
             ),
             Self::UserTimeout {
                 value,
                 probing_window: Some(window),
             } if !value.is_zero() && *value < *window => write!(
                 f,
-                "invalid socket policy: user timeout = {value:?} is shorter than the keepalive \
-                 probing window (idle + interval * probes = {window:?}); it would cut keepalive \
-                 short: raise it to at least {window:?}"
+                "invalid socket policy: user_timeout = {value:?}: expected at least the keepalive \
+                 probing window, idle + interval * probes = {window:?} (shorter, it would cut \
+                 keepalive short)"
             ),
             Self::UserTimeout { value, .. } => write!(
                 f,
-                "invalid socket policy: user timeout = {value:?}; expected 1 ms ..= 24 days"
+                "invalid socket policy: user_timeout = {value:?}: expected 1 ms ..= 24 days"
             ),
             Self::LingerTimeout { value } => write!(
                 f,
-                "invalid socket policy: linger graceful timeout = {value:?}; expected 1 ms ..= 300 s \
+                "invalid socket policy: linger = Graceful({value:?}): expected a timeout of 1 ms ..= 300 s \
                  (use Linger::Abort for an immediate reset)"
             ),
             Self::RecvBufferSize { value } => write!(
                 f,
-                "invalid socket policy: recv buffer size = {value} bytes; expected 1024..=268435456"
+                "invalid socket policy: recv_buffer_size = {value} bytes: expected 1024..=268435456"
             ),
             Self::SendBufferSize { value } => write!(
                 f,
-                "invalid socket policy: send buffer size = {value} bytes; expected 1024..=268435456"
+                "invalid socket policy: send_buffer_size = {value} bytes: expected 1024..=268435456"
             ),
             Self::Backlog { value } => write!(
                 f,
-                "invalid socket policy: backlog = {value}; expected 1..=65535"
+                "invalid socket policy: backlog = {value}: expected 1..=65535"
             ),
         }
     }

@@ -43,7 +43,7 @@
 //!     .build()
 //!     .unwrap_err();
 //! assert!(matches!(err, PolicyError::UserTimeout { .. }));
-//! assert!(err.to_string().contains("user timeout = 10s"));
+//! assert!(err.to_string().contains("user_timeout = 10s: expected at least"));
 //! # Ok::<(), PolicyError>(())
 //! ```
 
@@ -53,7 +53,8 @@ mod error;
 use std::time::Duration;
 
 pub use self::apply::{
-    ApplyReport, BindError, EffectiveBacklog, EffectiveOptions, Outcome, SockOpt, SocketSide,
+    ApplyReport, BindError, EffectiveBacklog, EffectiveOptions, ListenerConfigError, Outcome,
+    SockOpt, SocketSide,
 };
 pub use self::error::PolicyError;
 
@@ -346,35 +347,35 @@ mod tests {
                 PolicyError::KeepaliveIdle {
                     value: Duration::ZERO,
                 },
-                "keepalive idle = 0ns",
+                "keepalive.idle = 0ns",
             ),
             (
                 SocketPolicy::builder().keepalive(ka(60, 0, 3)),
                 PolicyError::KeepaliveInterval {
                     value: Duration::ZERO,
                 },
-                "keepalive interval = 0ns",
+                "keepalive.interval = 0ns",
             ),
             (
                 SocketPolicy::builder()
                     .keepalive(ka(60, 10, 0))
                     .user_timeout(None),
                 PolicyError::KeepaliveProbes { value: 0 },
-                "keepalive probes = 0",
+                "keepalive.probes = 0",
             ),
             (
                 SocketPolicy::builder()
                     .keepalive(ka(60, 10, 500))
                     .user_timeout(None),
                 PolicyError::KeepaliveProbes { value: 500 },
-                "keepalive probes = 500",
+                "keepalive.probes = 500",
             ),
             (
                 SocketPolicy::builder().keepalive(ka(40000, 10, 3)),
                 PolicyError::KeepaliveIdle {
                     value: Duration::from_secs(40000),
                 },
-                "keepalive idle = 40000s",
+                "keepalive.idle = 40000s",
             ),
             (
                 SocketPolicy::builder().backlog(0),
@@ -384,19 +385,19 @@ mod tests {
             (
                 SocketPolicy::builder().recv_buffer_size(Some(0)),
                 PolicyError::RecvBufferSize { value: 0 },
-                "recv buffer size = 0 bytes",
+                "recv_buffer_size = 0 bytes",
             ),
             (
                 SocketPolicy::builder().send_buffer_size(Some(1 << 40)),
                 PolicyError::SendBufferSize { value: 1 << 40 },
-                "send buffer size = 1099511627776 bytes",
+                "send_buffer_size = 1099511627776 bytes",
             ),
             (
                 SocketPolicy::builder().linger(Linger::Graceful(Duration::ZERO)),
                 PolicyError::LingerTimeout {
                     value: Duration::ZERO,
                 },
-                "linger graceful timeout = 0ns",
+                "linger = Graceful(0ns)",
             ),
         ];
         for (builder, expected, text) in cases {
@@ -454,6 +455,6 @@ mod tests {
             .user_timeout(Some(Duration::ZERO))
             .build()
             .unwrap_err();
-        assert!(zero.to_string().contains("user timeout = 0ns"), "{zero}");
+        assert!(zero.to_string().contains("user_timeout = 0ns"), "{zero}");
     }
 }

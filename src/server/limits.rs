@@ -275,27 +275,27 @@ impl fmt::Display for LimitsError {
         match self {
             Self::IdleTimeout { value } => write!(
                 f,
-                "invalid connection limits: idle timeout = {value:?}; expected at least 1ms, or None to turn it off"
+                "invalid connection limits: idle_timeout = {value:?}: expected at least 1ms, or None to turn it off"
             ),
             Self::HeaderTimeout { value } => write!(
                 f,
-                "invalid connection limits: header timeout = {value:?}; expected at least 1ms, or None to turn it off"
+                "invalid connection limits: header_timeout = {value:?}: expected at least 1ms, or None to turn it off"
             ),
             Self::MaxAge { value } => write!(
                 f,
-                "invalid connection limits: max age = {value:?}; expected at least 1ms, or None to turn it off"
+                "invalid connection limits: max_age = {value:?}: expected at least 1ms, or None to turn it off"
             ),
             Self::WriteTimeout { value } => write!(
                 f,
-                "invalid connection limits: write timeout = {value:?}; expected at least 1ms, or None to turn it off"
+                "invalid connection limits: write_timeout = {value:?}: expected at least 1ms, or None to turn it off"
             ),
             Self::MaxRequests { value } => write!(
                 f,
-                "invalid connection limits: max requests = {value}; expected at least 1, or None to turn it off"
+                "invalid connection limits: max_requests = {value}: expected at least 1, or None to turn it off"
             ),
             Self::MaxTracked { value } => write!(
                 f,
-                "invalid connection limits: max tracked = {value}; expected at least 1"
+                "invalid connection limits: max_tracked = {value}: expected at least 1"
             ),
         }
     }
@@ -314,17 +314,17 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(err, LimitsError::MaxRequests { value: 0 });
-        assert!(err.to_string().contains("max requests = 0"));
+        assert!(err.to_string().contains("max_requests = 0"));
         let err = ConnectionLimits::builder()
             .idle_timeout(Some(Duration::ZERO))
             .build()
             .unwrap_err();
-        assert!(err.to_string().contains("idle timeout = 0ns"), "{err}");
+        assert!(err.to_string().contains("idle_timeout = 0ns"), "{err}");
         let err = ConnectionLimits::builder()
             .header_timeout(Some(Duration::from_micros(10)))
             .build()
             .unwrap_err();
-        assert!(err.to_string().contains("header timeout = 10µs"), "{err}");
+        assert!(err.to_string().contains("header_timeout = 10µs"), "{err}");
     }
 
     #[test]

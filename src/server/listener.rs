@@ -14,7 +14,9 @@ use super::{
 };
 use crate::{
     metrics::names,
-    policy::{ApplyReport, BindError, EffectiveBacklog, SocketPolicy, SocketSide},
+    policy::{
+        ApplyReport, BindError, EffectiveBacklog, ListenerConfigError, SocketPolicy, SocketSide,
+    },
 };
 
 const BACKOFF_MIN: Duration = Duration::from_millis(5);
@@ -58,12 +60,10 @@ impl ListenerBuilder {
 
     /// Binds to the first address `addr` resolves to that can be bound.
     pub async fn bind(self, addr: impl ToSocketAddrs) -> Result<HygienicListener, BindError> {
-        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        self.validate()
-            .map_err(|e| BindError::new("validate the listener settings", unspecified, e))?;
+        self.validate()?;
         let addrs = tokio::net::lookup_host(addr)
             .await
-            .map_err(|e| BindError::new("resolve the listen address", unspecified, e))?;
+            .map_err(BindError::resolve)?;
         let mut last = None;
         for addr in addrs {
             match self.policy.bind_std(addr) {
@@ -77,34 +77,42 @@ impl ListenerBuilder {
             }
         }
         Err(last.unwrap_or_else(|| {
-            BindError::new(
-                "resolve the listen address",
-                unspecified,
-                io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"),
-            )
+            BindError::resolve(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the address resolved to nothing",
+            ))
         }))
     }
 
     /// Adopts an already bound listener (from systemd socket activation, say). Its backlog was
     /// chosen by whoever called `listen()`; the policy still applies to accepted sockets.
-    pub fn from_std(self, listener: std::net::TcpListener) -> io::Result<HygienicListener> {
+    pub fn from_std(self, listener: std::net::TcpListener) -> Result<HygienicListener, BindError> {
         self.validate()?;
-        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr().map_err(|e| {
+            BindError::new(
+                "read the adopted listener's address",
+                SocketAddr::from(([0, 0, 0, 0], 0)),
+                e,
+            )
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| BindError::new("make the adopted listener non-blocking", addr, e))?;
         let report = self
             .policy
             .apply(SockRef::from(&listener), SocketSide::Listener);
         let backlog = EffectiveBacklog::new(self.policy.backlog(), crate::policy::read_somaxconn());
-        let listener = TcpListener::from_std(listener)?;
+        let listener = TcpListener::from_std(listener)
+            .map_err(|e| BindError::new("register the listener with the runtime", addr, e))?;
         Ok(self.finish(listener, report, backlog))
     }
 
     /// A cap of zero connections would never accept anything: refuse it, naming the setting.
-    fn validate(&self) -> io::Result<()> {
-        if self.max_connections == Some(0) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "invalid listener setting: max connections = 0; expected at least 1, or None for no cap",
-            ));
+    fn validate(&self) -> Result<(), BindError> {
+        if let Some(value @ 0) = self.max_connections {
+            return Err(BindError::setting(ListenerConfigError::MaxConnections {
+                value,
+            }));
         }
         Ok(())
     }

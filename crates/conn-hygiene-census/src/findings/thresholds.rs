@@ -44,25 +44,29 @@ impl fmt::Display for ThresholdError {
         match self {
             ThresholdError::TimeWait { warning, critical } => write!(
                 f,
-                "time_wait: warning level {warning} is above critical level {critical}"
+                "invalid thresholds: time_wait = warning {warning}, critical {critical}: expected \
+                 warning at most critical"
             ),
             ThresholdError::PortHeadroom { warning, critical } => write!(
                 f,
-                "port_headroom_percent: warning {warning} and critical {critical} must lie in \
-                 0..=100 with warning >= critical"
+                "invalid thresholds: port_headroom_percent = warning {warning}, critical {critical}: \
+                 expected both in 0..=100, warning at least critical"
             ),
             ThresholdError::FdUsage { warning, critical } => write!(
                 f,
-                "fd_usage_percent: warning {warning} and critical {critical} must lie in \
-                 0..=100 with warning <= critical"
+                "invalid thresholds: fd_usage_percent = warning {warning}, critical {critical}: \
+                 expected both in 0..=100, warning at most critical"
             ),
             ThresholdError::Conntrack { warning, critical } => write!(
                 f,
-                "conntrack_percent: warning {warning} and critical {critical} must lie in \
-                 0..=100 with warning <= critical"
+                "invalid thresholds: conntrack_percent = warning {warning}, critical {critical}: \
+                 expected both in 0..=100, warning at most critical"
             ),
             ThresholdError::MinPortRangeWidth(v) => {
-                write!(f, "min_port_range_width: {v} is more than the 65536 ports")
+                write!(
+                    f,
+                    "invalid thresholds: min_port_range_width = {v}: expected at most 65536 ports"
+                )
             }
         }
     }
@@ -312,13 +316,13 @@ mod tests {
                 critical: 9
             }
         );
-        assert!(e.to_string().starts_with("time_wait:"), "{e}");
+        assert!(e.to_string().contains(": time_wait = "), "{e}");
         assert!(Thresholds::builder().time_wait(9, 9).build().is_ok());
         let e = Thresholds::builder()
             .port_headroom_percent(5.0, 20.0)
             .build()
             .unwrap_err();
-        assert!(e.to_string().starts_with("port_headroom_percent:"), "{e}");
+        assert!(e.to_string().contains(": port_headroom_percent = "), "{e}");
         let e = Thresholds::builder()
             .fd_usage_percent(80.0, 101.0)
             .build()
