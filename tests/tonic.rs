@@ -72,3 +72,69 @@ async fn tonic_serves_through_the_hygienic_listener() {
     let _ = stop_tx.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A tonic channel built on the client's connector: its HTTP/2 connection is the client's,
+/// with the socket policy applied, tracked, and listed in the client's snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
+    use conn_hygiene::client::{HygienicClient, UpstreamConfig};
+    let listener = HygienicListener::builder()
+        .name("grpc")
+        .bind("127.0.0.1:0")
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let (reporter, health) = health_reporter();
+    reporter
+        .set_service_status("svc", tonic_health::ServingStatus::Serving)
+        .await;
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .serve_with_incoming(listener.into_incoming()),
+    );
+    let client = HygienicClient::builder()
+        .http2_only(true)
+        .upstream(addr.to_string(), UpstreamConfig::new().name("health"))
+        .build::<http_body_util::Empty<bytes::Bytes>>()
+        .unwrap();
+    let view = client.view();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_with_connector(view.connector())
+        .await
+        .unwrap();
+    let mut health_client = HealthClient::new(channel);
+    for _ in 0..3 {
+        let res = health_client
+            .check(HealthCheckRequest {
+                service: "svc".into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(res.into_inner().status, ServingStatus::Serving as i32);
+    }
+    let snaps = view.snapshot();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let up = &snaps[0];
+    assert_eq!(up.name, "health");
+    assert_eq!(
+        up.open, 1,
+        "one HTTP/2 connection carried the calls: {up:?}"
+    );
+    let conn = &up.connections[0];
+    assert_eq!(conn.peer_addr, addr);
+    assert_eq!(conn.requests, 3, "each call's stream counted: {conn:?}");
+    // The socket policy was applied to it: keepalive on, as the default policy sets.
+    let fd_keepalive = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", "dst", &addr.to_string()])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(
+        fd_keepalive.contains("keepalive"),
+        "the client's socket toward {addr} has a keepalive timer: {fd_keepalive}"
+    );
+    drop(health_client);
+    server.abort();
+}

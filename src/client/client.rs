@@ -203,6 +203,23 @@ impl ClientView {
         self.upstreams.all().iter().map(|u| u.snapshot()).collect()
     }
 
+    /// The client's connector, for an HTTP stack of your own: hyper-util's legacy `Client`
+    /// (`Client::builder(..).build(view.connector())`), or a tonic channel
+    /// (`Endpoint::connect_with_connector(view.connector())`).
+    ///
+    /// Every connection it makes belongs to the client's upstream for the URI's authority (a
+    /// configured one, or one made with the default settings): the upstream's socket policy,
+    /// `max_connections` with its wait queue, source addresses, tracking, close order and
+    /// census attribution apply, and its connections show in [`snapshot`](Self::snapshot).
+    /// Leases are taken by [`HygienicClient::request`], so requests sent through another stack
+    /// have none. The connection's bytes are read as HTTP/1 unless the client was built
+    /// [`http2_only`](ClientBuilder::http2_only), as a gRPC client's must be.
+    pub fn connector(&self) -> HygienicConnector {
+        HygienicConnector {
+            upstreams: self.upstreams.clone(),
+        }
+    }
+
     /// The lease tracker of each upstream used so far (its [`pool`](crate::lease::LeaseTracker::pool)
     /// is the upstream's name): the outstanding leases with their sites, leak checks, and
     /// [`testing`](crate::testing) assertions.

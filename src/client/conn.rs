@@ -172,6 +172,9 @@ pub(crate) struct ClientConn {
     opened_system: SystemTime,
     state: AtomicU8,
     pub(crate) requests: AtomicU64,
+    /// Requests its stream wrote, as the wire counts them (HTTP/1 heads, HTTP/2 streams),
+    /// whichever stack sent them; the stream is the only writer.
+    pub(crate) wire_requests: AtomicU64,
     /// Responses on it whose lease has not ended.
     pub(crate) in_flight: AtomicU32,
     retire_reason: AtomicU8,
@@ -209,6 +212,7 @@ impl ClientConn {
             // does not use (checkout and connect race), and that one must idle out too.
             state: AtomicU8::new(0),
             requests: AtomicU64::new(0),
+            wire_requests: AtomicU64::new(0),
             in_flight: AtomicU32::new(0),
             retire_reason: AtomicU8::new(0),
             close_reason: AtomicU8::new(0),
@@ -348,7 +352,12 @@ impl ClientConn {
             peer_addr: self.peer,
             opened_at: self.opened_system,
             age: self.opened.elapsed(),
-            requests: self.requests.load(Ordering::Acquire),
+            // Responses this client's requests got, or, sent through another stack on the
+            // client's connector, what the wire saw go out.
+            requests: self
+                .requests
+                .load(Ordering::Acquire)
+                .max(self.wire_requests.load(Ordering::Relaxed)),
             state,
             lease_site: (self.in_flight.load(Ordering::Acquire) > 0)
                 .then(|| {

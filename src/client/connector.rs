@@ -20,9 +20,11 @@ use crate::policy::SocketSide;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The connector of [`HygienicClient`](super::HygienicClient): waits for a slot under the
-/// upstream's `max_connections`, connects from the next source address, applies the socket policy and
-/// tracks the connection.
+/// The connector of a [`HygienicClient`](super::HygienicClient), from
+/// [`ClientView::connector`](super::ClientView::connector): waits for a slot under the
+/// upstream's `max_connections`, connects from the next source address, applies the socket
+/// policy and tracks the connection. A `tower::Service<Uri>` as hyper-util's and tonic's
+/// connectors are.
 #[derive(Clone)]
 pub struct HygienicConnector {
     pub(crate) upstreams: Arc<Upstreams>,

@@ -157,8 +157,12 @@ impl UpstreamStream {
             return;
         }
         let c = &*self.conn;
-        if change.messages && self.life.max_requests_reached() && c.retire_reason().is_none() {
-            c.retire(CloseReason::MaxRequests);
+        if change.messages {
+            c.wire_requests
+                .store(self.life.wire.requests(), Ordering::Relaxed);
+            if self.life.max_requests_reached() && c.retire_reason().is_none() {
+                c.retire(CloseReason::MaxRequests);
+            }
         }
         let busy = !self.life.wire.at_boundary();
         if busy != self.busy {
