@@ -214,21 +214,17 @@ where
         // call; `with_state` does it once, as `axum::serve` does through its make-service.
         let app = app.with_state(());
         let report = Server::new()
-            .serve_with_shutdown(listener, app, shutdown_signal(), args.shutdown_deadline)
+            .serve_with_shutdown(listener, app, shutdown_signal())
             .await;
         eprintln!("shutdown: drained={} cut={}", report.drained, report.cut);
     } else if args.without_layer {
         axum::serve(listener, app)
-            .with_graceful_shutdown(
-                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
-            )
+            .with_graceful_shutdown(registry.graceful_shutdown(shutdown_signal()))
             .await
             .expect("serve");
     } else {
         axum::serve(listener, TrackConnection::new(app))
-            .with_graceful_shutdown(
-                registry.graceful_shutdown(shutdown_signal(), args.shutdown_deadline),
-            )
+            .with_graceful_shutdown(registry.graceful_shutdown(shutdown_signal()))
             .await
             .expect("serve");
     }
@@ -314,6 +310,7 @@ async fn main() {
         .max_requests(args.max_requests)
         .max_age(args.max_age)
         .write_timeout(args.write_timeout)
+        .shutdown_deadline(args.shutdown_deadline)
         .build()
         .unwrap_or_else(|e| {
             eprintln!("axum_server: {e}");

@@ -178,6 +178,7 @@ async fn main() {
     let limits = ConnectionLimits::builder()
         .idle_timeout(Some(Duration::from_secs(2)))
         .header_timeout(Some(Duration::from_secs(2)))
+        .shutdown_deadline(Duration::from_secs(5))
         .build()
         .expect("limits");
     let service = HygienicListener::builder()
@@ -205,12 +206,9 @@ async fn main() {
         .with_state(state.clone())
         .merge(exporter.router());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = service_registry.graceful_shutdown(
-        async move {
-            let _ = stop_rx.await;
-        },
-        Duration::from_secs(5),
-    );
+    let shutdown = service_registry.graceful_shutdown(async move {
+        let _ = stop_rx.await;
+    });
     let server = tokio::spawn(async move {
         axum::serve(service, TrackConnection::new(app))
             .with_graceful_shutdown(shutdown)

@@ -48,7 +48,7 @@ async fn emfile_backs_off_and_recovers_when_fds_free_up() {
     let mut second = TcpStream::connect(addr).await.unwrap();
     // Room for exactly one accepted socket.
     let old = set_soft_nofile(lowest_free_fd() + 1);
-    let server = start_with(Mode::Axum, listener, Duration::from_secs(5));
+    let server = start_with(Mode::Axum, listener);
     let registry = server.registry.clone();
     eventually("EMFILE counted", Duration::from_secs(5), || {
         registry.totals().accept_errors >= 1

@@ -71,15 +71,9 @@ fn inner_attribution() {
         let api = support::start(
             Mode::Axum,
             HygienicListener::builder().name("api").limits(limits),
-            Duration::from_secs(5),
         )
         .await;
-        let backend = support::start(
-            Mode::Axum,
-            HygienicListener::builder().name("backend"),
-            Duration::from_secs(5),
-        )
-        .await;
+        let backend = support::start(Mode::Axum, HygienicListener::builder().name("backend")).await;
         let queue = HygienicListener::builder()
             .name("queue")
             .bind("127.0.0.1:0")
@@ -291,12 +285,7 @@ fn inner_port_headroom() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let backend = support::start(
-            Mode::Axum,
-            HygienicListener::builder().name("backend"),
-            Duration::from_secs(5),
-        )
-        .await;
+        let backend = support::start(Mode::Axum, HygienicListener::builder().name("backend")).await;
         let client: Client = HygienicClient::builder()
             .upstream(
                 backend.addr.to_string(),

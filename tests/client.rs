@@ -46,7 +46,7 @@ async fn paused_until_closed(
 async fn client_first_closes_before_the_advertised_keep_alive() {
     // The server advertises `Keep-Alive: timeout=75`; the client learns it and closes idle
     // connections at 74 s, so the client holds the TIME_WAIT and never races the server.
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(UpstreamConfig::new().idle_timeout(Duration::from_secs(600)));
     get_ok(&client, &server.url("/")).await;
     let snap = &client.view().snapshot()[0];
@@ -76,7 +76,7 @@ async fn server_first_lets_the_server_close_and_counts_it() {
             .build()
             .unwrap(),
     );
-    let server = start(Mode::Axum, listener, LONG).await;
+    let server = start(Mode::Axum, listener).await;
     let client = client(
         UpstreamConfig::new()
             .close_order(CloseOrder::ServerFirst)
@@ -103,7 +103,7 @@ async fn server_first_lets_the_server_close_and_counts_it() {
 async fn an_idle_connection_closes_at_its_max_age() {
     // The idle timeout is far away; the connection's age is what closes it, by the client,
     // though the stream was not woken by anything but its own timer and the response's end.
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(
         UpstreamConfig::new()
             .idle_timeout(Duration::from_secs(600))
@@ -127,7 +127,7 @@ async fn an_idle_connection_closes_at_its_max_age() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_retires_connections_and_the_client_closes_first() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let closes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = closes.clone();
     server.registry.on_state_change(move |e| {
@@ -166,7 +166,7 @@ async fn max_requests_retires_connections_and_the_client_closes_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_open_queues_then_times_out_with_a_clear_error() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(
         UpstreamConfig::new()
             .max_connections(Some(1))
@@ -203,7 +203,7 @@ async fn max_open_queues_then_times_out_with_a_clear_error() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unread_body_is_a_leak_reported_with_its_line() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(5))));
     let unread = client.get(server.url("/").parse().unwrap()).await.unwrap();
     let line = line!() - 1;
@@ -242,7 +242,7 @@ async fn an_unread_body_is_a_leak_reported_with_its_line() {
 /// threshold); once the response is handed over, holding it past the threshold is.
 #[tokio::test(start_paused = true)]
 async fn a_slow_response_is_a_slow_wait_and_only_holding_it_leaks() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(UpstreamConfig::new().leak_threshold(Some(Duration::from_secs(1))));
     let url = server.url("/slow?ms=2500");
     let res = client.get(url.parse().unwrap()).await.unwrap();
@@ -269,7 +269,7 @@ async fn a_slow_response_is_a_slow_wait_and_only_holding_it_leaks() {
 #[tokio::test(start_paused = true)]
 async fn one_leak_check_covers_every_upstream_of_a_client() {
     use conn_hygiene::testing::{assert_no_client_leases, LeakCheck};
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(UpstreamConfig::new());
     let failed = {
         let check = LeakCheck::client(&client);
@@ -307,7 +307,7 @@ async fn one_leak_check_covers_every_upstream_of_a_client() {
 /// the lease, so the connection is reused, counted idle, and still closed by the client first.
 #[tokio::test(start_paused = true)]
 async fn a_held_small_body_leaves_its_connection_idle_and_closing_first() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let client = client(
         UpstreamConfig::new()
             .idle_timeout(Duration::from_secs(10))
@@ -351,7 +351,7 @@ async fn a_held_small_body_leaves_its_connection_idle_and_closing_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_connects_are_registered_by_destination() {
     use conn_hygiene::client::ReqwestConnectLayer;
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let layer = ReqwestConnectLayer::new();
     let client = reqwest::Client::builder()
         .connector_layer(layer.clone())
@@ -481,7 +481,7 @@ async fn server_first_retries_a_replayable_request_once_and_never_a_post() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_spread_over_source_addresses() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let sources: Vec<std::net::IpAddr> =
         vec!["127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap()];
     let client = client(
@@ -519,7 +519,7 @@ fn per_upstream_metrics_through_the_facade() {
         .build()
         .unwrap();
     let (totals, server_opened, served) = rt.block_on(async {
-        let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+        let server = start(Mode::Axum, HygienicListener::builder()).await;
         let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = served.clone();
         server.registry.on_state_change(move |e| {
@@ -786,7 +786,7 @@ async fn http2_a_servers_goaway_is_the_server_closing_first() {
             .build()
             .unwrap(),
     );
-    let server = start(Mode::Hyper, listener, LONG).await;
+    let server = start(Mode::Hyper, listener).await;
     let client = HygienicClient::builder()
         .http2_only(true)
         .default_upstream(UpstreamConfig::new().idle_timeout(Duration::from_secs(600)))

@@ -72,14 +72,7 @@ fn inner_time_wait_by_close_order() {
         // a server's port as its own, and each server's port names its workload's sockets.
         let mut servers = Vec::new();
         for _ in 0..3 {
-            servers.push(
-                support::start(
-                    Mode::Axum,
-                    HygienicListener::builder(),
-                    Duration::from_secs(5),
-                )
-                .await,
-            );
+            servers.push(support::start(Mode::Axum, HygienicListener::builder()).await);
         }
         for s in &servers {
             assert_eq!(netns::time_wait(s.addr.port()), TimeWait::default());
@@ -277,12 +270,7 @@ async fn settle(s: &TestServer) -> TimeWait {
 /// into the pool, unused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_pooled_connection_idles_out() {
-    let server = support::start(
-        Mode::Axum,
-        HygienicListener::builder(),
-        Duration::from_secs(5),
-    )
-    .await;
+    let server = support::start(Mode::Axum, HygienicListener::builder()).await;
     let idle = Duration::from_millis(300);
     let client = HygienicClient::builder()
         .default_upstream(

@@ -83,12 +83,9 @@ async fn prometheus_scrapes_what_the_service_knows() {
         .spawn()
         .expect("valid sampler settings");
     let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = registry.graceful_shutdown(
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(2),
-    );
+    let shutdown = registry.graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
     let server = tokio::spawn(async move {
         axum::serve(listener, TrackConnection::new(app))
             .with_graceful_shutdown(shutdown)

@@ -67,12 +67,9 @@ async fn start_app(exporter: &PrometheusExporter, limits: ConnectionLimits) -> A
     let addr = listener.local_addr();
     let registry = listener.registry().clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let shutdown = registry.graceful_shutdown(
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(2),
-    );
+    let shutdown = registry.graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, TrackConnection::new(app))
             .with_graceful_shutdown(shutdown)

@@ -61,7 +61,7 @@ async fn a_half_close_right_after_the_request_gets_every_response() {
         ),
     ];
     for mode in MODES {
-        let server = start(mode, listener(ConnectionLimits::default()), LONG).await;
+        let server = start(mode, listener(ConnectionLimits::default())).await;
         let mut expected = 0;
         for (name, request, n) in &cases {
             for round in 0..20 {
@@ -82,7 +82,7 @@ async fn a_half_close_right_after_the_request_gets_every_response() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_tight_keep_alive_loops_loses_no_request_read() {
     for mode in MODES {
-        let server = start(mode, listener(ConnectionLimits::default()), LONG).await;
+        let server = start(mode, listener(ConnectionLimits::default())).await;
         let answered = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let mut clients = Vec::new();
@@ -183,7 +183,7 @@ mod h2 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_peer_that_closes_with_a_stalled_stream_releases_the_descriptor() {
     for mode in MODES {
-        let server = start(mode, listener(ConnectionLimits::default()), LONG).await;
+        let server = start(mode, listener(ConnectionLimits::default())).await;
         let reg = server.registry.clone();
         let baseline = open_fds();
         for round in 0..20 {
@@ -224,7 +224,7 @@ async fn a_preface_or_nothing_never_escapes_the_header_timeout() {
             .header_timeout(Some(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         for (i, bytes) in sends.iter().enumerate() {
             let mut s = TcpStream::connect(server.addr).await.unwrap();
             s.write_all(bytes).await.unwrap();
@@ -255,7 +255,7 @@ async fn a_peer_that_stops_reading_is_cut_by_the_write_timeout() {
             .write_timeout(Some(Duration::from_millis(400)))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         let reg = server.registry.clone();
 
         // HTTP/1: pipelined requests for large bodies, never read.
@@ -297,7 +297,7 @@ async fn a_peer_that_never_answers_goaway_is_closed_after_the_grace() {
             .goaway_grace(Duration::from_millis(300))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         let reg = server.registry.clone();
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(h2::PREFACE).await.unwrap();
@@ -414,7 +414,7 @@ async fn http2_retirement_under_load_loses_no_request() {
             .max_age(Some(Duration::from_millis(150)))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         let until = tokio::time::Instant::now() + Duration::from_millis(1500);
         let mut tasks = Vec::new();
         for _ in 0..2 {
@@ -451,7 +451,7 @@ async fn http2_retirement_under_load_loses_no_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fin_then_reset_on_a_stalled_http1_response_releases_the_descriptor() {
     for mode in MODES {
-        let server = start(mode, listener(ConnectionLimits::default()), LONG).await;
+        let server = start(mode, listener(ConnectionLimits::default())).await;
         let reg = server.registry.clone();
         let baseline = open_fds();
         for round in 0..10u64 {

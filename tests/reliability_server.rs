@@ -62,7 +62,6 @@ async fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
         let server = support::start(
             mode,
             HygienicListener::builder().name("slowloris").limits(limits),
-            LONG,
         )
         .await;
         let addr = server.addr;
@@ -233,14 +232,14 @@ async fn fault_server(mode: Mode, counts: Arc<Counts>) -> FaultServer {
             let registry = registry.clone();
             tokio::spawn(async move {
                 axum::serve(listener, TrackConnection::new(app))
-                    .with_graceful_shutdown(registry.graceful_shutdown(signal, LONG))
+                    .with_graceful_shutdown(registry.graceful_shutdown(signal))
                     .await
                     .unwrap();
             })
         }
         Mode::Hyper => tokio::spawn(async move {
             Server::new()
-                .serve_with_shutdown(listener, app, signal, LONG)
+                .serve_with_shutdown(listener, app, signal)
                 .await;
         }),
     };
@@ -363,8 +362,15 @@ async fn graceful_shutdown_under_load_loses_no_accepted_request() {
     const STUCK: usize = 3;
     let deadline = Duration::from_millis(800);
     for mode in MODES {
-        let mut server =
-            support::start(mode, HygienicListener::builder().name("drain"), deadline).await;
+        let limits = ConnectionLimits::builder()
+            .shutdown_deadline(deadline)
+            .build()
+            .unwrap();
+        let mut server = support::start(
+            mode,
+            HygienicListener::builder().name("drain").limits(limits),
+        )
+        .await;
         let state = server.state.clone();
         let registry = server.registry.clone();
         let client =
@@ -473,12 +479,12 @@ async fn beyond_the_tracking_bound_connections_are_served_counted_and_cut_at_shu
     for mode in MODES {
         let limits = ConnectionLimits::builder()
             .max_tracked(BOUND)
+            .shutdown_deadline(Duration::from_millis(300))
             .build()
             .unwrap();
         let mut server = support::start(
             mode,
             HygienicListener::builder().name("bounded").limits(limits),
-            Duration::from_millis(300),
         )
         .await;
         let mut conns = Vec::new();

@@ -93,7 +93,7 @@ async fn accepted_sockets_carry_the_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_reuses_connections_and_sees_keep_alive_timeout() {
     for mode in MODES {
-        let server = start(mode, listener(limits().build().unwrap()), LONG).await;
+        let server = start(mode, listener(limits().build().unwrap())).await;
         let url = server.url("/");
         let (ok, out, err) = curl(&["-sv", &url, &url, &url]).await;
         assert!(ok, "{mode:?}: {err}");
@@ -125,7 +125,7 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
             .idle_timeout(Some(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         let port = server.addr.port();
         let mut client = TcpStream::connect(server.addr).await.unwrap();
         let client_port = client.local_addr().unwrap().port();
@@ -161,7 +161,7 @@ async fn idle_timeout_closes_and_the_server_closed_first() {
 async fn max_requests_sends_connection_close_and_curl_reconnects() {
     for mode in MODES {
         let limits = limits().max_requests(Some(2)).build().unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         let url = server.url("/");
         let (ok, out, err) = curl(&["-sv", &url, &url, &url]).await;
         assert!(ok, "{err}");
@@ -186,7 +186,7 @@ async fn max_requests_sends_connection_close_and_curl_reconnects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_half_close_on_idle_connection_leaves_no_close_wait() {
     for mode in MODES {
-        let server = start(mode, listener(limits().build().unwrap()), LONG).await;
+        let server = start(mode, listener(limits().build().unwrap())).await;
         let port = server.addr.port();
         let mut client = TcpStream::connect(server.addr).await.unwrap();
         let client_port = client.local_addr().unwrap().port();
@@ -229,7 +229,7 @@ async fn half_a_header_is_cut_at_the_header_timeout() {
             .header_timeout(Some(Duration::from_millis(300)))
             .build()
             .unwrap();
-        let server = start(mode, listener(limits), LONG).await;
+        let server = start(mode, listener(limits)).await;
         // A client that sends nothing at all, and one that stops mid-header.
         let mut silent = TcpStream::connect(server.addr).await.unwrap();
         let mut slow = TcpStream::connect(server.addr).await.unwrap();
@@ -261,7 +261,7 @@ async fn keep_alive_request_after_idle_gets_a_fresh_header_timeout() {
         .header_timeout(Some(Duration::from_millis(400)))
         .build()
         .unwrap();
-    let server = start(Mode::Axum, listener(limits), LONG).await;
+    let server = start(Mode::Axum, listener(limits)).await;
     let mut client = TcpStream::connect(server.addr).await.unwrap();
     for _ in 0..3 {
         assert_eq!(get(&mut client, "/slow?ms=250").await.unwrap().status, 200);
@@ -273,7 +273,7 @@ async fn keep_alive_request_after_idle_gets_a_fresh_header_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_loses_no_in_flight_request() {
     for mode in MODES {
-        let server = start(mode, listener(limits().build().unwrap()), LONG).await;
+        let server = start(mode, listener(limits().build().unwrap())).await;
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<http_body_util::Empty<bytes::Bytes>>();
@@ -316,12 +316,11 @@ async fn graceful_shutdown_loses_no_in_flight_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_deadline_cuts_what_is_still_active_and_counts_it() {
     for mode in MODES {
-        let mut server = start(
-            mode,
-            listener(limits().build().unwrap()),
-            Duration::from_millis(200),
-        )
-        .await;
+        let limits = limits()
+            .shutdown_deadline(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        let mut server = start(mode, listener(limits)).await;
         let mut stuck = TcpStream::connect(server.addr).await.unwrap();
         stuck
             .write_all(b"GET /slow?ms=60000 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -362,7 +361,7 @@ async fn half_close_with_a_request_in_flight_finishes_or_cancels() {
     for (policy, expect_response) in [(HalfClose::Finish, true), (HalfClose::Cancel, false)] {
         for mode in MODES {
             let limits = limits().half_close(policy).build().unwrap();
-            let server = start(mode, listener(limits), LONG).await;
+            let server = start(mode, listener(limits)).await;
             let mut client = TcpStream::connect(server.addr).await.unwrap();
             client
                 .write_all(b"GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -402,7 +401,7 @@ async fn abort_linger_leaves_no_time_wait_anywhere() {
             .idle_timeout(Some(Duration::from_millis(200)))
             .build()
             .unwrap();
-        let server = start(Mode::Axum, listener(limits).policy(policy), LONG).await;
+        let server = start(Mode::Axum, listener(limits).policy(policy)).await;
         let port = server.addr.port();
         let mut client = TcpStream::connect(server.addr).await.unwrap();
         let client_port = client.local_addr().unwrap().port();
@@ -459,7 +458,7 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
             .unwrap()
             .push((e.id, e.from, e.to, e.close.map(|c| c.reason)))
     });
-    let server = start_with(Mode::Hyper, listener, LONG);
+    let server = start_with(Mode::Hyper, listener);
     let mut a = TcpStream::connect(server.addr).await.unwrap();
     for _ in 0..3 {
         assert_eq!(get(&mut a, "/").await.unwrap().status, 200);
@@ -581,7 +580,6 @@ async fn max_connections_caps_concurrent_connections() {
     let server = start(
         Mode::Axum,
         listener(limits().build().unwrap()).max_connections(Some(2)),
-        LONG,
     )
     .await;
     let mut a = TcpStream::connect(server.addr).await.unwrap();
@@ -611,7 +609,7 @@ async fn max_connections_caps_concurrent_connections() {
 async fn http2_connection_retires_with_goaway_after_max_requests() {
     use http_body_util::{BodyExt, Empty};
     let limits = limits().max_requests(Some(2)).build().unwrap();
-    let server = start(Mode::Hyper, listener(limits), LONG).await;
+    let server = start(Mode::Hyper, listener(limits)).await;
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
@@ -652,7 +650,7 @@ async fn max_age_retires_an_idle_connection() {
         .max_age(Some(Duration::from_millis(300)))
         .build()
         .unwrap();
-    let server = start(Mode::Axum, listener(limits), LONG).await;
+    let server = start(Mode::Axum, listener(limits)).await;
     let mut client = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(get(&mut client, "/").await.unwrap().status, 200);
     assert_eq!(read_until_closed(&mut client, LONG).await.unwrap(), 0);
@@ -664,7 +662,7 @@ async fn max_age_retires_an_idle_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retire_from_a_handle_closes_after_the_response() {
-    let server = start(Mode::Axum, listener(limits().build().unwrap()), LONG).await;
+    let server = start(Mode::Axum, listener(limits().build().unwrap())).await;
     let mut client = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(get(&mut client, "/").await.unwrap().status, 200);
     let snap = server.registry.snapshot();
@@ -741,14 +739,9 @@ async fn plain_hyper_service_fn_through_the_crate_loop() {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         Server::new()
-            .serve_with_shutdown(
-                listener,
-                svc.boxed_clone(),
-                async {
-                    let _ = rx.await;
-                },
-                LONG,
-            )
+            .serve_with_shutdown(listener, svc.boxed_clone(), async {
+                let _ = rx.await;
+            })
             .await
     });
 
@@ -941,7 +934,7 @@ async fn tap_io_keeps_tracking() {
 /// one before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn totals_read_by_name_and_by_interval() {
-    let server = start(Mode::Axum, HygienicListener::builder(), LONG).await;
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
     let reg = server.registry.clone();
     let mut intervals = reg.intervals();
     let one = |n: u64| {

@@ -11,7 +11,7 @@ use tokio::{io::AsyncWriteExt, net::TcpStream, time::Instant};
 
 async fn server() -> TestServer {
     let listener = HygienicListener::bind("127.0.0.1:0").await.unwrap();
-    start_with(Mode::Axum, listener, Duration::from_secs(30))
+    start_with(Mode::Axum, listener)
 }
 
 #[tokio::test(start_paused = true)]

@@ -324,14 +324,9 @@ async fn the_crates_own_server_serves_over_tls_and_drains_at_shutdown() {
     let listener = listener.with_handshake(tls.acceptor.clone());
     let server = tokio::spawn(async move {
         conn_hygiene::server::Server::new()
-            .serve_with_shutdown(
-                listener,
-                app,
-                async {
-                    let _ = stopped.await;
-                },
-                LIMIT,
-            )
+            .serve_with_shutdown(listener, app, async {
+                let _ = stopped.await;
+            })
             .await
     });
     let mut s = connect(&tls, addr).await;

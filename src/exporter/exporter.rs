@@ -85,8 +85,12 @@ impl PrometheusExporter {
         ListenBuilder {
             exporter: self.clone(),
             addr: DEFAULT_LISTEN_ADDR,
-            listener: HygienicListener::builder().name("metrics"),
-            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+            listener: HygienicListener::builder().name("metrics").limits(
+                crate::server::ConnectionLimits {
+                    shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
+                    ..Default::default()
+                },
+            ),
         }
     }
 

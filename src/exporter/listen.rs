@@ -18,7 +18,8 @@ use crate::{
 pub const DEFAULT_LISTEN_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 
-/// How long the exporter's own listener lets a scrape in flight finish at shutdown.
+/// How long the exporter's own listener lets a scrape in flight finish at shutdown, unless
+/// the listener given to [`ListenBuilder::listener`] says otherwise.
 pub(crate) const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Configures the exporter's own listener; from [`PrometheusExporter::listen`].
@@ -27,7 +28,6 @@ pub struct ListenBuilder {
     pub(crate) exporter: PrometheusExporter,
     pub(crate) addr: SocketAddr,
     pub(crate) listener: ListenerBuilder,
-    pub(crate) shutdown_deadline: Duration,
 }
 
 impl ListenBuilder {
@@ -39,16 +39,12 @@ impl ListenBuilder {
     }
 
     /// The listener's name, policy and limits. Default: `HygienicListener::builder()` named
-    /// `metrics`, so the endpoint's own connections show up as `listener="metrics"`.
+    /// `metrics`, so the endpoint's own connections show up as `listener="metrics"`, with a
+    /// shutdown deadline of 1 s: what [`MetricsServer::shutdown`] (or dropping the server)
+    /// lets a scrape in flight take before it is cut. The limits' own shutdown deadline applies
+    /// to a listener given here.
     pub fn listener(mut self, listener: ListenerBuilder) -> Self {
         self.listener = listener;
-        self
-    }
-
-    /// How long a scrape in flight may finish once [`MetricsServer::shutdown`] is called (or the
-    /// server dropped) before it is cut. Default: 1 s.
-    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
-        self.shutdown_deadline = deadline;
         self
     }
 
@@ -68,14 +64,13 @@ impl ListenBuilder {
             only_metrics_path: true,
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let deadline = self.shutdown_deadline;
         let task = tokio::spawn(async move {
             let signal = async move {
                 // Resolves on an explicit stop and when the sender is dropped.
                 let _ = stopped.await;
             };
             Server::new()
-                .serve_with_shutdown(listener, service, signal, deadline)
+                .serve_with_shutdown(listener, service, signal)
                 .await
         });
         MetricsServer {

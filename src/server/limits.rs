@@ -36,11 +36,18 @@ pub struct ConnectionLimits {
     pub(crate) goaway_grace: Duration,
     pub(crate) advertise_keep_alive: bool,
     pub(crate) max_tracked: usize,
+    pub(crate) shutdown_deadline: Duration,
 }
 
 /// How long an HTTP/2 connection that sent GOAWAY stays open with no stream open, by default:
 /// Envoy's `drain_timeout` for the same wait.
 pub const DEFAULT_GOAWAY_GRACE: Duration = crate::conn::lifecycle::GOAWAY_GRACE;
+
+/// How long a graceful shutdown waits by default for what is in flight before it cuts what is
+/// still open (and counts it): below the 30 s an orchestrator commonly leaves between SIGTERM
+/// and SIGKILL (Kubernetes' default `terminationGracePeriodSeconds`), so that the cut, and the
+/// report of it, are the server's own rather than the kill's.
+pub const DEFAULT_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(25);
 
 /// The write timeout by default: pending output that makes no progress for this long is cut.
 /// Long enough for a congested mobile link to recover from a stall of several RTOs, short
@@ -61,6 +68,7 @@ impl Default for ConnectionLimits {
             goaway_grace: DEFAULT_GOAWAY_GRACE,
             advertise_keep_alive: true,
             max_tracked: 262_144,
+            shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,
         }
     }
 }
@@ -101,6 +109,11 @@ impl ConnectionLimits {
     /// The write timeout.
     pub fn write_timeout(&self) -> Option<Duration> {
         self.write_timeout
+    }
+
+    /// How long a graceful shutdown lets what is in flight finish before it cuts the rest.
+    pub fn shutdown_deadline(&self) -> Duration {
+        self.shutdown_deadline
     }
 
     /// How long an HTTP/2 connection that sent GOAWAY stays open with no stream open.
@@ -175,6 +188,17 @@ impl ConnectionLimitsBuilder {
     /// [`DEFAULT_WRITE_TIMEOUT`] (30 s).
     pub fn write_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
         self.limits.write_timeout = t.into();
+        self
+    }
+
+    /// How long a graceful shutdown ([`ConnectionRegistry::shutdown`](super::ConnectionRegistry::shutdown),
+    /// [`graceful_shutdown`](super::ConnectionRegistry::graceful_shutdown),
+    /// [`Server::serve_with_shutdown`](super::Server::serve_with_shutdown)) lets responses in
+    /// flight finish; what is still open then is cut and counted
+    /// ([`CloseReason::ShutdownDeadline`](super::CloseReason::ShutdownDeadline)). Zero cuts at
+    /// once. Default: [`DEFAULT_SHUTDOWN_DEADLINE`], 25 s.
+    pub fn shutdown_deadline(mut self, deadline: Duration) -> Self {
+        self.limits.shutdown_deadline = deadline;
         self
     }
 

@@ -84,7 +84,7 @@ pub use self::{
     layer::{TrackConnection, TrackConnectionLayer},
     limits::{
         ConnectionLimits, ConnectionLimitsBuilder, HalfClose, LimitsError, DEFAULT_GOAWAY_GRACE,
-        DEFAULT_WRITE_TIMEOUT,
+        DEFAULT_SHUTDOWN_DEADLINE, DEFAULT_WRITE_TIMEOUT,
     },
     listener::{HygienicListener, ListenerBuilder},
     registry::{

@@ -1,4 +1,4 @@
-use std::{error::Error as StdError, fmt, future::Future, sync::Arc, time::Duration};
+use std::{error::Error as StdError, fmt, future::Future, sync::Arc};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -35,18 +35,20 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 ///
 /// ```no_run
 /// use std::{convert::Infallible, time::Duration};
-/// use conn_hygiene::server::{HygienicListener, Server};
+/// use conn_hygiene::server::{ConnectionLimits, HygienicListener, Server};
 /// use http_body_util::Full;
 /// use bytes::Bytes;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let listener = HygienicListener::bind("127.0.0.1:8080").await?;
+/// let limits = ConnectionLimits::builder()
+///     .shutdown_deadline(Duration::from_secs(10)) // then cut what is still active, and count it
+///     .build()?;
+/// let listener = HygienicListener::builder().limits(limits).bind("127.0.0.1:8080").await?;
 /// let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
 ///     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"hello"))))
 /// });
 /// let report = Server::new()
-///     .serve_with_shutdown(listener, service, async { let _ = tokio::signal::ctrl_c().await; },
-///         Duration::from_secs(10))
+///     .serve_with_shutdown(listener, service, async { let _ = tokio::signal::ctrl_c().await; })
 ///     .await;
 /// println!("drained {}, cut {}", report.drained, report.cut);
 /// # Ok(()) }
@@ -105,20 +107,20 @@ impl Server {
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.serve_with_shutdown(listener, service, std::future::pending(), Duration::ZERO)
+        self.serve_with_shutdown(listener, service, std::future::pending())
             .await;
     }
 
     /// Serves until `signal` resolves, then shuts down gracefully: stops accepting, closes idle
     /// connections at once, lets active ones finish (HTTP/1 `Connection: close`, HTTP/2
-    /// GOAWAY), and cuts those still open after `deadline`. Returns how many drained and how
-    /// many were cut.
+    /// GOAWAY), and cuts those still open at the listener's
+    /// [shutdown deadline](super::ConnectionLimitsBuilder::shutdown_deadline). Returns how many
+    /// drained and how many were cut.
     pub async fn serve_with_shutdown<L, S, B, F>(
         &self,
         mut listener: L,
         service: S,
         signal: F,
-        deadline: Duration,
     ) -> ShutdownReport
     where
         L: TrackedListener,
@@ -145,7 +147,7 @@ impl Server {
             }
         }
         drop(listener);
-        let report = registry.shutdown(deadline).await;
+        let report = registry.shutdown().await;
         tracing::info!(
             listener = registry.name(),
             drained = report.drained,

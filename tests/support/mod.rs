@@ -123,12 +123,14 @@ impl TestServer {
     }
 }
 
-pub async fn start(mode: Mode, builder: ListenerBuilder, deadline: Duration) -> TestServer {
+/// Serves the test app on a listener bound from `builder`; its shutdown deadline is the one in
+/// the builder's limits (25 s by default).
+pub async fn start(mode: Mode, builder: ListenerBuilder) -> TestServer {
     let listener = builder.bind("127.0.0.1:0").await.expect("bind");
-    start_with(mode, listener, deadline)
+    start_with(mode, listener)
 }
 
-pub fn start_with(mode: Mode, listener: HygienicListener, deadline: Duration) -> TestServer {
+pub fn start_with(mode: Mode, listener: HygienicListener) -> TestServer {
     let addr = listener.local_addr();
     let registry = listener.registry().clone();
     let state = Arc::new(AppState::default());
@@ -142,7 +144,7 @@ pub fn start_with(mode: Mode, listener: HygienicListener, deadline: Duration) ->
             let registry = registry.clone();
             tokio::spawn(async move {
                 axum::serve(listener, TrackConnection::new(app))
-                    .with_graceful_shutdown(registry.graceful_shutdown(signal, deadline))
+                    .with_graceful_shutdown(registry.graceful_shutdown(signal))
                     .await
                     .expect("axum::serve");
                 None
@@ -151,7 +153,7 @@ pub fn start_with(mode: Mode, listener: HygienicListener, deadline: Duration) ->
         Mode::Hyper => tokio::spawn(async move {
             Some(
                 Server::new()
-                    .serve_with_shutdown(listener, app, signal, deadline)
+                    .serve_with_shutdown(listener, app, signal)
                     .await,
             )
         }),

@@ -187,15 +187,20 @@ impl ConnectionRegistry {
         }
     }
 
-    /// Graceful shutdown with a deadline: idle connections close at once, active ones close
-    /// after their response in flight (HTTP/1 `Connection: close`, HTTP/2 GOAWAY), and those
-    /// still open at the deadline are cut. Returns how many drained and how many were cut.
+    /// Graceful shutdown: idle connections close at once, active ones close after their
+    /// response in flight (HTTP/1 `Connection: close`, HTTP/2 GOAWAY), and those still open at
+    /// the listener's [shutdown deadline](super::ConnectionLimitsBuilder::shutdown_deadline)
+    /// are cut. Returns how many drained and how many were cut.
     ///
     /// The hygienic listener keeps accepting until its owner stops; connections accepted after
-    /// this call close after their first response.
-    pub async fn shutdown(&self, deadline: Duration) -> ShutdownReport {
+    /// this call close after their first response. Every shutdown the crate offers takes its
+    /// deadline from the same setting: this one, [`graceful_shutdown`](Self::graceful_shutdown)
+    /// for `axum::serve`, [`Server::serve_with_shutdown`](super::Server::serve_with_shutdown)
+    /// and the exporter's `MetricsServer::shutdown`.
+    pub async fn shutdown(&self) -> ShutdownReport {
         let open_at_start = self.begin_shutdown();
-        self.finish_shutdown(open_at_start, deadline).await
+        self.finish_shutdown(open_at_start, self.limits().shutdown_deadline())
+            .await
     }
 
     /// Marks every connection for retirement; returns how many were open.
@@ -232,13 +237,12 @@ impl ConnectionRegistry {
     }
 
     /// A future for `axum::serve(..).with_graceful_shutdown(..)`: it waits for `signal`, starts
-    /// [`shutdown`](Self::shutdown) with `deadline` in a background task, and resolves at once so
-    /// that axum stops accepting. axum's serve future then resolves when the last connection has
-    /// drained or been cut.
+    /// [`shutdown`](Self::shutdown) in a background task, and resolves at once so that axum
+    /// stops accepting. axum's serve future then resolves when the last connection has drained
+    /// or been cut at the shutdown deadline.
     pub fn graceful_shutdown<F>(
         &self,
         signal: F,
-        deadline: Duration,
     ) -> impl std::future::Future<Output = ()> + Send + 'static
     where
         F: std::future::Future<Output = ()> + Send + 'static,
@@ -250,6 +254,7 @@ impl ConnectionRegistry {
             // attributed to the shutdown.
             let open_at_start = registry.begin_shutdown();
             tokio::spawn(async move {
+                let deadline = registry.limits().shutdown_deadline();
                 let report = registry.finish_shutdown(open_at_start, deadline).await;
                 tracing::info!(
                     listener = %registry.inner.name,
