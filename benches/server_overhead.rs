@@ -4,7 +4,7 @@
 //! each in a process of its own so the load generator never shares their runtime:
 //!
 //! - `bare`: `axum::serve(tokio::net::TcpListener, app)` (`axum_server --bare`);
-//! - `hygienic`: `axum::serve(HygienicListener, TrackConnection::new(app))` (`axum_server`);
+//! - `hygienic`: `axum::serve(HygienicListener, MakeTrackConnection::new(app))` (`axum_server`);
 //! - `own-loop`: the crate's own `Server` accept loop (`axum_server --hyper-loop`);
 //! - `no-metrics`: `hygienic` without the Prometheus recorder and the census sampler
 //!   (`axum_server --no-metrics`): the listener and layer alone, their metrics going to the

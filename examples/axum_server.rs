@@ -25,7 +25,7 @@
 //! listener and layer but installs no recorder and starts no sampler (no `/metrics`), so the
 //! crate's metrics go to the facade's no-op default; `--hyper-loop` uses the crate's own
 //! serve loop instead of `axum::serve`; `--without-layer` serves the hygienic listener with
-//! `axum::serve(listener, app)` and no `TrackConnection`: every connection limit still holds
+//! `axum::serve(listener, app)` and no `MakeTrackConnection`: every connection limit still holds
 //! (enforced from the listener's own I/O), `/conn` reports no connection, and the registry
 //! counts the connections served without the layer (one warning is logged). `--late-exporter`
 //! installs the exporter after the listener is bound and the sampler spawned: their metrics
@@ -47,8 +47,8 @@ use conn_hygiene::{
     exporter::PrometheusExporter,
     policy::SocketPolicy,
     server::{
-        Closer, ConnectionInfo, ConnectionLimits, ConnectionRegistry, HygienicListener, Server,
-        TrackConnection, TrackedListener, TrackedStream,
+        Closer, ConnectionInfo, ConnectionLimits, ConnectionRegistry, HygienicListener,
+        MakeTrackConnection, Server, TrackedListener, TrackedStream,
     },
 };
 
@@ -223,7 +223,7 @@ where
             .await
             .expect("serve");
     } else {
-        axum::serve(listener, TrackConnection::new(app))
+        axum::serve(listener, MakeTrackConnection::new(app))
             .with_graceful_shutdown(registry.graceful_shutdown(shutdown_signal()))
             .await
             .expect("serve");

@@ -32,7 +32,7 @@ use conn_hygiene::{
     exporter::PrometheusExporter,
     server::{
         CloseReason, Closer, ConnectionLimits, ConnectionRegistry, HygienicListener,
-        TrackConnection,
+        MakeTrackConnection,
     },
 };
 use http_body_util::{BodyExt, Empty};
@@ -154,7 +154,7 @@ async fn main() {
     let upstream_registry = upstream.registry().clone();
     tokio::spawn(async move {
         let app = Router::new().route("/", get(|| async { "upstream says hi\n" }));
-        let _ = axum::serve(upstream, TrackConnection::new(app)).await;
+        let _ = axum::serve(upstream, MakeTrackConnection::new(app)).await;
     });
     let flaky_addr = flaky_backend().await;
 
@@ -210,7 +210,7 @@ async fn main() {
         let _ = stop_rx.await;
     });
     let server = tokio::spawn(async move {
-        axum::serve(service, TrackConnection::new(app))
+        axum::serve(service, MakeTrackConnection::new(app))
             .with_graceful_shutdown(shutdown)
             .await
     });

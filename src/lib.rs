@@ -29,14 +29,14 @@
 //! use bytes::Bytes;
 //! use conn_hygiene::{
 //!     client::{Closer, HygienicClient},
-//!     server::{HygienicListener, TrackConnection},
+//!     server::{HygienicListener, MakeTrackConnection},
 //! };
 //! use http_body_util::{BodyExt, Empty};
 //!
 //! let app = Router::new().route("/", get(|| async { "hello" }));
 //! let listener = HygienicListener::bind("127.0.0.1:0").await?;
 //! let (addr, registry) = (listener.local_addr(), listener.registry().clone());
-//! tokio::spawn(async move { axum::serve(listener, TrackConnection::new(app)).await });
+//! tokio::spawn(async move { axum::serve(listener, MakeTrackConnection::new(app)).await });
 //!
 //! let client = HygienicClient::builder().build::<Empty<Bytes>>()?;
 //! for _ in 0..3 {

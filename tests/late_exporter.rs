@@ -9,7 +9,7 @@ use conn_hygiene::{
     census::Sampler,
     exporter::PrometheusExporter,
     lease::LeaseTracker,
-    server::{HygienicListener, TrackConnection},
+    server::{HygienicListener, MakeTrackConnection},
 };
 use tokio::{io::AsyncReadExt, io::AsyncWriteExt, net::TcpStream};
 
@@ -48,7 +48,7 @@ async fn metrics_taken_before_the_exporter_is_installed_are_on_its_page() {
         .spawn()
         .expect("valid sampler settings");
     let app = Router::new().route("/", get(|| async { "hello\n" }));
-    let server = tokio::spawn(axum::serve(listener, TrackConnection::new(app)).into_future());
+    let server = tokio::spawn(axum::serve(listener, MakeTrackConnection::new(app)).into_future());
     for _ in 0..3 {
         get_once(addr).await;
     }

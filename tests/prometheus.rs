@@ -15,7 +15,7 @@ use std::{net::SocketAddr, time::Duration};
 use axum::{routing::get, Router};
 use conn_hygiene::{
     exporter::PrometheusExporter,
-    server::{HygienicListener, TrackConnection},
+    server::{HygienicListener, MakeTrackConnection},
 };
 use tokio::sync::oneshot;
 
@@ -87,7 +87,7 @@ async fn prometheus_scrapes_what_the_service_knows() {
         let _ = stopped.await;
     });
     let server = tokio::spawn(async move {
-        axum::serve(listener, TrackConnection::new(app))
+        axum::serve(listener, MakeTrackConnection::new(app))
             .with_graceful_shutdown(shutdown)
             .await
             .expect("serve");

@@ -16,7 +16,7 @@ use conn_hygiene::{
     exporter::{
         ExporterError, PrometheusExporter, PrometheusRecorder, CONTENT_TYPE, DEFAULT_LISTEN_ADDR,
     },
-    server::{ConnectionLimits, ConnectionRegistry, HygienicListener, TrackConnection},
+    server::{ConnectionLimits, ConnectionRegistry, HygienicListener, MakeTrackConnection},
 };
 use tokio::sync::oneshot;
 
@@ -71,7 +71,7 @@ async fn start_app(exporter: &PrometheusExporter, limits: ConnectionLimits) -> A
         let _ = stopped.await;
     });
     let task = tokio::spawn(async move {
-        axum::serve(listener, TrackConnection::new(app))
+        axum::serve(listener, MakeTrackConnection::new(app))
             .with_graceful_shutdown(shutdown)
             .await
             .expect("serve");

@@ -23,7 +23,7 @@ use std::{
 use bytes::Bytes;
 use conn_hygiene::{
     client::HygienicClient,
-    server::{HygienicListener, TrackConnection},
+    server::{HygienicListener, MakeTrackConnection},
 };
 use conn_hygiene_test_support::{in_netns, run_in_netns};
 use http_body_util::{BodyExt, Empty};
@@ -99,7 +99,7 @@ fn inner_series_do_not_grow_with_peers_or_upstreams() {
             let registry = listener.registry().clone();
             let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
             tokio::spawn(async move {
-                let _ = axum::serve(listener, TrackConnection::new(app)).await;
+                let _ = axum::serve(listener, MakeTrackConnection::new(app)).await;
             });
             request_from(Ipv4Addr::LOCALHOST, addr).await;
             let before = series(&snapshotter);
@@ -145,7 +145,7 @@ fn inner_series_do_not_grow_with_peers_or_upstreams() {
             let port = any.local_addr().port();
             let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello\n" }));
             tokio::spawn(async move {
-                let _ = axum::serve(any, TrackConnection::new(app)).await;
+                let _ = axum::serve(any, MakeTrackConnection::new(app)).await;
             });
             let client = HygienicClient::builder().build::<Empty<Bytes>>().unwrap();
             let mut counts = Vec::new();

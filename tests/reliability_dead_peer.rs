@@ -23,7 +23,9 @@ use axum::{body::Body, routing::get, Router};
 use bytes::Bytes;
 use conn_hygiene::{
     policy::{Keepalive, SocketPolicy},
-    server::{CloseReason, Closer, ConnectionRegistry, HygienicListener, Server, TrackConnection},
+    server::{
+        CloseReason, Closer, ConnectionRegistry, HygienicListener, MakeTrackConnection, Server,
+    },
 };
 use conn_hygiene_test_support::{in_netns, run_in_netns, satisfies};
 use support::Mode;
@@ -116,7 +118,7 @@ async fn serve(mode: Mode, name: &str) -> (std::net::SocketAddr, ConnectionRegis
     match mode {
         Mode::Axum => {
             tokio::spawn(async move {
-                let _ = axum::serve(listener, TrackConnection::new(app())).await;
+                let _ = axum::serve(listener, MakeTrackConnection::new(app())).await;
             });
         }
         Mode::Hyper => {

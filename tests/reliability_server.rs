@@ -19,8 +19,8 @@ use std::{
 use axum::{body::Body, routing::get, routing::post, Router};
 use bytes::Bytes;
 use conn_hygiene::server::{
-    CloseReason, Closer, ConnectionLimits, ConnectionRegistry, HygienicListener, Server,
-    ShutdownReport, TrackConnection,
+    CloseReason, Closer, ConnectionLimits, ConnectionRegistry, HygienicListener,
+    MakeTrackConnection, Server, ShutdownReport,
 };
 use futures_util::StreamExt;
 use socket2::SockRef;
@@ -231,7 +231,7 @@ async fn fault_server(mode: Mode, counts: Arc<Counts>) -> FaultServer {
         Mode::Axum => {
             let registry = registry.clone();
             tokio::spawn(async move {
-                axum::serve(listener, TrackConnection::new(app))
+                axum::serve(listener, MakeTrackConnection::new(app))
                     .with_graceful_shutdown(registry.graceful_shutdown(signal))
                     .await
                     .unwrap();

@@ -794,7 +794,7 @@ async fn plain_hyper_service_fn_through_the_crate_loop() {
 /// connections served without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_without_the_layer() {
-    use conn_hygiene::server::TrackConnection;
+    use conn_hygiene::server::MakeTrackConnection;
     use tokio::io::AsyncReadExt;
     let t = Duration::from_millis(300);
     for with_layer in [true, false] {
@@ -816,7 +816,7 @@ async fn limits_hold_without_the_layer() {
         let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
         let server = tokio::spawn(async move {
             if with_layer {
-                let _ = axum::serve(listener, TrackConnection::new(app)).await;
+                let _ = axum::serve(listener, MakeTrackConnection::new(app)).await;
             } else {
                 let _ = axum::serve(listener, app).await;
             }
@@ -889,7 +889,7 @@ async fn limits_hold_without_the_layer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tap_io_keeps_tracking() {
     use axum::{extract::ConnectInfo, serve::ListenerExt, Extension};
-    use conn_hygiene::server::{ConnectionHandle, ConnectionInfo, TrackConnection};
+    use conn_hygiene::server::{ConnectionHandle, ConnectionInfo, MakeTrackConnection};
     use std::sync::atomic::{AtomicU64, Ordering};
     let listener = listener(ConnectionLimits::default())
         .bind("127.0.0.1:0")
@@ -915,7 +915,7 @@ async fn tap_io_keeps_tracking() {
     );
     let server = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<ConnectionHandle>();
-        let _ = axum::serve(tapped_listener, TrackConnection::new(app)).await;
+        let _ = axum::serve(tapped_listener, MakeTrackConnection::new(app)).await;
     });
     let url = format!("http://{addr}/");
     let (ok, out, err) = curl(&["-s", &url, &url]).await;

@@ -14,7 +14,7 @@ use std::{
 use axum::{routing::get, Extension, Router};
 use conn_hygiene::server::{
     CloseReason, Closer, ConnState, ConnectionInfo, ConnectionLimits, ConnectionRegistry,
-    HygienicListener, RegistryTotals, TrackConnection,
+    HygienicListener, MakeTrackConnection, RegistryTotals,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::{
@@ -91,7 +91,7 @@ async fn serve(acceptor: TlsAcceptor, limits: ConnectionLimits) -> Served {
         );
     let listener = listener.with_handshake(acceptor);
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, TrackConnection::new(app)).await;
+        let _ = axum::serve(listener, MakeTrackConnection::new(app)).await;
     });
     Served {
         addr,

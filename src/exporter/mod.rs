@@ -38,7 +38,7 @@
 //! use axum::{routing::get, Router};
 //! use conn_hygiene::{
 //!     exporter::PrometheusExporter,
-//!     server::{HygienicListener, TrackConnection},
+//!     server::{HygienicListener, MakeTrackConnection},
 //! };
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +47,7 @@
 //!     .route("/", get(|| async { "hello" }))
 //!     .merge(exporter.router());
 //! let listener = HygienicListener::bind("0.0.0.0:8080").await?;
-//! axum::serve(listener, TrackConnection::new(app)).await?;
+//! axum::serve(listener, MakeTrackConnection::new(app)).await?;
 //! # Ok(()) }
 //! ```
 //!

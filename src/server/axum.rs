@@ -1,5 +1,5 @@
-//! axum 0.8 integration: the listener is an `axum::serve::Listener`, and [`TrackConnection`]
-//! is a make-service that binds every accepted connection.
+//! axum 0.8 integration: the listener is an `axum::serve::Listener`, and
+//! [`MakeTrackConnection`] is a make-service that binds every accepted connection.
 
 use std::{
     convert::Infallible,
@@ -93,16 +93,35 @@ where
     }
 }
 
-/// `axum::serve(listener, TrackConnection::new(app))`: binds each accepted connection.
+/// The make-service for `axum::serve`: `axum::serve(listener, MakeTrackConnection::new(app))`
+/// binds every accepted connection to a [`TrackConnection`] around the service `app` makes for
+/// it.
 ///
 /// `listener` is any listener whose streams are tracked: the hygienic listener, one with a
 /// [handshake](HygienicListener::with_handshake) (TLS), or an adapter of either that keeps its
-/// stream (axum's `ListenerExt::tap_io`). `app` is what `axum::serve` takes: a `Router`, or a make-service
-/// such as `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own
+/// stream (axum's `ListenerExt::tap_io`). `app` is what `axum::serve` takes: a `Router`, or a
+/// make-service such as `router.into_make_service_with_connect_info::<SocketAddr>()`. Its own
 /// per-connection step runs for each connection (a `Router` turns its handlers into routes
 /// there, once per connection rather than once per request), then the connection's service
 /// is tracked.
-impl<'a, L, IO, M, S> Service<IncomingStream<'a, L>> for TrackConnection<M>
+#[derive(Debug, Clone)]
+pub struct MakeTrackConnection<M> {
+    inner: M,
+}
+
+impl<M> MakeTrackConnection<M> {
+    /// Wraps what `axum::serve` would take: a `Router` or a make-service.
+    pub fn new(app: M) -> Self {
+        Self { inner: app }
+    }
+
+    /// The wrapped app.
+    pub fn into_inner(self) -> M {
+        self.inner
+    }
+}
+
+impl<'a, L, IO, M, S> Service<IncomingStream<'a, L>> for MakeTrackConnection<M>
 where
     L: Listener<Io = TrackedStream<IO>>,
     IO: Transport,
@@ -110,7 +129,7 @@ where
 {
     type Response = AxumConnection<S>;
     type Error = Infallible;
-    type Future = MakeConnection<M::Future>;
+    type Future = MakeTrackConnectionFuture<M::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -118,7 +137,7 @@ where
 
     fn call(&mut self, stream: IncomingStream<'a, L>) -> Self::Future {
         let conn = stream.io().connection().clone();
-        MakeConnection {
+        MakeTrackConnectionFuture {
             inner: self.inner.call(stream),
             conn: Some(conn),
         }
@@ -126,15 +145,15 @@ where
 }
 
 pin_project! {
-    /// The future of [`TrackConnection`]'s per-connection step under `axum::serve`.
-    pub struct MakeConnection<F> {
+    /// The future of [`MakeTrackConnection`]'s per-connection step under `axum::serve`.
+    pub struct MakeTrackConnectionFuture<F> {
         #[pin]
         inner: F,
         conn: Option<ConnectionHandle>,
     }
 }
 
-impl<F, S> Future for MakeConnection<F>
+impl<F, S> Future for MakeTrackConnectionFuture<F>
 where
     F: Future<Output = Result<S, Infallible>>,
 {
@@ -144,7 +163,7 @@ where
         let this = self.project();
         let Ok(svc) = ready_poll!(this.inner.poll(cx));
         let Some(conn) = this.conn.take() else {
-            panic!("MakeConnection polled after completion");
+            panic!("MakeTrackConnectionFuture polled after completion");
         };
         Poll::Ready(Ok(AxumConnection {
             inner: TrackConnection::bound(svc, conn),
@@ -152,13 +171,14 @@ where
     }
 }
 
-impl<F> std::fmt::Debug for MakeConnection<F> {
+impl<F> std::fmt::Debug for MakeTrackConnectionFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MakeConnection").finish_non_exhaustive()
+        f.debug_struct("MakeTrackConnectionFuture")
+            .finish_non_exhaustive()
     }
 }
 
-/// The per-connection service `axum::serve` gets from [`TrackConnection`]: tracked requests,
+/// The per-connection service `axum::serve` gets from [`MakeTrackConnection`]: tracked requests,
 /// with response bodies as axum [`Body`].
 #[derive(Debug, Clone)]
 pub struct AxumConnection<S> {

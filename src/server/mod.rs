@@ -15,7 +15,8 @@
 //!   (on HTTP/2, whoever sent GOAWAY first).
 //! - [`TrackConnection`] / [`TrackConnectionLayer`] mark request boundaries, add
 //!   [`ConnectionInfo`] to requests, advertise `Keep-Alive: timeout=N` and retire connections
-//!   with `Connection: close`.
+//!   with `Connection: close`; [`MakeTrackConnection`] is the make-service that gives
+//!   `axum::serve` one per accepted connection.
 //! - [`ConnectionRegistry`] lists live connections, keeps cumulative counters, runs hooks on
 //!   state changes and performs graceful shutdown with a deadline.
 //! - [`Server`] is the crate's own accept loop over hyper-util (HTTP/1 and HTTP/2).
@@ -30,12 +31,12 @@
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
-//! use conn_hygiene::server::{HygienicListener, TrackConnection};
+//! use conn_hygiene::server::{HygienicListener, MakeTrackConnection};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let app = Router::new().route("/", get(|| async { "hello" }));
 //! let listener = HygienicListener::bind("0.0.0.0:8080").await?;
-//! axum::serve(listener, TrackConnection::new(app)).await?;
+//! axum::serve(listener, MakeTrackConnection::new(app)).await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -73,7 +74,9 @@ mod serve;
 mod tonic;
 
 #[cfg(feature = "axum")]
-pub use self::axum::{AxumConnection, AxumResponseFuture, MakeConnection};
+pub use self::axum::{
+    AxumConnection, AxumResponseFuture, MakeTrackConnection, MakeTrackConnectionFuture,
+};
 pub use self::{
     connection::{
         CloseInfo, CloseReason, Closer, ConnState, ConnectionHandle, ConnectionInfo,

@@ -19,7 +19,8 @@ use axum::{
     Router,
 };
 use conn_hygiene::server::{
-    ConnectionRegistry, HygienicListener, ListenerBuilder, Server, ShutdownReport, TrackConnection,
+    ConnectionRegistry, HygienicListener, ListenerBuilder, MakeTrackConnection, Server,
+    ShutdownReport,
 };
 #[allow(unused_imports)] // not every test binary waits
 pub use conn_hygiene_test_support::eventually;
@@ -77,7 +78,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `axum::serve(listener, TrackConnection::new(app))`.
+    /// `axum::serve(listener, MakeTrackConnection::new(app))`.
     Axum,
     /// The crate's own hyper-util serve loop.
     Hyper,
@@ -143,7 +144,7 @@ pub fn start_with(mode: Mode, listener: HygienicListener) -> TestServer {
         Mode::Axum => {
             let registry = registry.clone();
             tokio::spawn(async move {
-                axum::serve(listener, TrackConnection::new(app))
+                axum::serve(listener, MakeTrackConnection::new(app))
                     .with_graceful_shutdown(registry.graceful_shutdown(signal))
                     .await
                     .expect("axum::serve");

@@ -7,8 +7,8 @@
 //! shutdown, [`ConnectionHandle::retire`](super::ConnectionHandle::retire)).
 //!
 //! The connection comes from one of three places:
-//! - `axum::serve(listener, TrackConnection::new(app))`: the layer is axum's make-service and
-//!   binds each connection as it is accepted;
+//! - `axum::serve(listener, MakeTrackConnection::new(app))`: the make-service binds each
+//!   connection as it is accepted;
 //! - [`Server`](super::Server): the serve loop binds it;
 //! - a request extension: [`ConnectionHandle`](super::ConnectionHandle) (tonic's `serve_with_incoming` puts
 //!   the stream's connect info there) or axum's `ConnectInfo<ConnectionHandle>` (with

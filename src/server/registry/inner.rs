@@ -262,7 +262,7 @@ impl ConnObserver for RegistryInner {
             tracing::warn!(
                 listener = %self.name,
                 "requests are served without the connection layer (`axum::serve(listener, app)` \
-                 rather than `TrackConnection::new(app)`): every connection limit holds, but \
+                 rather than `MakeTrackConnection::new(app)`): every connection limit holds, but \
                  requests carry no `ConnectionInfo`, a retiring connection's last response gets \
                  no `Connection: close`, and handlers are not counted"
             );
