@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use conn_hygiene::{
@@ -809,4 +809,38 @@ async fn http2_a_servers_goaway_is_the_server_closing_first() {
     assert_eq!(t.closed_for(CloseReason::ServerClosed), 1, "{t:?}");
     assert_eq!(reg.totals().closed_for(server::CloseReason::IdleTimeout), 1);
     server.stop().await;
+}
+
+/// The client is a tower service (and so is `&HygienicClient`): it composes with tower
+/// middleware, and a request through it is a lease like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_is_a_tower_service_and_composes_with_middleware() {
+    use tower::{Service, ServiceBuilder, ServiceExt};
+    let server = start(Mode::Axum, HygienicListener::builder()).await;
+    let client = client(UpstreamConfig::new());
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    let svc = ServiceBuilder::new()
+        .map_request(move |req: http::Request<Empty<Bytes>>| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            req
+        })
+        .service(client.clone());
+    let req = http::Request::get(server.url("/")).body(Empty::new()).unwrap();
+    let res = svc.oneshot(req).await.expect("through the middleware");
+    assert_eq!(res.status(), 200);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"hello\n");
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Through a shared reference too.
+    let mut by_ref = &client;
+    let req = http::Request::get(server.url("/")).body(Empty::new()).unwrap();
+    let res = by_ref.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+    conn_hygiene::testing::assert_no_client_leases(&client);
+    // Both went over the one pooled connection, each counted on it.
+    let up = &client.view().snapshot()[0];
+    assert_eq!(up.totals.connects, 1, "{up:?}");
+    assert_eq!(up.connections[0].requests, 2, "{up:?}");
 }

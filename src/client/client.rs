@@ -359,6 +359,60 @@ where
     }
 }
 
+/// The client as a tower service, so that it composes with tower middleware
+/// (`ServiceBuilder::new().layer(..).service(client)`). `call` is [`request`](HygienicClient::request):
+/// its lease records the location of the `call`, which under middleware is the middleware's;
+/// call `request` directly where the lease should name your own line.
+impl<B> tower_service::Service<Request<B>> for HygienicClient<B>
+where
+    B: Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<crate::client::LeasedBody>;
+    type Error = Error;
+    type Future = ResponseFuture<B>;
+
+    /// Always ready: the wait for a connection slot under `max_connections` is part of the
+    /// request, bounded by the upstream's acquire timeout.
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    #[track_caller]
+    fn call(&mut self, req: Request<B>) -> ResponseFuture<B> {
+        self.request(req)
+    }
+}
+
+/// The same through a shared reference (as reqwest's and hyper-util's clients offer): a
+/// handler holding `&HygienicClient` can still compose it.
+impl<B> tower_service::Service<Request<B>> for &HygienicClient<B>
+where
+    B: Body + Clone + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = http::Response<crate::client::LeasedBody>;
+    type Error = Error;
+    type Future = ResponseFuture<B>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    #[track_caller]
+    fn call(&mut self, req: Request<B>) -> ResponseFuture<B> {
+        self.request(req)
+    }
+}
+
 /// Addresses an `http` request to its upstream's pool key (see [`Route`]); returns whether it
 /// did. The `Host` header is the caller's to add.
 fn route_request<B>(req: &mut Request<B>, route: &Route) -> Result<bool, http::Error> {
