@@ -3,12 +3,15 @@
 //! ```text
 //! cargo run --example pooled_client -- --url URL --requests N --concurrency C
 //!     [--interval-ms MS] [--close-order client-first|abort|server-first]
-//!     [--server-keep-alive SECS] [--idle-timeout SECS] [--max-idle N]
+//!     [--server-keep-alive SECS] [--idle-timeout SECS] [--max-idle N] [--timeout-ms N]
 //! ```
 //!
 //! Each of the C workers sends its share of the N requests, waiting MS between its requests.
-//! Progress goes to stderr; the last line on stdout is one JSON object with `requests`, `ok`,
-//! `failed`, `connections_opened`, `retries`, `leases_outstanding` and the close counts.
+//! `--timeout-ms N` is each request's total timeout (response head and body). Progress goes to
+//! stderr; the last line on stdout is one JSON object with `requests`, `ok`, `failed`,
+//! `connections_opened`, `retries`, `leases_outstanding`, the close counts, `timeouts`
+//! (requests that timed out, once per request however many attempts) and `leaks_detected`
+//! (leases reported as leaked).
 
 use std::{
     sync::{
@@ -31,6 +34,7 @@ struct Args {
     server_keep_alive: Option<Duration>,
     idle_timeout: Option<Duration>,
     max_idle: Option<usize>,
+    timeout: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         server_keep_alive: None,
         idle_timeout: None,
         max_idle: None,
+        timeout: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +79,9 @@ fn parse_args() -> Result<Args, String> {
             "--server-keep-alive" => args.server_keep_alive = Some(secs(value()?)?),
             "--idle-timeout" => args.idle_timeout = Some(secs(value()?)?),
             "--max-idle" => args.max_idle = Some(number(value()?)? as usize),
+            "--timeout-ms" => {
+                args.timeout = Some(Duration::from_millis(number(value()?)?));
+            }
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
@@ -99,6 +107,9 @@ async fn main() {
     }
     if let Some(n) = args.max_idle {
         upstream = upstream.max_idle(n);
+    }
+    if let Some(t) = args.timeout {
+        upstream = upstream.timeout(t);
     }
     let client = match HygienicClient::builder()
         .default_upstream(upstream)
@@ -176,6 +187,8 @@ async fn main() {
     let leases_outstanding = sum(&|u| u.leases.outstanding());
     let closed_local = sum(&|u| u.totals.closed_by(Closer::Local));
     let closed_peer = sum(&|u| u.totals.closed_by(Closer::Peer));
+    let timeouts = sum(&|u| u.totals.timeouts);
+    let leaks_detected = sum(&|u| u.leases.totals.leaks_detected);
     eprintln!(
         "done in {:.2}s: {} connections for {} requests",
         started.elapsed().as_secs_f64(),
@@ -183,7 +196,7 @@ async fn main() {
         args.requests
     );
     println!(
-        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"connections_opened\":{},\"retries\":{},\"leases_outstanding\":{},\"closed_by_client\":{},\"closed_by_server\":{},\"close_order\":\"{}\"}}",
+        "{{\"requests\":{},\"ok\":{},\"failed\":{},\"connections_opened\":{},\"retries\":{},\"leases_outstanding\":{},\"closed_by_client\":{},\"closed_by_server\":{},\"close_order\":\"{}\",\"timeouts\":{},\"leaks_detected\":{}}}",
         args.requests,
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed),
@@ -193,6 +206,8 @@ async fn main() {
         closed_local,
         closed_peer,
         args.close_order.as_str(),
+        timeouts,
+        leaks_detected,
     );
 }
 

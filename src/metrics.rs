@@ -14,10 +14,29 @@
 //! the number of series stays bounded whatever peers do.
 
 mod collect;
+// With no part of the crate that takes metric handles, nothing defers them.
+#[cfg_attr(
+    not(any(
+        feature = "server",
+        feature = "client",
+        feature = "lease",
+        feature = "census"
+    )),
+    allow(dead_code)
+)]
 mod deferred;
 
 #[cfg(feature = "server")]
 pub(crate) use collect::{register as register_collector, Collect};
+#[cfg_attr(
+    not(any(
+        feature = "server",
+        feature = "client",
+        feature = "lease",
+        feature = "census"
+    )),
+    allow(unused_imports)
+)]
 pub(crate) use deferred::resolve;
 
 /// Sets the gauges that are read from live state rather than moved on every change (a
@@ -81,6 +100,8 @@ pub mod names {
     pub const CLIENT_REQUESTS_PER_CONNECTION: &str = "conn_hygiene_client_requests_per_connection";
     /// Counter `{upstream}`: replayable requests retried after a reused connection failed.
     pub const CLIENT_RETRIES_TOTAL: &str = "conn_hygiene_client_retries_total";
+    /// Counter `{upstream}`: requests that timed out (response head or total), once each.
+    pub const CLIENT_TIMEOUTS_TOTAL: &str = "conn_hygiene_client_timeouts_total";
 
     /// Gauge `{pool, kind}`: leases outstanding (`kind`: `pool`, or `upstream` for an HTTP
     /// client's upstream).
@@ -243,6 +264,11 @@ pub fn describe() {
         CLIENT_RETRIES_TOTAL,
         Unit::Count,
         "Replayable requests retried once after a reused connection failed before any response byte."
+    );
+    describe_counter!(
+        CLIENT_TIMEOUTS_TOTAL,
+        Unit::Count,
+        "Requests that timed out waiting for the response head or within their total timeout."
     );
     describe_gauge!(
         LEASES_OUTSTANDING,

@@ -826,7 +826,9 @@ async fn the_client_is_a_tower_service_and_composes_with_middleware() {
             req
         })
         .service(client.clone());
-    let req = http::Request::get(server.url("/")).body(Empty::new()).unwrap();
+    let req = http::Request::get(server.url("/"))
+        .body(Empty::new())
+        .unwrap();
     let res = svc.oneshot(req).await.expect("through the middleware");
     assert_eq!(res.status(), 200);
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -834,7 +836,9 @@ async fn the_client_is_a_tower_service_and_composes_with_middleware() {
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
     // Through a shared reference too.
     let mut by_ref = &client;
-    let req = http::Request::get(server.url("/")).body(Empty::new()).unwrap();
+    let req = http::Request::get(server.url("/"))
+        .body(Empty::new())
+        .unwrap();
     let res = by_ref.ready().await.unwrap().call(req).await.unwrap();
     assert_eq!(res.status(), 200);
     drop(res);

@@ -3,7 +3,7 @@
 use std::{
     fmt,
     pin::Pin,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
 };
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 
 use super::{
     conn::ConnectionHandle,
+    error::BodyError,
     future::{poison, ClientLease},
 };
 
@@ -26,6 +27,10 @@ pin_project! {
         pub(crate) lease: Option<ClientLease>,
         pub(crate) conn: Option<ConnectionHandle>,
         pub(crate) capture: Option<CaptureConnection>,
+        // The request's total timeout: when the body must have ended, and the timeout.
+        pub(crate) deadline: Option<(tokio::time::Instant, std::time::Duration)>,
+        // Armed at the first wait for a frame while a deadline is set.
+        pub(crate) timer: Option<Pin<Box<tokio::time::Sleep>>>,
     }
 
     impl PinnedDrop for LeasedBody {
@@ -47,6 +52,34 @@ impl LeasedBody {
         if self.lease.is_some() {
             self.end_lease();
         }
+    }
+
+    /// Waiting for a frame: fails the body when the request's total timeout has passed.
+    fn poll_deadline(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let Some((at, after)) = self.deadline else {
+            return Poll::Pending;
+        };
+        if self.lease.is_none() {
+            return Poll::Pending;
+        }
+        let this = self.as_mut().project();
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if std::future::Future::poll(timer.as_mut(), cx).is_pending() {
+            return Poll::Pending;
+        }
+        if let Some(lease) = this.lease.as_ref() {
+            lease.upstream.timed_out();
+        }
+        // The rest of the body is not read: the connection must not carry another request
+        // (over HTTP/1 the stack closes it when the body is dropped unread).
+        poison(this.capture.as_ref());
+        self.release();
+        Poll::Ready(Some(Err(BodyError::timeout(after))))
     }
 
     fn end_lease(self: Pin<&mut Self>) {
@@ -73,17 +106,24 @@ impl fmt::Debug for LeasedBody {
 
 impl Body for LeasedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let frame = ready!(self.as_mut().project().inner.poll_frame(cx));
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if self.deadline.is_some() && self.lease.is_none() && self.timer.is_some() {
+            // Timed out already: nothing more comes.
+            return Poll::Ready(None);
+        }
+        let polled = self.as_mut().project().inner.poll_frame(cx);
+        let Poll::Ready(frame) = polled else {
+            return self.poll_deadline(cx);
+        };
         if !matches!(frame, Some(Ok(_))) || self.inner.is_end_stream() {
             self.release();
         }
-        Poll::Ready(frame)
+        Poll::Ready(frame.map(|f| f.map_err(BodyError::from)))
     }
 
     fn is_end_stream(&self) -> bool {

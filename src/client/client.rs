@@ -17,10 +17,10 @@ use hyper_util::{
 };
 
 use super::{
-    config::{ClientConfigError, UpstreamConfig},
+    config::{ClientConfigError, Timeouts, UpstreamConfig},
     connector::HygienicConnector,
     error::{BoxError, Error, Kind},
-    future::{ClientLease, ResponseFuture, State},
+    future::{ClientLease, Deadlines, ResponseFuture, State},
     routing::{authority_of, Route, Upstreams},
     upstream::UpstreamSnapshot,
 };
@@ -335,6 +335,13 @@ where
         // counts as stale, so the retries are bounded by the idle connections the pool can
         // hold; the bound only guards against a pool refilled by other requests meanwhile.
         let retries_left = cfg.max_idle + 1;
+        let overrides = req.extensions().get::<Timeouts>();
+        let deadlines = Deadlines::new(
+            overrides
+                .and_then(|t| t.response_head)
+                .or(cfg.response_head_timeout),
+            overrides.and_then(|t| t.total).or(cfg.timeout),
+        );
         ResponseFuture {
             state: State::Sending {
                 sending: self.shared.inner.request(req),
@@ -343,6 +350,8 @@ where
                 lease: Some(lease),
                 capture,
                 retries_left,
+                deadlines,
+                timer: None,
             },
         }
     }

@@ -93,7 +93,13 @@ pub struct UpstreamConfig {
     pub(crate) local_addrs: Vec<IpAddr>,
     pub(crate) leak_threshold: Option<Duration>,
     pub(crate) backtraces: bool,
+    pub(crate) response_head_timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
+
+/// How long the response head may take by default: nginx's `proxy_read_timeout`, the field's
+/// usual bound on an upstream that accepted a request and then said nothing.
+pub const DEFAULT_RESPONSE_HEAD_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for UpstreamConfig {
     fn default() -> Self {
@@ -112,6 +118,8 @@ impl Default for UpstreamConfig {
             local_addrs: Vec::new(),
             leak_threshold: Some(Duration::from_secs(30)),
             backtraces: false,
+            response_head_timeout: Some(DEFAULT_RESPONSE_HEAD_TIMEOUT),
+            timeout: None,
         }
     }
 }
@@ -215,6 +223,29 @@ impl UpstreamConfig {
         self
     }
 
+    /// How long a request may wait for its response head, from the call (a wait for a
+    /// connection slot and the connect included, retries too). A request that times out fails
+    /// with [`Error::is_timeout`](super::Error::is_timeout), its lease ends, and it is counted
+    /// once in [`UpstreamTotals::timeouts`](super::UpstreamTotals::timeouts); its connection,
+    /// left mid-response, is closed rather than reused. Overridden per request by a
+    /// [`Timeouts`](super::Timeouts) extension. Default: [`DEFAULT_RESPONSE_HEAD_TIMEOUT`],
+    /// 60 s; `None` waits as long as the connection lives.
+    pub fn response_head_timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.response_head_timeout = t.into();
+        self
+    }
+
+    /// How long a request may take in all, from the call to the end of its response body
+    /// (read by the caller). When it passes during the body, the body's next read fails with
+    /// [`BodyError::is_timeout`](super::BodyError::is_timeout). Counted and ended as the
+    /// response head timeout. Overridden per request by a [`Timeouts`](super::Timeouts)
+    /// extension. Default: none (as hyper's, reqwest's and Go's clients: bodies may stream
+    /// for as long as they need; set it where a whole exchange has a known bound).
+    pub fn timeout(mut self, t: impl Into<Option<Duration>>) -> Self {
+        self.timeout = t.into();
+        self
+    }
+
     /// Capture a full backtrace where each lease is taken (costly). Default: off.
     pub fn backtraces(mut self, on: bool) -> Self {
         self.backtraces = on;
@@ -223,6 +254,12 @@ impl UpstreamConfig {
 
     pub(crate) fn validate(&self) -> Result<(), ClientConfigError> {
         let ms = Duration::from_millis(1);
+        if let Some(value) = self.response_head_timeout.filter(|t| *t < ms) {
+            return Err(ClientConfigError::ResponseHeadTimeout { value });
+        }
+        if let Some(value) = self.timeout.filter(|t| *t < ms) {
+            return Err(ClientConfigError::Timeout { value });
+        }
         if self.idle_timeout < ms {
             return Err(ClientConfigError::IdleTimeout {
                 value: self.idle_timeout,
@@ -285,6 +322,16 @@ pub enum ClientConfigError {
         /// The rejected value.
         value: Duration,
     },
+    /// A response head timeout under 1 ms.
+    ResponseHeadTimeout {
+        /// The rejected value.
+        value: Duration,
+    },
+    /// A total timeout under 1 ms.
+    Timeout {
+        /// The rejected value.
+        value: Duration,
+    },
     /// `max_connections` of 0.
     MaxConnections {
         /// The rejected value.
@@ -342,6 +389,13 @@ impl fmt::Display for ClientConfigError {
                 f,
                 "{p} max_connections = {value}: expected at least 1, or None for no cap"
             ),
+            Self::ResponseHeadTimeout { value } => write!(
+                f,
+                "{p} response_head_timeout = {value:?}: expected at least 1ms, or None"
+            ),
+            Self::Timeout { value } => {
+                write!(f, "{p} timeout = {value:?}: expected at least 1ms, or None")
+            }
             Self::AcquireTimeout { value } => {
                 write!(f, "{p} acquire_timeout = {value:?}: expected at least 1ms")
             }
@@ -432,5 +486,34 @@ mod tests {
         assert!(e.to_string().contains("idle_timeout = 0ns"), "{e}");
         assert_eq!("abort".parse::<CloseOrder>(), Ok(CloseOrder::AbortOnIdle));
         assert_eq!("later".parse::<CloseOrder>().unwrap_err().input(), "later");
+    }
+}
+
+/// Timeouts for one request, overriding its upstream's
+/// ([`response_head_timeout`](UpstreamConfig::response_head_timeout),
+/// [`timeout`](UpstreamConfig::timeout)) for the fields set: put it in the request's
+/// extensions (`req.extensions_mut().insert(Timeouts::new().total(d))`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub(crate) response_head: Option<Duration>,
+    pub(crate) total: Option<Duration>,
+}
+
+impl Timeouts {
+    /// Nothing overridden.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long this request may wait for its response head.
+    pub fn response_head(mut self, t: Duration) -> Self {
+        self.response_head = Some(t);
+        self
+    }
+
+    /// How long this request may take in all, its response body included.
+    pub fn total(mut self, t: Duration) -> Self {
+        self.total = Some(t);
+        self
     }
 }

@@ -15,6 +15,7 @@ pub(crate) enum Kind {
     AcquireTimeout,
     Connect,
     Request,
+    Timeout,
 }
 
 /// A failed request: opaque, with predicates for what went wrong.
@@ -63,6 +64,24 @@ impl Error {
             Kind::Request
         };
         Self::new(kind, upstream, Some(Box::new(e)))
+    }
+
+    /// The response head did not arrive within the request's timeout (its upstream's
+    /// [`response_head_timeout`](super::UpstreamConfig::response_head_timeout) or
+    /// [`timeout`](super::UpstreamConfig::timeout), or its [`Timeouts`](super::Timeouts)).
+    pub(crate) fn timeout(upstream: Arc<str>, after: std::time::Duration) -> Self {
+        Self::new(
+            Kind::Timeout,
+            upstream,
+            Some(format!("no response head within {after:?}").into()),
+        )
+    }
+
+    /// True when the request timed out waiting for its response head (see
+    /// [`UpstreamConfig::response_head_timeout`](super::UpstreamConfig::response_head_timeout)
+    /// and [`UpstreamConfig::timeout`](super::UpstreamConfig::timeout)).
+    pub fn is_timeout(&self) -> bool {
+        self.kind == Kind::Timeout
     }
 
     /// True when no connection slot freed up within the upstream's acquire timeout.
@@ -134,6 +153,7 @@ impl fmt::Display for Error {
             Kind::AcquireTimeout => "no connection slot within the acquire timeout",
             Kind::Connect => "connect failed",
             Kind::Request => "request failed",
+            Kind::Timeout => "request timed out",
         };
         // Its own message only: the cause is `source()`, which error reporters print.
         write!(f, "upstream {}: {what}", self.upstream)
@@ -141,14 +161,14 @@ impl fmt::Display for Error {
 }
 
 /// A failed upstream request as the response of a handler that calls it: `504 Gateway
-/// Timeout` when no connection slot freed up in time, `500` for an invalid request or client
+/// Timeout` when the request timed out or no connection slot freed up in time, `500` for an invalid request or client
 /// configuration (the handler's fault), `502 Bad Gateway` otherwise. The body says only that;
 /// the upstream's name and the cause stay in the server's logs.
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
         let status = match self.kind {
-            Kind::AcquireTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Kind::AcquireTimeout | Kind::Timeout => http::StatusCode::GATEWAY_TIMEOUT,
             Kind::InvalidUri | Kind::Config => http::StatusCode::INTERNAL_SERVER_ERROR,
             Kind::Connect | Kind::Request => http::StatusCode::BAD_GATEWAY,
         };
@@ -163,5 +183,62 @@ impl axum::response::IntoResponse for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|s| s as _)
+    }
+}
+
+/// A response body that could not be read to its end: the connection failed, or the request's
+/// total timeout passed while the body was still coming.
+pub struct BodyError {
+    timeout: Option<std::time::Duration>,
+    source: Option<hyper::Error>,
+}
+
+impl BodyError {
+    pub(crate) fn timeout(after: std::time::Duration) -> Self {
+        Self {
+            timeout: Some(after),
+            source: None,
+        }
+    }
+
+    /// True when the request's total timeout passed while the body was still coming.
+    pub fn is_timeout(&self) -> bool {
+        self.timeout.is_some()
+    }
+}
+
+impl From<hyper::Error> for BodyError {
+    fn from(e: hyper::Error) -> Self {
+        Self {
+            timeout: None,
+            source: Some(e),
+        }
+    }
+}
+
+impl fmt::Debug for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BodyError")
+            .field("timeout", &self.timeout)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.timeout {
+            Some(after) => write!(
+                f,
+                "response body not read within the request's timeout of {after:?}"
+            ),
+            None => f.write_str("response body failed"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
     }
 }

@@ -6,7 +6,8 @@ use std::{
     future::Future,
     pin::Pin,
     sync::Arc,
-    task::{ready, Context, Poll},
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -114,7 +115,45 @@ pub(crate) enum State<B> {
         lease: Option<ClientLease>,
         capture: Option<CaptureConnection>,
         retries_left: usize,
+        deadlines: Deadlines,
+        /// Armed at the first wait, for the response head's deadline.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
     },
+}
+
+/// A request's timeouts, from the call: for its response head, and for the whole exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadlines {
+    started: Option<tokio::time::Instant>,
+    head: Option<Duration>,
+    total: Option<Duration>,
+}
+
+impl Deadlines {
+    /// Reads the clock only when there is a timeout to keep.
+    pub(crate) fn new(head: Option<Duration>, total: Option<Duration>) -> Self {
+        let started = (head.is_some() || total.is_some()).then(tokio::time::Instant::now);
+        Self {
+            started,
+            head,
+            total,
+        }
+    }
+
+    /// When the response head is due, and the timeout that puts it there.
+    fn head(&self) -> Option<(tokio::time::Instant, Duration)> {
+        let started = self.started?;
+        let after = match (self.head, self.total) {
+            (Some(h), Some(t)) => h.min(t),
+            (h, t) => h.or(t)?,
+        };
+        Some((started + after, after))
+    }
+
+    /// When the whole exchange is due, body included.
+    pub(crate) fn total(&self) -> Option<(tokio::time::Instant, Duration)> {
+        Some((self.started? + self.total?, self.total?))
+    }
 }
 
 impl<B> ResponseFuture<B> {
@@ -150,8 +189,27 @@ where
                 lease,
                 capture,
                 retries_left,
+                deadlines,
+                timer,
             } => loop {
-                match ready!(Pin::new(&mut *sending).poll(cx)) {
+                let polled = Pin::new(&mut *sending).poll(cx);
+                let Poll::Ready(polled) = polled else {
+                    if let Some((at, after)) = deadlines.head() {
+                        let timer =
+                            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                        if timer.as_mut().poll(cx).is_ready() {
+                            let Some(lease) = lease.as_ref() else {
+                                break Err(Error::polled_after_completion());
+                            };
+                            lease.upstream.timed_out();
+                            // The request is dropped with this future: its lease ends, and its
+                            // connection, left mid-exchange, is closed rather than reused.
+                            break Err(Error::timeout(lease.upstream.name.clone(), after));
+                        }
+                    }
+                    return Poll::Pending;
+                };
+                match polled {
                     Ok(res) => {
                         let Some(lease) = lease.take() else {
                             break Err(Error::polled_after_completion());
@@ -182,11 +240,14 @@ where
                             }
                         }
                         let capture = capture.take();
+                        let deadline = deadlines.total();
                         break Ok(res.map(|body| LeasedBody {
                             inner: body,
                             lease: Some(lease),
                             conn,
                             capture,
+                            deadline,
+                            timer: None,
                         }));
                     }
                     Err(e) => {

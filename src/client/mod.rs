@@ -86,10 +86,13 @@ pub use self::reqwest::{
 pub use self::{
     body::LeasedBody,
     client::{is_replayable, ClientBuilder, ClientView, HygienicClient},
-    config::{ClientConfigError, CloseOrder, ParseCloseOrderError, UpstreamConfig},
+    config::{
+        ClientConfigError, CloseOrder, ParseCloseOrderError, Timeouts, UpstreamConfig,
+        DEFAULT_RESPONSE_HEAD_TIMEOUT,
+    },
     conn::{CloseReason, ConnState, ConnectionHandle, ConnectionSnapshot},
     connector::HygienicConnector,
-    error::Error,
+    error::{BodyError, Error},
     future::ResponseFuture,
     io::UpstreamStream,
     upstream::{AcquireTimeout, ConnectErrorKind, UpstreamSnapshot, UpstreamTotals},

@@ -83,6 +83,8 @@ pub struct UpstreamTotals {
     pub requests_on_closed: u64,
     /// Replayable requests retried after a reused connection failed.
     pub retries: u64,
+    /// Requests that timed out (response head or total timeout), once per request.
+    pub timeouts: u64,
     /// Closed with a reset by abort-on-idle (no TIME_WAIT).
     pub aborted: u64,
     closed_by_reason: [u64; CLIENT_REASONS],
@@ -109,6 +111,7 @@ impl UpstreamTotals {
             closed: d(self.closed, earlier.closed),
             requests_on_closed: d(self.requests_on_closed, earlier.requests_on_closed),
             retries: d(self.retries, earlier.retries),
+            timeouts: d(self.timeouts, earlier.timeouts),
             aborted: d(self.aborted, earlier.aborted),
             closed_by_reason: std::array::from_fn(|k| {
                 d(self.closed_by_reason[k], earlier.closed_by_reason[k])
@@ -134,6 +137,7 @@ impl std::fmt::Debug for UpstreamTotals {
             .field("closed_by", &closers)
             .field("requests_on_closed", &self.requests_on_closed)
             .field("retries", &self.retries)
+            .field("timeouts", &self.timeouts)
             .field("aborted", &self.aborted)
             .finish()
     }
@@ -194,6 +198,7 @@ pub(crate) struct Upstream {
     connects: AtomicU64,
     connect_errors: AtomicU64,
     retries: AtomicU64,
+    timeouts: AtomicU64,
     aborted: AtomicU64,
     requests_on_closed: AtomicU64,
     closed_by_reason: [AtomicU64; CLIENT_REASONS],
@@ -260,6 +265,7 @@ impl Upstream {
             connects: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
             aborted: AtomicU64::new(0),
             requests_on_closed: AtomicU64::new(0),
             closed_by_reason: Default::default(),
@@ -391,6 +397,12 @@ impl Upstream {
         self.metrics.retries.increment(1);
     }
 
+    /// A request of this upstream timed out (counted once per request).
+    pub(crate) fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Ordering::Relaxed);
+        self.metrics.timeouts.increment(1);
+    }
+
     /// Records the server's advertised keep-alive timeout.
     pub(crate) fn learn_keep_alive(&self, header: &http::HeaderValue) {
         let Some(secs) = parse_keep_alive_timeout(header) else {
@@ -426,6 +438,7 @@ impl Upstream {
                 .sum(),
             requests_on_closed: self.requests_on_closed.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            timeouts: self.timeouts.load(Ordering::Relaxed),
             aborted: self.aborted.load(Ordering::Relaxed),
             closed_by_reason: std::array::from_fn(|i| {
                 self.closed_by_reason[i].load(Ordering::Relaxed)

@@ -17,6 +17,7 @@ pub(super) struct UpstreamMetrics {
     pub(super) closed: [[Counter; CLIENT_REASONS]; 5],
     pub(super) requests_per_connection: Histogram,
     pub(super) retries: Counter,
+    pub(super) timeouts: Counter,
 }
 
 impl UpstreamMetrics {
@@ -44,7 +45,8 @@ impl UpstreamMetrics {
             }),
             requests_per_connection: metrics::histogram!(
                 names::CLIENT_REQUESTS_PER_CONNECTION, "upstream" => n.clone()),
-            retries: metrics::counter!(names::CLIENT_RETRIES_TOTAL, "upstream" => n),
+            retries: metrics::counter!(names::CLIENT_RETRIES_TOTAL, "upstream" => n.clone()),
+            timeouts: metrics::counter!(names::CLIENT_TIMEOUTS_TOTAL, "upstream" => n),
         }
     }
 }

@@ -320,6 +320,8 @@ pub struct BindError {
 #[derive(Debug)]
 enum BindSource {
     Io(io::Error),
+    // Only a listener has settings to refuse.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Setting(ListenerConfigError),
 }
 
@@ -357,6 +359,7 @@ impl BindError {
         }
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn resolve(source: io::Error) -> Self {
         Self {
             step: "resolve the listen address",
@@ -365,6 +368,7 @@ impl BindError {
         }
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn setting(source: ListenerConfigError) -> Self {
         Self {
             step: "check the listener settings",
