@@ -148,6 +148,12 @@ pub fn start_with(mode: Mode, listener: HygienicListener) -> TestServer {
                     .with_graceful_shutdown(registry.graceful_shutdown(signal))
                     .await
                     .expect("axum::serve");
+                // axum's serve returns once its connection tasks said they are done, which
+                // each says just before it drops its connection: the last close is counted a
+                // moment later (as the docs of `graceful_shutdown` say).
+                tokio::time::timeout(Duration::from_secs(10), registry.closed())
+                    .await
+                    .expect("every connection accounted after axum::serve returned");
                 None
             })
         }

@@ -239,7 +239,9 @@ impl ConnectionRegistry {
     /// A future for `axum::serve(..).with_graceful_shutdown(..)`: it waits for `signal`, starts
     /// [`shutdown`](Self::shutdown) in a background task, and resolves at once so that axum
     /// stops accepting. axum's serve future then resolves when the last connection has drained
-    /// or been cut at the shutdown deadline.
+    /// or been cut at the shutdown deadline. axum's connection tasks report themselves done
+    /// just before they drop their connection, so the last close may be counted a moment after
+    /// the serve future resolves: await [`closed`](Self::closed) before reading final totals.
     pub fn graceful_shutdown<F>(
         &self,
         signal: F,
