@@ -21,6 +21,7 @@ use super::{
     connector::HygienicConnector,
     error::{BoxError, Error, Kind},
     future::{ClientLease, Deadlines, ResponseFuture, State},
+    replay::ReplayBody,
     routing::{authority_of, Route, Upstreams},
     upstream::UpstreamSnapshot,
 };
@@ -261,7 +262,7 @@ impl<B> HygienicClient<B> {
 
 impl<B> HygienicClient<B>
 where
-    B: Body + Clone + Send + Unpin + 'static,
+    B: ReplayBody + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -327,7 +328,11 @@ where
         // Boxed: the future stays small, and moving it does not copy a whole request around.
         // Taken before the `Host` header goes in, so it copies no header map when the request
         // has no headers of its own; a retry puts the header back.
-        let replay = is_replayable(&req).then(|| Box::new(clone_request(&req)));
+        // A streaming body cannot be copied: such a request is sent once.
+        let replay = is_replayable(&req)
+            .then(|| clone_request(&req))
+            .flatten()
+            .map(Box::new);
         if let Some(route) = lease.upstream.route.as_ref().filter(|_| routed) {
             set_host(&mut req, route);
         }
@@ -374,7 +379,7 @@ where
 /// call `request` directly where the lease should name your own line.
 impl<B> tower_service::Service<Request<B>> for HygienicClient<B>
 where
-    B: Body + Clone + Send + Unpin + 'static,
+    B: ReplayBody + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -401,7 +406,7 @@ where
 /// handler holding `&HygienicClient` can still compose it.
 impl<B> tower_service::Service<Request<B>> for &HygienicClient<B>
 where
-    B: Body + Clone + Send + Unpin + 'static,
+    B: ReplayBody + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -452,13 +457,13 @@ pub(crate) fn is_routed<B>(req: &Request<B>, route: &Route) -> bool {
     req.uri().authority() == Some(&route.key)
 }
 
-pub(crate) fn clone_request<B: Clone>(req: &Request<B>) -> Request<B> {
-    let mut copy = Request::new(req.body().clone());
+pub(crate) fn clone_request<B: ReplayBody>(req: &Request<B>) -> Option<Request<B>> {
+    let mut copy = Request::new(req.body().try_clone()?);
     *copy.method_mut() = req.method().clone();
     *copy.uri_mut() = req.uri().clone();
     *copy.version_mut() = req.version();
     if !req.headers().is_empty() {
         *copy.headers_mut() = req.headers().clone();
     }
-    copy
+    Some(copy)
 }

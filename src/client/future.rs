@@ -12,7 +12,6 @@ use std::{
 
 use bytes::Bytes;
 use http::{Extensions, HeaderName, Request, Response};
-use http_body::Body;
 use hyper_util::client::legacy::connect::CaptureConnection;
 
 use super::{
@@ -172,7 +171,7 @@ impl<B> fmt::Debug for ResponseFuture<B> {
 
 impl<B> Future for ResponseFuture<B>
 where
-    B: Body + Clone + Send + Unpin + 'static,
+    B: super::ReplayBody + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -263,13 +262,13 @@ where
                         let Some(upstream) = lease.as_ref().map(|l| &l.upstream) else {
                             break Err(Error::polled_after_completion());
                         };
-                        match replay.as_ref() {
+                        match replay.as_ref().and_then(|again| clone_request(again)) {
                             Some(again) if stale && *retries_left > 0 => {
                                 *retries_left -= 1;
                                 upstream.retried();
                                 tracing::debug!(upstream = %upstream.name, error = %e,
                                     "reused connection closed by the server; retrying the replayable request");
-                                let mut again = clone_request(again);
+                                let mut again = again;
                                 if let Some(route) = &upstream.route {
                                     if is_routed(&again, route) {
                                         set_host(&mut again, route);

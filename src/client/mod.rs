@@ -70,6 +70,7 @@ mod io;
 #[cfg(test)]
 mod io_tests;
 mod observer;
+mod replay;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod routing;
@@ -95,5 +96,6 @@ pub use self::{
     error::{BodyError, Error},
     future::ResponseFuture,
     io::UpstreamStream,
+    replay::ReplayBody,
     upstream::{AcquireTimeout, ConnectErrorKind, UpstreamSnapshot, UpstreamTotals},
 };
