@@ -88,10 +88,13 @@ async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
     reporter
         .set_service_status("svc", tonic_health::ServingStatus::Serving)
         .await;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(health)
-            .serve_with_incoming(listener.into_incoming()),
+            .serve_with_incoming_shutdown(listener.into_incoming(), async {
+                let _ = stop_rx.await;
+            }),
     );
     let client = HygienicClient::builder()
         .http2_only(true)
@@ -135,6 +138,16 @@ async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
         fd_keepalive.contains("keepalive"),
         "the client's socket toward {addr} has a keepalive timer: {fd_keepalive}"
     );
+    // The server shuts down: its GOAWAY comes before any FIN, so the server closed first.
+    let _ = stop_tx.send(());
+    eventually(
+        "the client to see the server's close",
+        Duration::from_secs(10),
+        || view.snapshot()[0].totals.closed >= 1,
+    )
+    .await;
+    let t = view.snapshot()[0].totals.clone();
+    assert_eq!(t.closed_by(conn_hygiene::client::Closer::Peer), 1, "{t:?}");
     drop(health_client);
-    server.abort();
+    let _ = server.await;
 }
