@@ -48,13 +48,25 @@ async fn tonic_serves_through_the_hygienic_listener() {
             .unwrap();
         assert_eq!(res.into_inner().status, ServingStatus::Serving as i32);
     }
-    // One HTTP/2 connection carried all three calls, each tracked by the layer.
+    // One HTTP/2 connection carried all three calls, each tracked by the layer. The last
+    // call's response ends on the server (its trailers written, the body dropped) a moment
+    // after the client has it: wait for that.
+    eventually(
+        "the last call to end on the server",
+        Duration::from_secs(10),
+        || {
+            registry
+                .snapshot()
+                .connections
+                .first()
+                .is_some_and(|c| c.in_flight == 0 && c.state == ConnState::Idle)
+        },
+    )
+    .await;
     let snap = registry.snapshot();
     assert_eq!(snap.connections.len(), 1, "{snap:?}");
     let conn = &snap.connections[0];
     assert_eq!(conn.requests, 3);
-    assert_eq!(conn.in_flight, 0);
-    assert_eq!(conn.state, ConnState::Idle);
     assert!(
         conn.bytes_in > 24,
         "the HTTP/2 preface and three calls were counted"
@@ -138,6 +150,30 @@ async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
         fd_keepalive.contains("keepalive"),
         "the client's socket toward {addr} has a keepalive timer: {fd_keepalive}"
     );
+    // The census attributes the channel's connection to the client's upstream: a port in use
+    // from this host toward the server's address.
+    #[cfg(feature = "census")]
+    {
+        let sampler = conn_hygiene::census::Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .client(view.clone())
+            .spawn()
+            .expect("valid sampler settings");
+        let snap = sampler.sample_now().await;
+        let census = snap
+            .upstreams
+            .iter()
+            .find(|u| u.name == "health")
+            .unwrap_or_else(|| panic!("the upstream in the census: {:?}", snap.upstreams));
+        assert!(
+            census
+                .ports
+                .iter()
+                .any(|p| p.destination == addr && p.used >= 1),
+            "{census:?}"
+        );
+        sampler.stop();
+    }
     // The server shuts down: its GOAWAY comes before any FIN, so the server closed first.
     let _ = stop_tx.send(());
     eventually(
