@@ -75,7 +75,8 @@
     feature = "client",
     feature = "census",
     feature = "exporter",
-    feature = "rustls"
+    feature = "rustls",
+    feature = "webpki-roots"
 ))]
 #[doc = include_str!("../README.md")]
 mod readme {}
@@ -99,3 +100,7 @@ pub mod server;
 mod sys;
 #[cfg(feature = "lease")]
 pub mod testing;
+#[cfg(any(feature = "server", feature = "client"))]
+mod transport;
+#[cfg(any(feature = "server", feature = "client"))]
+pub use transport::Transport;

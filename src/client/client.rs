@@ -18,7 +18,7 @@ use hyper_util::{
 
 use super::{
     config::{ClientConfigError, Timeouts, UpstreamConfig},
-    connector::HygienicConnector,
+    connector::{CustomConnector, HygienicConnector},
     error::{BoxError, Error, Kind},
     future::{ClientLease, Deadlines, ResponseFuture, State},
     replay::ReplayBody,
@@ -35,6 +35,9 @@ pub struct ClientBuilder {
     overrides: HashMap<String, UpstreamConfig>,
     http2_only: bool,
     upstream_pool_keys: bool,
+    custom: Option<CustomConnector>,
+    #[cfg(feature = "rustls")]
+    tls: Option<super::tls::ClientTls>,
 }
 
 impl Default for ClientBuilder {
@@ -45,6 +48,9 @@ impl Default for ClientBuilder {
             overrides: HashMap::new(),
             http2_only: false,
             upstream_pool_keys: true,
+            custom: None,
+            #[cfg(feature = "rustls")]
+            tls: None,
         }
     }
 }
@@ -72,6 +78,40 @@ impl ClientBuilder {
     /// Speak HTTP/2 with prior knowledge to every upstream. Default: HTTP/1.1.
     pub fn http2_only(mut self, on: bool) -> Self {
         self.http2_only = on;
+        self
+    }
+
+    /// TLS for `https://` upstreams (feature `rustls`). Default: Mozilla's roots with the
+    /// `webpki-roots` feature, else the system's with `native-roots`; HTTP/2 and HTTP/1.1
+    /// offered by ALPN. Without either, an `https://` request fails to connect unless TLS is
+    /// given here.
+    #[cfg(feature = "rustls")]
+    pub fn tls(mut self, tls: super::tls::ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Connects with a connector of your own in place of the crate's TCP and TLS connect: any
+    /// `tower::Service<Uri>` (as hyper-util's and tonic's connectors are) whose stream is a
+    /// [`Transport`](crate::Transport), its TCP socket reachable: a `TcpStream`, a
+    /// `tokio_rustls` client stream, or another TLS library's stream wrapped to name its
+    /// socket. TLS, if any, is then the connector's.
+    ///
+    /// The hygiene stays: `max_connections` with its wait queue, the socket policy (applied
+    /// to the socket it returns), tracking, close order, abort-on-idle, timeouts, leases and
+    /// census attribution. HTTP/2 is spoken when the client is
+    /// [`http2_only`](Self::http2_only) or the stream says ALPN chose it
+    /// ([`Transport::negotiated_h2`](crate::Transport::negotiated_h2)). Source addresses
+    /// ([`UpstreamConfig::local_addrs`]) and the connect timeout are the connector's to
+    /// honour: the crate no longer makes the socket.
+    pub fn connector<C>(mut self, connector: C) -> Self
+    where
+        C: tower_service::Service<Uri> + Clone + Send + Sync + 'static,
+        C::Response: crate::Transport,
+        C::Error: Into<BoxError>,
+        C::Future: Send + 'static,
+    {
+        self.custom = Some(CustomConnector::new(connector));
         self
     }
 
@@ -127,6 +167,9 @@ impl ClientBuilder {
             routed: RwLock::new(Vec::new()),
             route_requests: self.upstream_pool_keys && !self.http2_only,
             http2_only: self.http2_only,
+            custom: self.custom,
+            #[cfg(feature = "rustls")]
+            tls: self.tls.or_else(super::tls::ClientTls::default_roots),
         });
         // Upstreams configured by name exist from the start, so their metrics do too.
         for authority in upstreams.overrides.keys() {

@@ -155,6 +155,10 @@ pub struct ConnectionSnapshot {
     pub requests: u64,
     /// Its state.
     pub state: ConnState,
+    /// It speaks HTTP/2 (prior knowledge, or chosen by ALPN), rather than HTTP/1.1.
+    pub http2: bool,
+    /// It runs over TLS (an `https://` upstream).
+    pub tls: bool,
     /// Where the request it carries was made (the lease's call site), while a response is in
     /// flight; `None` otherwise, and for a lease its tracker does not list (beyond
     /// [`max_tracked`](crate::lease::LeaseTrackerBuilder::max_tracked)).
@@ -182,6 +186,7 @@ pub(crate) struct ClientConn {
     /// A request was written and no byte of its response has arrived yet.
     pub(crate) awaiting_response: AtomicBool,
     pub(crate) http2: bool,
+    pub(crate) tls: bool,
     /// The stream's task, woken when something outside it changes its deadlines (a
     /// retirement, a keep-alive timeout learned from the server).
     pub(crate) io_waker: AtomicWaker,
@@ -200,6 +205,7 @@ impl ClientConn {
         local: SocketAddr,
         peer: SocketAddr,
         http2: bool,
+        tls: bool,
     ) -> Self {
         Self {
             id,
@@ -218,6 +224,7 @@ impl ClientConn {
             close_reason: AtomicU8::new(0),
             awaiting_response: AtomicBool::new(false),
             http2,
+            tls,
             io_waker: AtomicWaker::new(),
             io_wakes: AtomicU32::new(0),
             lease_slot: AtomicUsize::new(usize::MAX),
@@ -359,6 +366,8 @@ impl ClientConn {
                 .load(Ordering::Acquire)
                 .max(self.wire_requests.load(Ordering::Relaxed)),
             state,
+            http2: self.http2,
+            tls: self.tls,
             lease_site: (self.in_flight.load(Ordering::Acquire) > 0)
                 .then(|| {
                     let id = self.lease_id.load(Ordering::Acquire);

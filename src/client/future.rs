@@ -33,6 +33,25 @@ fn connection_of(err: &hyper_util::client::legacy::Error) -> Option<ConnectionHa
     ext.remove::<ConnectionHandle>()
 }
 
+/// Whether an HTTP/2 server said it did not process the request's stream (RFC 9113 §8.7): it
+/// was above the last stream a graceful GOAWAY (`NO_ERROR`) let through, or reset with
+/// `REFUSED_STREAM`. Either way the request is safe to send again.
+fn refused_by_http2(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_remote()
+                && match h2.reason() {
+                    Some(h2::Reason::NO_ERROR) => h2.is_go_away(),
+                    Some(h2::Reason::REFUSED_STREAM) => h2.is_reset(),
+                    _ => false,
+                };
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// Takes a retiring connection out of the pool.
 pub(crate) fn poison(capture: Option<&CaptureConnection>) {
     if let Some(c) = capture {
@@ -253,12 +272,16 @@ where
                         // Retry once, and only a replayable request, when a reused connection
                         // failed before any byte of the response arrived: the server closed
                         // it under us.
-                        let stale = connection_of(&e).is_some_and(|c| {
-                            c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
-                                && c.0
-                                    .awaiting_response
-                                    .load(std::sync::atomic::Ordering::Acquire)
-                        });
+                        // Or an HTTP/2 server refused the stream: a graceful GOAWAY (its
+                        // max requests, a restart) or REFUSED_STREAM, which say the request
+                        // was not processed.
+                        let stale = refused_by_http2(&e)
+                            || connection_of(&e).is_some_and(|c| {
+                                c.0.requests.load(std::sync::atomic::Ordering::Acquire) > 0
+                                    && c.0
+                                        .awaiting_response
+                                        .load(std::sync::atomic::Ordering::Acquire)
+                            });
                         let Some(upstream) = lease.as_ref().map(|l| &l.upstream) else {
                             break Err(Error::polled_after_completion());
                         };

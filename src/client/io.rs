@@ -12,7 +12,6 @@ use hyper_util::client::legacy::connect::{Connected, Connection};
 use socket2::SockRef;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
-    net::TcpStream,
     sync::OwnedSemaphorePermit,
     time::Instant,
 };
@@ -30,7 +29,10 @@ use crate::{
     },
     policy::Linger,
     sys,
+    transport::Transport,
 };
+
+use super::stream::UpstreamIo;
 
 /// What the stream now answers in place of the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,8 +82,11 @@ fn limits(cfg: &UpstreamConfig, idle: Duration) -> Limits {
 /// or max idle says so (the HTTP stack then sees the connection end before it could reuse it);
 /// it cuts request bytes that make no progress within the write timeout, and records at drop
 /// who closed first and why.
-pub struct UpstreamStream {
-    inner: Option<TcpStream>,
+///
+/// Over TLS it sits above the TLS layer ([`Transport`]): it follows the HTTP bytes themselves,
+/// while the socket beneath still tells who sent FIN first and carries the socket policy.
+pub struct UpstreamStream<T: Transport = UpstreamIo> {
+    inner: Option<T>,
     conn: Arc<ClientConn>,
     life: Lifecycle,
     timer: Timer,
@@ -103,7 +108,7 @@ pub struct UpstreamStream {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl fmt::Debug for UpstreamStream {
+impl<T: Transport> fmt::Debug for UpstreamStream<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamStream")
             .field("connection", &ConnectionHandle(self.conn.clone()))
@@ -111,9 +116,9 @@ impl fmt::Debug for UpstreamStream {
     }
 }
 
-impl UpstreamStream {
+impl<T: Transport> UpstreamStream<T> {
     pub(crate) fn new(
-        stream: TcpStream,
+        stream: T,
         conn: Arc<ClientConn>,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Self {
@@ -142,6 +147,15 @@ impl UpstreamStream {
     /// The connection's handle.
     pub fn connection(&self) -> ConnectionHandle {
         ConnectionHandle(self.conn.clone())
+    }
+
+    /// The stream beneath: the socket, or TLS over it; [`Transport::socket`] reaches the
+    /// socket either way (to read its options back, say).
+    pub fn get_ref(&self) -> &T {
+        match &self.inner {
+            Some(inner) => inner,
+            None => unreachable!("the stream beneath is taken only when dropped"),
+        }
     }
 
     fn inject(&mut self, what: Injected) {
@@ -242,7 +256,7 @@ impl UpstreamStream {
                 let queue = self
                     .inner
                     .as_ref()
-                    .and_then(|s| sys::send_queue(s.as_raw_fd()));
+                    .and_then(|s| sys::send_queue(s.socket().as_raw_fd()));
                 if !self.life.check_write(now, queue) {
                     return None;
                 }
@@ -260,7 +274,10 @@ impl UpstreamStream {
         if self.peer_fin_first {
             return;
         }
-        self.peer_fin_first = self.inner.as_ref().is_some_and(sys::peer_sent_fin);
+        self.peer_fin_first = self
+            .inner
+            .as_ref()
+            .is_some_and(|s| sys::peer_sent_fin(s.socket()));
     }
 
     fn record_error(&mut self, e: &io::Error) {
@@ -307,7 +324,7 @@ impl UpstreamStream {
     }
 }
 
-impl Connection for UpstreamStream {
+impl<T: Transport> Connection for UpstreamStream<T> {
     fn connected(&self) -> Connected {
         let connected = Connected::new().extra(ConnectionHandle(self.conn.clone()));
         if self.conn.http2 {
@@ -318,7 +335,7 @@ impl Connection for UpstreamStream {
     }
 }
 
-impl AsyncRead for UpstreamStream {
+impl<T: Transport> AsyncRead for UpstreamStream<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -355,7 +372,7 @@ impl AsyncRead for UpstreamStream {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => {
-                this.record_error(&e);
+                this.read_error(&e);
                 Poll::Ready(Err(e))
             }
             Poll::Pending => {
@@ -369,7 +386,7 @@ impl AsyncRead for UpstreamStream {
     }
 }
 
-impl UpstreamStream {
+impl<T: Transport> UpstreamStream<T> {
     #[cold]
     fn read_eof(&mut self) -> Poll<io::Result<()>> {
         if !self.shutdown_started {
@@ -378,6 +395,22 @@ impl UpstreamStream {
         let _ = self.life.peer_eof();
         self.conn.set_close_reason(CloseReason::ServerClosed);
         Poll::Ready(Ok(()))
+    }
+
+    /// A read failed. Over TLS, a server that closes its socket without a `close_notify`
+    /// (many do, on an idle connection) fails the read with `UnexpectedEof`: the server
+    /// closed first all the same, as its FIN says.
+    #[cold]
+    fn read_error(&mut self, e: &io::Error) {
+        if e.kind() == io::ErrorKind::UnexpectedEof && !self.shutdown_started {
+            self.note_fin_order();
+            if self.peer_fin_first {
+                let _ = self.life.peer_eof();
+                self.conn.set_close_reason(CloseReason::ServerClosed);
+                return;
+            }
+        }
+        self.record_error(e);
     }
 
     fn before_write(&self) {
@@ -428,7 +461,7 @@ impl UpstreamStream {
     }
 }
 
-impl AsyncWrite for UpstreamStream {
+impl<T: Transport> AsyncWrite for UpstreamStream<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -488,7 +521,7 @@ impl AsyncWrite for UpstreamStream {
     }
 }
 
-impl Drop for UpstreamStream {
+impl<T: Transport> Drop for UpstreamStream<T> {
     fn drop(&mut self) {
         if !self.shutdown_started {
             self.note_fin_order();
@@ -500,7 +533,7 @@ impl Drop for UpstreamStream {
         if let Some(stream) = self.inner.take() {
             if abort {
                 // SO_LINGER zero: close() sends RST at once and never blocks.
-                aborted = SockRef::from(&stream)
+                aborted = SockRef::from(stream.socket())
                     .set_linger(Some(Duration::ZERO))
                     .is_ok();
             }

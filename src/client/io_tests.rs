@@ -55,7 +55,7 @@ impl ConnObserver for Recorder {
 }
 
 struct Pair {
-    stream: UpstreamStream,
+    stream: UpstreamStream<TcpStream>,
     server: TcpStream,
     conn: Arc<ClientConn>,
     recorder: Arc<Recorder>,
@@ -83,6 +83,7 @@ async fn pair_with(config: UpstreamConfig, http2: bool) -> Pair {
         client.local_addr().unwrap(),
         client.peer_addr().unwrap(),
         http2,
+        false,
     ));
     Pair {
         stream: UpstreamStream::new(client, conn.clone(), None),
@@ -96,7 +97,7 @@ const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
 
 /// Reads from the stream until `n` bytes arrived.
-async fn read_exactly(stream: &mut UpstreamStream, n: usize) -> Vec<u8> {
+async fn read_exactly(stream: &mut UpstreamStream<TcpStream>, n: usize) -> Vec<u8> {
     let mut got = vec![0; n];
     stream.read_exact(&mut got).await.unwrap();
     got

@@ -5,6 +5,11 @@
 //!   applies the [`SocketPolicy`](crate::policy::SocketPolicy) to every outbound socket (linger
 //!   included), caps open connections per upstream with a wait queue, spreads connections over
 //!   source addresses, and tracks each connection from connect to close.
+//! - `https://` upstreams (feature `rustls`): TLS runs between the tracked stream and the
+//!   socket ([`ClientTls`] chooses the roots and ALPN; HTTP/2 when the server picks `h2`), so
+//!   the policy, who closed first and census attribution are the same as over plain HTTP. Or
+//!   any connector of your own ([`ClientBuilder::connector`]) whose stream is a
+//!   [`Transport`](crate::Transport).
 //! - [`CloseOrder`] decides who closes idle connections first, and so who holds TIME_WAIT.
 //! - Every request is a lease from the call until its response body is read or dropped; an
 //!   unread body holds its connection and is reported as a leak with the call's file:line.
@@ -74,10 +79,16 @@ mod replay;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 mod routing;
+mod stream;
+#[cfg(feature = "rustls")]
+mod tls;
 mod upstream;
 mod upstream_metrics;
 
 pub use crate::close::Closer;
+
+#[cfg(feature = "rustls")]
+pub use self::tls::{ClientTls, ClientTlsBuilder, TlsConfigError};
 
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{
@@ -97,5 +108,6 @@ pub use self::{
     future::ResponseFuture,
     io::UpstreamStream,
     replay::ReplayBody,
+    stream::UpstreamIo,
     upstream::{AcquireTimeout, ConnectErrorKind, UpstreamSnapshot, UpstreamTotals},
 };

@@ -28,6 +28,11 @@ pub(crate) struct Upstreams {
     /// Requests go to hyper-util with their upstream's pool key (see [`Route`]).
     pub(crate) route_requests: bool,
     pub(crate) http2_only: bool,
+    /// A connector of the user's, in place of the crate's TCP (and TLS) connect.
+    pub(crate) custom: Option<super::connector::CustomConnector>,
+    /// TLS for `https://` upstreams: the client's own, or the default roots.
+    #[cfg(feature = "rustls")]
+    pub(crate) tls: Option<super::tls::ClientTls>,
 }
 
 impl Upstreams {

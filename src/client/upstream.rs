@@ -45,15 +45,19 @@ pub enum ConnectErrorKind {
     Timeout,
     /// No slot under `max_connections` freed up within the acquire timeout.
     AcquireTimeout,
+    /// The TLS handshake failed (an untrusted certificate, a name mismatch, a server that
+    /// does not speak TLS), or an `https://` upstream with no TLS configured.
+    Tls,
     /// Anything else (DNS, unreachable, local address unavailable, …).
     Other,
 }
 
 impl ConnectErrorKind {
-    pub(super) const ALL: [ConnectErrorKind; 4] = [
+    pub(super) const ALL: [ConnectErrorKind; 5] = [
         ConnectErrorKind::Refused,
         ConnectErrorKind::Timeout,
         ConnectErrorKind::AcquireTimeout,
+        ConnectErrorKind::Tls,
         ConnectErrorKind::Other,
     ];
 
@@ -63,6 +67,7 @@ impl ConnectErrorKind {
             ConnectErrorKind::Refused => "refused",
             ConnectErrorKind::Timeout => "timeout",
             ConnectErrorKind::AcquireTimeout => "acquire_timeout",
+            ConnectErrorKind::Tls => "tls",
             ConnectErrorKind::Other => "other",
         }
     }
@@ -81,7 +86,8 @@ pub struct UpstreamTotals {
     pub closed: u64,
     /// Responses received on closed connections.
     pub requests_on_closed: u64,
-    /// Replayable requests retried after a reused connection failed.
+    /// Replayable requests sent again: a reused connection failed before any byte of the
+    /// response, or an HTTP/2 server refused the stream (a graceful GOAWAY, `REFUSED_STREAM`).
     pub retries: u64,
     /// Requests that timed out (response head or total timeout), once per request.
     pub timeouts: u64,
@@ -235,6 +241,8 @@ impl Upstream {
             })?;
         let make = |local: Option<IpAddr>| {
             let mut http = HttpConnector::new();
+            // The connector sees `https://` too: TLS goes over the socket it makes.
+            http.enforce_http(false);
             http.set_connect_timeout(config.connect_timeout);
             http.set_nodelay(policy.nodelay());
             http.set_reuse_address(policy.reuse_address() && local.is_some());
@@ -312,10 +320,11 @@ impl Upstream {
         local: SocketAddr,
         peer: SocketAddr,
         http2: bool,
+        tls: bool,
     ) -> Arc<ClientConn> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let observer: Arc<dyn ConnObserver> = self.clone();
-        let conn = Arc::new(ClientConn::new(id, observer, local, peer, http2));
+        let conn = Arc::new(ClientConn::new(id, observer, local, peer, http2, tls));
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.metrics.connects.increment(1);
         self.pool_states.fetch_add(IDLE_ONE, Ordering::AcqRel);

@@ -13,7 +13,7 @@ pub(super) struct UpstreamMetrics {
     pub(super) leased: Gauge,
     pub(super) pending: Gauge,
     pub(super) connects: Counter,
-    pub(super) connect_errors: [Counter; 4],
+    pub(super) connect_errors: [Counter; 5],
     pub(super) closed: [[Counter; CLIENT_REASONS]; 5],
     pub(super) requests_per_connection: Histogram,
     pub(super) retries: Counter,

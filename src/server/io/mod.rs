@@ -27,9 +27,8 @@ use crate::{
 
 mod close;
 mod goaway;
-mod transport;
 
-pub use self::transport::Transport;
+pub use crate::transport::Transport;
 
 /// What the stream now answers in place of the socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
