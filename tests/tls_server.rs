@@ -5,60 +5,27 @@
 //! curl, and raw TCP peers that never handshake or speak plain HTTP.
 #![cfg(all(feature = "rustls", feature = "axum"))]
 
-use std::{
-    net::SocketAddr,
-    sync::{Arc, Once},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{routing::get, Extension, Router};
 use conn_hygiene::server::{
     CloseReason, Closer, ConnState, ConnectionInfo, ConnectionLimits, ConnectionRegistry,
     HygienicListener, MakeTrackConnection, RegistryTotals,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::{
     io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     task::JoinHandle,
 };
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
+
+#[path = "support/tls.rs"]
+mod tls_support;
+
+use tls_support::{test_tls as tls, TestTls as Tls};
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-struct Tls {
-    acceptor: TlsAcceptor,
-    connector: TlsConnector,
-    cert_pem: String,
-}
-
-fn tls() -> Tls {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("params");
-    let cert = params.self_signed(&key).expect("self-signed certificate");
-    let der = CertificateDer::from(cert.der().to_vec());
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let mut server = rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![der.clone()], key_der)
-        .expect("server config");
-    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(der).expect("root");
-    let client = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Tls {
-        acceptor: TlsAcceptor::from(Arc::new(server)),
-        connector: TlsConnector::from(Arc::new(client)),
-        cert_pem: cert.pem(),
-    }
-}
 
 struct Served {
     addr: SocketAddr,

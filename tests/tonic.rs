@@ -108,15 +108,42 @@ async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
                 let _ = stop_rx.await;
             }),
     );
+    let keepalive =
+        conn_hygiene::policy::Keepalive::new(Duration::from_secs(17), Duration::from_secs(3), 4);
+    let policy = conn_hygiene::policy::SocketPolicy::builder()
+        .keepalive(keepalive)
+        .user_timeout(Duration::from_secs(29))
+        .build()
+        .unwrap();
     let client = HygienicClient::builder()
+        .policy(policy)
         .http2_only(true)
         .upstream(addr.to_string(), UpstreamConfig::new().name("health"))
         .build::<http_body_util::Empty<bytes::Bytes>>()
         .unwrap();
     let view = client.view();
+    // The client's connector, with a look at each socket it hands tonic: its options as the
+    // kernel holds them (getsockopt).
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let connector = {
+        let (connector, seen) = (view.connector(), seen.clone());
+        tower::service_fn(move |uri: http::Uri| {
+            let (mut connector, seen) = (connector.clone(), seen.clone());
+            async move {
+                use conn_hygiene::Transport;
+                let io = tower::Service::call(&mut connector, uri).await?;
+                let socket = io.inner().get_ref().socket();
+                seen.lock().unwrap().push(
+                    conn_hygiene::policy::EffectiveOptions::read(socket2::SockRef::from(socket))
+                        .expect("getsockopt"),
+                );
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(io)
+            }
+        })
+    };
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
-        .connect_with_connector(view.connector())
+        .connect_with_connector(connector)
         .await
         .unwrap();
     let mut health_client = HealthClient::new(channel);
@@ -140,16 +167,16 @@ async fn a_tonic_channel_on_the_clients_connector_is_tracked_by_the_client() {
     let conn = &up.connections[0];
     assert_eq!(conn.peer_addr, addr);
     assert_eq!(conn.requests, 3, "each call's stream counted: {conn:?}");
-    // The socket policy was applied to it: keepalive on, as the default policy sets.
-    let fd_keepalive = std::process::Command::new("ss")
-        .args(["-tnoH", "state", "established", "dst", &addr.to_string()])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    assert!(
-        fd_keepalive.contains("keepalive"),
-        "the client's socket toward {addr} has a keepalive timer: {fd_keepalive}"
+    // The socket policy was applied to it, as getsockopt reads it back.
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "one connection: {seen:?}");
+    assert_eq!(seen[0].keepalive, Some(keepalive), "{seen:?}");
+    assert_eq!(
+        seen[0].user_timeout,
+        Some(Duration::from_secs(29)),
+        "{seen:?}"
     );
+    assert!(seen[0].nodelay, "{seen:?}");
     // The census attributes the channel's connection to the client's upstream: a port in use
     // from this host toward the server's address.
     #[cfg(feature = "census")]

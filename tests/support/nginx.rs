@@ -30,6 +30,19 @@ pub struct NginxConfig {
     pub keepalive_timeout_secs: u32,
     /// `keepalive_requests`.
     pub keepalive_requests: u32,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<NginxTls>,
+}
+
+/// HTTPS on nginx's port.
+#[derive(Debug, Clone)]
+pub struct NginxTls {
+    /// PEM certificate (chain) file.
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+    /// Offer HTTP/2 by ALPN beside HTTP/1.1.
+    pub http2: bool,
 }
 
 impl Default for NginxConfig {
@@ -37,6 +50,7 @@ impl Default for NginxConfig {
         Self {
             keepalive_timeout_secs: 1,
             keepalive_requests: 20,
+            tls: None,
         }
     }
 }
@@ -47,6 +61,7 @@ pub struct Nginx {
     child: Child,
     addr: SocketAddr,
     dir: PathBuf,
+    tls: Option<NginxTls>,
 }
 
 impl Nginx {
@@ -82,6 +97,7 @@ impl Nginx {
                 child,
                 addr,
                 dir: dir.clone(),
+                tls: config.tls.clone(),
             };
             match nginx.wait_ready() {
                 Ok(()) => return nginx,
@@ -103,11 +119,17 @@ impl Nginx {
         self.addr
     }
 
-    /// `http://addr{path}`.
+    /// `http://addr{path}`, or `https://` when it serves HTTPS.
     pub fn url(&self, path: &str) -> http::Uri {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
             .parse()
             .expect("valid URI")
+    }
+
+    /// Its HTTPS settings, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&NginxTls> {
+        self.tls.as_ref()
     }
 
     /// nginx's PID.
@@ -129,7 +151,7 @@ impl Nginx {
             if let Some(status) = self.child.try_wait().expect("wait for nginx") {
                 return Err(format!("nginx exited ({status}):\n{}", self.error_log()));
             }
-            if answers_as_nginx(self.addr) {
+            if answers_as_nginx(self.addr, self.tls.is_some()) {
                 return Ok(());
             }
             assert!(
@@ -220,8 +242,8 @@ http {{
     keepalive_timeout {ka}s;
     keepalive_requests {kr};
     server {{
-        listen {addr};
-        location / {{
+        listen {addr}{listen_tls};
+{tls_files}        location / {{
             return 200 "ok\n";
         }}
     }}
@@ -229,6 +251,16 @@ http {{
 "#,
         ka = c.keepalive_timeout_secs,
         kr = c.keepalive_requests,
+        listen_tls = match &c.tls {
+            Some(t) if t.http2 => " ssl http2",
+            Some(_) => " ssl",
+            None => "",
+        },
+        tls_files = c.tls.as_ref().map_or_else(String::new, |t| format!(
+            "        ssl_certificate {};\n        ssl_certificate_key {};\n",
+            t.cert.display(),
+            t.key.display()
+        )),
     );
     conf
 }
@@ -239,7 +271,8 @@ fn running_as_root() -> bool {
 }
 
 /// One `GET /` whose response carries `Server: nginx`: the port is nginx's, not a stranger's.
-fn answers_as_nginx(addr: SocketAddr) -> bool {
+/// On an HTTPS port nginx answers the plain request with its own 400.
+fn answers_as_nginx(addr: SocketAddr, tls: bool) -> bool {
     let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };
@@ -252,5 +285,6 @@ fn answers_as_nginx(addr: SocketAddr) -> bool {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-    text.starts_with("http/1.1 200") && text.contains("\r\nserver: nginx")
+    let status = if tls { "http/1.1 400" } else { "http/1.1 200" };
+    text.starts_with(status) && text.contains("\r\nserver: nginx")
 }
