@@ -4,7 +4,13 @@
 //! cargo run --example pooled_client -- --url URL --requests N --concurrency C
 //!     [--interval-ms MS] [--close-order client-first|abort|server-first]
 //!     [--server-keep-alive SECS] [--idle-timeout SECS] [--max-idle N] [--timeout-ms N]
+//!     [--ca-file PATH]
 //! ```
+//!
+//! An `https://` URL offers HTTP/2 and HTTP/1.1 by ALPN (the server chooses) and trusts
+//! Mozilla's roots; `--ca-file PATH` trusts the CA certificates of a PEM file beside them (a
+//! private CA, or a self-signed server certificate, one issued to an IP address such as
+//! 127.0.0.1 included).
 //!
 //! Each of the C workers sends its share of the N requests, waiting MS between its requests.
 //! `--timeout-ms N` is each request's total timeout (response head and body). Progress goes to
@@ -35,6 +41,7 @@ struct Args {
     idle_timeout: Option<Duration>,
     max_idle: Option<usize>,
     timeout: Option<Duration>,
+    ca_file: Option<std::path::PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +56,7 @@ fn parse_args() -> Result<Args, String> {
         idle_timeout: None,
         max_idle: None,
         timeout: None,
+        ca_file: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -82,6 +90,7 @@ fn parse_args() -> Result<Args, String> {
             "--timeout-ms" => {
                 args.timeout = Some(Duration::from_millis(number(value()?)?));
             }
+            "--ca-file" => args.ca_file = Some(value()?.into()),
             other => return Err(format!("unknown flag {other:?}")),
         }
     }
@@ -111,10 +120,14 @@ async fn main() {
     if let Some(t) = args.timeout {
         upstream = upstream.timeout(t);
     }
-    let client = match HygienicClient::builder()
-        .default_upstream(upstream)
-        .build::<Empty<Bytes>>()
-    {
+    let builder = match with_ca_file(HygienicClient::builder(), args.ca_file.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("pooled_client: --ca-file: {e}");
+            std::process::exit(2);
+        }
+    };
+    let client = match builder.default_upstream(upstream).build::<Empty<Bytes>>() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("pooled_client: {e}");
@@ -221,4 +234,34 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// Trusts the CA certificates of `path` for `https://` URLs, beside the default roots.
+#[cfg(feature = "rustls")]
+fn with_ca_file(
+    builder: conn_hygiene::client::ClientBuilder,
+    path: Option<&std::path::Path>,
+) -> Result<conn_hygiene::client::ClientBuilder, String> {
+    let Some(path) = path else {
+        return Ok(builder);
+    };
+    let tls = conn_hygiene::client::ClientTls::builder();
+    #[cfg(feature = "webpki-roots")]
+    let tls = tls.webpki_roots();
+    let tls = tls
+        .add_ca_file(path)
+        .and_then(|t| t.build())
+        .map_err(|e| e.to_string())?;
+    Ok(builder.tls(tls))
+}
+
+#[cfg(not(feature = "rustls"))]
+fn with_ca_file(
+    builder: conn_hygiene::client::ClientBuilder,
+    path: Option<&std::path::Path>,
+) -> Result<conn_hygiene::client::ClientBuilder, String> {
+    match path {
+        None => Ok(builder),
+        Some(_) => Err("built without the rustls feature".to_owned()),
+    }
 }
