@@ -5,8 +5,19 @@ the pooled client against it by hand (not in CI):
     python3 benches/hostile_upstream.py PORT [SEED] [SECONDS] &
     cargo run --release --example pooled_client -- --url http://127.0.0.1:PORT/ --requests 3000 --concurrency 8
 
+Over TLS: set HOSTILE_TLS_CERT and HOSTILE_TLS_KEY (PEM files) and use an https:// URL with
+--ca-file; it then also closes some connections without a TLS close_notify ("no_notify").
+
 Prints "ready" when listening, and the count of each behaviour to stderr at exit."""
-import asyncio, random, socket, struct, sys
+import asyncio, os, random, socket, ssl, struct, sys
+TLS = None
+if os.environ.get("HOSTILE_TLS_CERT"):
+    TLS = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    TLS.load_cert_chain(os.environ["HOSTILE_TLS_CERT"], os.environ["HOSTILE_TLS_KEY"])
+    TLS.set_alpn_protocols(["http/1.1"])
+MODES = ["plain", "chunked", "trickle", "close", "http10", "continue", "rst_after", "idle_close", "split_head"]
+if TLS:
+    MODES.append("no_notify")
 random.seed(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
 counts = {}
 async def handle(r, w):
@@ -18,7 +29,7 @@ async def handle(r, w):
                 if not chunk:
                     w.close(); return
                 head += chunk
-            mode = random.choice(["plain", "chunked", "trickle", "close", "http10", "continue", "rst_after", "idle_close", "split_head"])
+            mode = random.choice(MODES)
             counts[mode] = counts.get(mode, 0) + 1
             if mode == "plain":
                 w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello")
@@ -43,6 +54,11 @@ async def handle(r, w):
             elif mode == "idle_close":
                 w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"); await w.drain()
                 await asyncio.sleep(random.random() * 0.02); w.close(); return
+            elif mode == "no_notify":
+                # The response, then FIN without close_notify: the TCP socket closed under TLS.
+                w.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello"); await w.drain()
+                await asyncio.sleep(random.random() * 0.02)
+                w.get_extra_info("socket").shutdown(socket.SHUT_RDWR); w.transport.abort(); return
             elif mode == "split_head":
                 w.write(b"HTTP/1.1 200 OK\r\ncont"); await w.drain(); await asyncio.sleep(0.002)
                 w.write(b"ent-length: 5\r\n\r\nhel"); await w.drain(); await asyncio.sleep(0.002)
@@ -51,7 +67,7 @@ async def handle(r, w):
     except (ConnectionError, OSError):
         pass
 async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    srv = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), ssl=TLS)
     print("ready", flush=True)
     async with srv:
         try:
