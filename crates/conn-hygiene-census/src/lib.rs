@@ -4,7 +4,8 @@
 //!   reused buffer, nothing allocated per socket), falling back to `/proc/net/tcp` and
 //!   `/proc/net/tcp6` when netlink is refused. See the [`walk` module](mod@walk).
 //! - [`listeners()`]: each listener's accept queue, length and maximum.
-//! - [`process`]: the sockets one process holds, and which process holds a socket.
+//! - [`process`]: the sockets one process holds, and which process holds a socket;
+//!   [`peers`]: them by remote endpoint, with keepalive timers, idle times and retransmits.
 //! - [`counters`]: the cheap counters (`sockstat`, `snmp`, `netstat`, `file-nr`, descriptor
 //!   limits, conntrack) and [`sysctl`]: the settings behind `TIME_WAIT` and queue limits.
 //! - [`findings`]: a [`HostSample`] judged against [`Thresholds`], each [`Finding`] with
@@ -57,6 +58,7 @@ mod error;
 pub mod findings;
 pub mod listeners;
 pub mod netlink;
+pub mod peers;
 pub mod proc_net;
 pub mod process;
 mod root;

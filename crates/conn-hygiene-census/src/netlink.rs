@@ -52,8 +52,26 @@ const INET_DIAG_MSG_LEN: usize = 72;
 /// Size of a dump request: header plus `inet_diag_req_v2`.
 pub(crate) const DUMP_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN;
 
+/// `INET_DIAG_INFO`: the `tcp_info` attribute, asked for by bit `INET_DIAG_INFO - 1` of
+/// `idiag_ext`.
+pub(crate) const INET_DIAG_INFO: u16 = 2;
+
+/// Extensions a dump asks the kernel to attach to each socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Extensions {
+    /// None: the bare `inet_diag_msg`, as the census walks.
+    None,
+    /// `tcp_info` (`INET_DIAG_INFO`).
+    TcpInfo,
+}
+
 /// A `SOCK_DIAG_BY_FAMILY` dump request for TCP sockets of `family` in `states`.
-pub(crate) fn dump_request(family: Family, states: StateSet, seq: u32) -> [u8; DUMP_REQUEST_LEN] {
+pub(crate) fn dump_request(
+    family: Family,
+    states: StateSet,
+    ext: Extensions,
+    seq: u32,
+) -> [u8; DUMP_REQUEST_LEN] {
     let mut req = [0u8; DUMP_REQUEST_LEN];
     req[0..4].copy_from_slice(&(DUMP_REQUEST_LEN as u32).to_ne_bytes());
     req[4..6].copy_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
@@ -62,7 +80,11 @@ pub(crate) fn dump_request(family: Family, states: StateSet, seq: u32) -> [u8; D
     // nlmsg_pid 0: addressed to the kernel.
     req[16] = family.linux_af();
     req[17] = IPPROTO_TCP;
-    // idiag_ext 0: no extensions; pad 0.
+    req[18] = match ext {
+        Extensions::None => 0,
+        Extensions::TcpInfo => 1 << (INET_DIAG_INFO - 1),
+    };
+    // pad 0.
     req[20..24].copy_from_slice(&states.kernel_mask().to_ne_bytes());
     // inet_diag_sockid all zero: no address or cookie filter.
     req
@@ -102,6 +124,17 @@ pub fn parse_datagram<F: FnMut(&SockInfo)>(
 
 /// [`parse_datagram`] for the walk: messages whose sequence number is not `seq` are skipped.
 pub(crate) fn parse_messages<F: FnMut(&SockInfo)>(
+    buf: &[u8],
+    seq: Option<u32>,
+    step: &'static str,
+    f: &mut F,
+) -> Result<DatagramSummary, CensusError> {
+    parse_messages_with(buf, seq, step, &mut |info: &SockInfo, _: &[u8]| f(info))
+}
+
+/// [`parse_messages`] that also hands over each socket's whole `inet_diag_msg` payload, its
+/// attributes included.
+pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
     buf: &[u8],
     seq: Option<u32>,
     step: &'static str,
@@ -174,7 +207,7 @@ pub(crate) fn parse_messages<F: FnMut(&SockInfo)>(
             SOCK_DIAG_BY_FAMILY => match parse_inet_diag_msg(payload) {
                 Ok(Some(info)) => {
                     summary.sockets += 1;
-                    f(&info);
+                    f(&info, payload);
                 }
                 Ok(None) => summary.skipped += 1,
                 Err(detail) => return Err(CensusError::netlink_malformed(step, detail)),
@@ -245,7 +278,7 @@ pub fn dump_raw(
     let mut sock = crate::sys::DiagSocket::open()?;
     let mut buf = vec![0u8; buffer_size.max(crate::walk::MIN_BUFFER)];
     let step = dump_step(family);
-    let seq = sock.send_dump(family, states, step)?;
+    let seq = sock.send_dump(family, states, Extensions::None, step)?;
     loop {
         let n = sock.recv(&mut buf, step)?;
         let datagram = &buf[..n];
@@ -264,16 +297,16 @@ pub(crate) const fn dump_step(family: Family) -> &'static str {
     }
 }
 
-fn align4(len: usize) -> usize {
+pub(crate) fn align4(len: usize) -> usize {
     len.saturating_add(3) & !3
 }
 
 // The readers below are only called on ranges checked by the caller.
-fn read_u16(b: &[u8], at: usize) -> u16 {
+pub(crate) fn read_u16(b: &[u8], at: usize) -> u16 {
     u16::from_ne_bytes([b[at], b[at + 1]])
 }
 
-fn read_u32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn read_u32(b: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
@@ -334,7 +367,12 @@ mod tests {
 
     #[test]
     fn request_layout() {
-        let req = dump_request(Family::Ipv6, StateSet::only(TcpState::Listen), 9);
+        let req = dump_request(
+            Family::Ipv6,
+            StateSet::only(TcpState::Listen),
+            Extensions::None,
+            9,
+        );
         assert_eq!(read_u32(&req, 0), 72);
         assert_eq!(read_u16(&req, 4), 20);
         assert_eq!(read_u16(&req, 6), 0x301);

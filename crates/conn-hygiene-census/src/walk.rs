@@ -64,7 +64,7 @@ pub struct WalkOptions {
     ipv6: bool,
     backend: Backend,
     proc_root: ProcRoot,
-    buffer_size: usize,
+    pub(crate) buffer_size: usize,
 }
 
 impl Default for WalkOptions {
@@ -137,7 +137,7 @@ impl WalkOptions {
         &self.proc_root
     }
 
-    fn wants(&self, family: Family) -> bool {
+    pub(crate) fn wants(&self, family: Family) -> bool {
         match family {
             Family::Ipv4 => self.ipv4,
             Family::Ipv6 => self.ipv6,
@@ -279,7 +279,12 @@ impl Walker {
         };
         let step = dump_step(family);
         let seq = sock
-            .send_dump(family, self.opts.states, step)
+            .send_dump(
+                family,
+                self.opts.states,
+                crate::netlink::Extensions::None,
+                step,
+            )
             .map_err(Refusal::classify)?;
         let mut first = true;
         let result = loop {

@@ -3,6 +3,8 @@
 //!
 //! - `conn-hygiene states [--pid PID] [--json]`: sockets by state in this network namespace.
 //! - `conn-hygiene who STATE [--json]`: the processes holding sockets in a state, most first.
+//! - `conn-hygiene peers --pid PID [--json]`: one process's sockets by remote endpoint: states,
+//!   sockets without a keepalive timer, longest idle time, retransmissions.
 //! - `conn-hygiene doctor [--pid PID] [--window-ms MS] [--json]`: every check, with severity,
 //!   value, threshold and recommendation; exit status 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 //! - `conn-hygiene watch [--interval SECS] [--count N] [--json]`: one line per interval.
@@ -15,6 +17,7 @@
 mod doctor;
 mod error;
 mod output;
+mod peers;
 mod states;
 mod sysctl;
 mod watch;
@@ -52,6 +55,17 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 20)]
         top: usize,
         /// JSON: {"state": ..., "processes": [{"pid", "comm", "count"}], "endpoints": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One process's TCP sockets by remote endpoint: states, sockets with no keepalive timer
+    /// armed, the longest time any has sent or received nothing, retransmissions.
+    Peers {
+        /// The process.
+        #[arg(long, value_name = "PID")]
+        pid: u32,
+        /// JSON: [{"remote", "states": {"ESTABLISHED": n}, "sockets", "without_keepalive",
+        /// "idle_max_s", "retransmits"}].
         #[arg(long)]
         json: bool,
     },
@@ -99,6 +113,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::States { pid, json } => states::run(pid, json),
         Command::Who { state, top, json } => who::run(&state, top, json),
+        Command::Peers { pid, json } => peers::run(pid, json),
         Command::Doctor {
             pid,
             window_ms,

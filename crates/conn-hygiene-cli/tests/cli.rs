@@ -432,6 +432,7 @@ fn doctor_json_shape_on_this_host() {
         "listen_drops",
         "time_wait_overflow",
         "process_fd_usage",
+        "keepalive_missing",
         "system_file_nr",
         "conntrack",
         "listener_backlog",
@@ -442,4 +443,143 @@ fn doctor_json_shape_on_this_host() {
     ] {
         assert!(checks.contains(&check), "{check} missing: {checks:?}");
     }
+}
+
+/// What `ss -tnoi` says of this process's sockets toward `remote`: (sockets, without a
+/// keepalive timer, longest idle in ms as min(lastsnd, lastrcv), total retransmissions).
+fn ss_peer(remote: SocketAddr) -> (u64, u64, u64, u64) {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoiH", "state", "all", "dst", &remote.to_string()])
+        .output()
+        .expect("ss (iproute2): run scripts/install-test-deps.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // With -i each socket takes two lines: the addresses (and timer), then tcp_info.
+    let mut sockets = 0;
+    let mut without = 0;
+    let mut idle_max = 0;
+    let mut retrans = 0;
+    let field = |line: &str, key: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| v.split('/').next_back())
+            .and_then(|v| v.parse().ok())
+    };
+    for line in text.lines() {
+        if !line.starts_with(char::is_whitespace) {
+            // Listeners and TIME_WAIT are not this process's connections.
+            if line.starts_with("LISTEN") || line.starts_with("TIME-WAIT") {
+                continue;
+            }
+            sockets += 1;
+            if !line.contains("timer:(keepalive") {
+                without += 1;
+            }
+        } else {
+            if let (Some(s), Some(r)) = (field(line, "lastsnd:"), field(line, "lastrcv:")) {
+                idle_max = idle_max.max(s.min(r));
+            }
+            retrans += field(line, "retrans:").unwrap_or(0);
+        }
+    }
+    (sockets, without, idle_max, retrans)
+}
+
+/// `peers --pid` and `doctor --pid` against this process, with sockets made for it: five
+/// connections toward one listener (three with SO_KEEPALIVE), two toward another whose server
+/// side closed (CLOSE_WAIT, no keepalive). Every figure is what `ss -tnoi` shows.
+#[test]
+fn peers_and_keepalive_missing_match_ss() {
+    let pid = std::process::id().to_string();
+    let l4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let l6 = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)) {
+        Ok(l) => l,
+        Err(e) => {
+            assert!(
+                precondition(
+                    "peers_and_keepalive_missing_match_ss",
+                    false,
+                    "IPv6 loopback"
+                ),
+                "{e}"
+            );
+            return;
+        }
+    };
+    let (a4, a6) = (l4.local_addr().unwrap(), l6.local_addr().unwrap());
+    let mut held = Vec::new();
+    for i in 0..5 {
+        let c = TcpStream::connect(a4).unwrap();
+        socket2::SockRef::from(&c).set_keepalive(i < 3).unwrap();
+        let (s, _) = l4.accept().unwrap();
+        held.push((c, Some(s)));
+    }
+    for _ in 0..2 {
+        let c = TcpStream::connect(a6).unwrap();
+        let (s, _) = l6.accept().unwrap();
+        drop(s); // FIN to the client: it sits in CLOSE_WAIT
+        held.push((c, None));
+    }
+    wait_until(
+        "two CLOSE_WAIT toward the IPv6 listener",
+        Duration::from_secs(10),
+        || ss_peer(a6).0 == 2,
+    );
+
+    let (code, v) = run_json(&["peers", "--pid", &pid, "--json"]);
+    assert_eq!(code, Some(0), "{v}");
+    let peers = v.as_array().expect("a list");
+    let find = |addr: SocketAddr| {
+        peers
+            .iter()
+            .find(|p| p["remote"] == addr.to_string())
+            .unwrap_or_else(|| panic!("{addr} in {v}"))
+            .clone()
+    };
+    let (p4, p6) = (find(a4), find(a6));
+    assert_eq!(
+        p6["remote"].as_str().unwrap(),
+        format!("[::1]:{}", a6.port())
+    );
+    assert_eq!(p4["states"]["ESTABLISHED"], 5);
+    assert_eq!(p6["states"]["CLOSE_WAIT"], 2);
+    for (p, addr) in [(&p4, a4), (&p6, a6)] {
+        let (sockets, without, idle_ms, retrans) = ss_peer(addr);
+        assert_eq!(p["sockets"].as_u64(), Some(sockets), "{addr}: {p}");
+        assert_eq!(
+            p["without_keepalive"].as_u64(),
+            Some(without),
+            "{addr}: {p}"
+        );
+        assert_eq!(p["retransmits"].as_u64(), Some(retrans), "{addr}: {p}");
+        // Read a moment apart: ss's reading is the later one, and only a little later.
+        let ours = (p["idle_max_s"].as_f64().expect("idle known") * 1000.0).round() as u64;
+        assert!(
+            ours <= idle_ms && idle_ms - ours < 2_000,
+            "{addr}: idle {ours} ms here, {idle_ms} ms by ss: {p}"
+        );
+    }
+    assert_eq!(p4["without_keepalive"], 2);
+    assert_eq!(p6["without_keepalive"], 2);
+
+    // doctor --pid names both endpoints, with their counts.
+    let (_, report) = run_json(&["doctor", "--pid", &pid, "--json", "--window-ms", "20"]);
+    let missing: Vec<&Value> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "keepalive_missing")
+        .collect();
+    for (addr, n) in [(a4, 2), (a6, 2)] {
+        let f = missing
+            .iter()
+            .find(|f| f["subject"] == addr.to_string())
+            .unwrap_or_else(|| panic!("a finding about {addr}: {missing:?}"));
+        assert_eq!(f["severity"], "WARNING", "{f}");
+        assert_eq!(f["value"], n, "{f}");
+        assert!(
+            f["message"].as_str().unwrap().contains(&addr.to_string()),
+            "{f}"
+        );
+    }
+    drop(held);
 }

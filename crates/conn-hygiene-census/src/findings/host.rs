@@ -59,6 +59,8 @@ pub fn sample_host(walker: &mut Walker, pid: Option<u32>) -> Result<HostSample, 
             sample
                 .process_fds
                 .push(ProcessFd::new(pid, comm, root.fd_usage(pid)?));
+            // Kernel detail needs netlink; without it the check says it could not look.
+            sample.peers = crate::peers::process_peers(walker.options(), pid).ok();
         }
         None => {
             let mut walk = HostWalk::new(range);

@@ -88,6 +88,9 @@ pub enum Check {
     TimeWaitOverflow,
     /// `process_fd_usage`: a process's descriptors against its `RLIMIT_NOFILE`.
     ProcessFdUsage,
+    /// `keepalive_missing`: a process's connections toward an endpoint with no keepalive
+    /// timer armed (a peer that vanished would hold them forever).
+    KeepaliveMissing,
     /// `system_file_nr`: open files of the host against `fs.file-max`.
     SystemFileNr,
     /// `conntrack`: connection-tracking entries against `nf_conntrack_max`.
@@ -116,7 +119,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 22] = [
+    pub const ALL: [Check; 23] = [
         Check::TimeWait,
         Check::CloseWait,
         Check::CloseWaitGrowing,
@@ -127,6 +130,7 @@ impl Check {
         Check::ListenDrops,
         Check::TimeWaitOverflow,
         Check::ProcessFdUsage,
+        Check::KeepaliveMissing,
         Check::SystemFileNr,
         Check::Conntrack,
         Check::ListenerBacklog,
@@ -154,6 +158,7 @@ impl Check {
             Check::ListenDrops => "listen_drops",
             Check::TimeWaitOverflow => "time_wait_overflow",
             Check::ProcessFdUsage => "process_fd_usage",
+            Check::KeepaliveMissing => "keepalive_missing",
             Check::SystemFileNr => "system_file_nr",
             Check::Conntrack => "conntrack",
             Check::ListenerBacklog => "listener_backlog",

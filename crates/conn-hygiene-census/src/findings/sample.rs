@@ -97,6 +97,9 @@ pub struct HostSample {
     pub conntrack: Option<Conntrack>,
     /// Listening sockets.
     pub listeners: Vec<Listener>,
+    /// The process's sockets by remote endpoint with their kernel detail (keepalive timers),
+    /// read only for one process (`pid`); `None` when not read.
+    pub peers: Option<Vec<crate::peers::Peer>>,
     /// When set, the process-level parts (`close_wait_by_process`, `process_fds`) cover
     /// only this process.
     pub pid: Option<u32>,

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::netlink::{dump_request, DUMP_REQUEST_LEN};
+use crate::netlink::{dump_request, Extensions, DUMP_REQUEST_LEN};
 use crate::{CensusError, Family, StateSet};
 
 /// How long one receive may wait for the kernel. A dump answer is produced on demand by
@@ -64,10 +64,11 @@ impl DiagSocket {
         &mut self,
         family: Family,
         states: StateSet,
+        ext: Extensions,
         step: &'static str,
     ) -> Result<u32, CensusError> {
         self.seq = self.seq.wrapping_add(1);
-        let req = dump_request(family, states, self.seq);
+        let req = dump_request(family, states, ext, self.seq);
         loop {
             // SAFETY: the pointer and length describe `req`, alive for the call. An unbound,
             // unconnected netlink socket sends to the kernel (port id 0).

@@ -17,6 +17,7 @@ impl DiagSocket {
         &mut self,
         _family: Family,
         _states: StateSet,
+        _ext: crate::netlink::Extensions,
         _step: &'static str,
     ) -> Result<u32, CensusError> {
         match self.never {}

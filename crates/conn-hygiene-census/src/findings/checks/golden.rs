@@ -83,6 +83,18 @@ fn loud() -> HostSample {
         listener(22, 1, Some(4096)),
     ];
     s.counters = counters(9, 5, 0).counters;
+    // One process looked at: twelve endpoints without keepalive, one with it.
+    s.pid = Some(42);
+    s.peers = Some(
+        (0..13u8)
+            .map(|i| {
+                let mut p = crate::peers::Peer::new(dest(10 + i));
+                p.states.set(TcpState::Established, u64::from(i) + 1);
+                p.without_keepalive = if i == 12 { 0 } else { u64::from(i) + 1 };
+                p
+            })
+            .collect(),
+    );
     s
 }
 
@@ -98,6 +110,8 @@ fn odd() -> HostSample {
     s.states.set(TcpState::FinWait2, 501);
     s.states.set(TcpState::TimeWait, 60_000);
     s.counters = None;
+    // A process looked at whose connections' timers could not be read.
+    s.pid = Some(7);
     s
 }
 

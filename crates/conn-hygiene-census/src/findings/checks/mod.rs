@@ -8,6 +8,7 @@
 mod counters;
 mod limits;
 mod listeners;
+mod peers;
 mod ports;
 mod states;
 mod sysctls;
@@ -37,7 +38,7 @@ pub fn evaluate(
 }
 
 /// Every check, in [`Check::ALL`] order.
-const CHECKS: [fn(&Cx<'_>, &mut Findings); 13] = [
+const CHECKS: [fn(&Cx<'_>, &mut Findings); 14] = [
     states::time_wait,
     states::close_wait,
     states::close_wait_growing,
@@ -46,6 +47,7 @@ const CHECKS: [fn(&Cx<'_>, &mut Findings); 13] = [
     ports::local_port_headroom,
     counters::deltas,
     limits::process_fds,
+    peers::keepalive_missing,
     limits::file_nr,
     limits::conntrack,
     listeners::backlog,
