@@ -92,7 +92,8 @@ pub use self::tls::{ClientTls, ClientTlsBuilder, TlsConfigError};
 
 #[cfg(feature = "reqwest")]
 pub use self::reqwest::{
-    ReqwestConnect, ReqwestConnectFuture, ReqwestConnectLayer, ReqwestUpstream,
+    ReqwestConnect, ReqwestConnectFuture, ReqwestConnectLayer, ReqwestHygiene, ReqwestUpstream,
+    SendTracked, TrackedResponse,
 };
 
 pub use self::{

@@ -12,6 +12,8 @@
 //! - Re-executed helper processes: [`rerun_args`] runs one test of this binary,
 //!   [`helper_env`] makes a helper test fail when run on its own instead of passing having done
 //!   nothing, [`wait_child`] waits for a child with a deadline.
+//! - This process's sockets by address: [`own_socket`] duplicates the one a library made and
+//!   never handed out, to read its options back.
 //! - Preconditions: [`precondition`] fails a test loudly when the machine lacks what it needs
 //!   (root, a tool), unless [`ALLOW_SKIP_ENV`] opts out on purpose.
 //!
@@ -36,10 +38,12 @@
 
 mod netns;
 mod process;
+mod sockets;
 mod wait;
 
 pub use self::{
     netns::{in_netns, run_in_netns, INNER_ENV},
     process::{helper_env, is_root, precondition, rerun_args, wait_child, ALLOW_SKIP_ENV},
+    sockets::own_socket,
     wait::{eventually, satisfies, wait_until, Outcome, Satisfies},
 };

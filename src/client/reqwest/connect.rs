@@ -1,25 +1,5 @@
-//! A connector layer for reqwest (`ClientBuilder::connector_layer`) that registers the
-//! upstreams a reqwest client connects to and counts connects, so that their TIME_WAIT can still
-//! be attributed.
-//!
-//! ```no_run
-//! use conn_hygiene::client::ReqwestConnectLayer;
-//!
-//! let layer = ReqwestConnectLayer::new();
-//! let client = reqwest::Client::builder()
-//!     .connector_layer(layer.clone())
-//!     .build()
-//!     .unwrap();
-//! // later: layer.snapshot() lists each destination with its connects and source addresses
-//! ```
-//!
-//! # What it cannot see
-//!
-//! reqwest hides both the destination before connecting and the stream after, so this layer
-//! only sees each *new* connection's remote and local address (from hyper-util's `HttpInfo`)
-//! and failed connects. It cannot apply the socket policy (linger, user timeout), see reuse,
-//! requests per connection, idle time, leases or leaks, or when and by whom a connection is
-//! closed. For those, use [`HygienicClient`](super::HygienicClient).
+//! The connector layer: each new connection's destination and source address, and failed
+//! connects.
 
 use std::{
     collections::HashMap,
@@ -41,7 +21,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::upstream::MAX_UPSTREAMS;
+use crate::client::upstream::MAX_UPSTREAMS;
 use crate::metrics::names;
 
 /// Most source addresses remembered per destination.
