@@ -357,17 +357,19 @@ async fn reqwest_connects_are_registered_by_destination() {
         .connector_layer(layer.clone())
         .build()
         .unwrap();
-    for _ in 0..5 {
+    for _ in 0..20 {
         let res = client.get(server.url("/")).send().await.unwrap();
         assert_eq!(res.text().await.unwrap(), "hello\n");
     }
     let snap = layer.snapshot();
     assert_eq!(snap.len(), 1, "{snap:?}");
     assert_eq!(snap[0].remote_addr, Some(server.addr));
-    // Keep-alive: far fewer connections than requests, and exactly the ones the server saw,
-    // from the same source ports (what TIME_WAIT attribution joins on).
+    // Keep-alive: far fewer connections than requests (hyper-util puts a connection back in
+    // its pool a moment after the body ends, so a request now and then opens another), and
+    // exactly the ones the server saw, from the same source ports (what TIME_WAIT attribution
+    // joins on).
     let opened = server.registry.totals().opened;
-    assert!(opened <= 2, "{opened}");
+    assert!(opened <= 10, "{opened} connections for 20 requests");
     assert_eq!(snap[0].connects, opened);
     let mut seen = Vec::new();
     for c in server.registry.snapshot().connections {
@@ -843,8 +845,10 @@ async fn the_client_is_a_tower_service_and_composes_with_middleware() {
     assert_eq!(res.status(), 200);
     drop(res);
     conn_hygiene::testing::assert_no_client_leases(&client);
-    // Both went over the one pooled connection, each counted on it.
+    // Both were counted on the connections that carried them: usually one pooled connection,
+    // two when the second request came before hyper-util had put the first one back.
     let up = &client.view().snapshot()[0];
-    assert_eq!(up.totals.connects, 1, "{up:?}");
-    assert_eq!(up.connections[0].requests, 2, "{up:?}");
+    assert!(up.totals.connects <= 2, "{up:?}");
+    let carried: u64 = up.connections.iter().map(|c| c.requests).sum();
+    assert_eq!(carried, 2, "{up:?}");
 }
