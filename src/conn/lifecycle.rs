@@ -133,11 +133,13 @@ impl Lifecycle {
     /// boundary (idle timeout), GOAWAY went out (grace), output began (write watch). The owner
     /// computes them again before it waits. A change that only ends a deadline (a head
     /// completed) does not count: the timer armed for it fires early and is recomputed then.
+    #[inline]
     pub(crate) fn take_moved(&mut self) -> bool {
         std::mem::take(&mut self.moved)
     }
 
     /// A deadline may have started or come earlier.
+    #[inline]
     fn mark(&mut self) {
         self.moved = true;
         self.earlier = true;
@@ -149,6 +151,7 @@ impl Lifecycle {
     /// no idle timeout). The timer armed for the earlier result still serves when it is due no
     /// later than that. Outer `None`: anything else moved, and `next` must run. The caller has
     /// checked that the connection is not retiring.
+    #[inline]
     pub(crate) fn idle_restarted(&mut self, now: Instant) -> Option<Option<Instant>> {
         let simple = !self.earlier
             && self.idle_since == Stamp::Pending
@@ -237,6 +240,7 @@ impl Lifecycle {
     }
 
     /// A write could not go on: the send buffer is full.
+    #[inline]
     pub(crate) fn write_blocked(&mut self) {
         if self.watch.blocked() {
             self.mark();
@@ -268,11 +272,13 @@ impl Lifecycle {
     }
 
     /// The peer's FIN is held back and may now be passed on.
+    #[inline]
     pub(crate) fn held_eof_due(&self) -> bool {
         self.eof_held && self.wire.unanswered() == 0
     }
 
     /// The peer's FIN arrived (passed on or held).
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.peer_eof
     }
@@ -283,6 +289,7 @@ impl Lifecycle {
     }
 
     /// Requests read so far reached the maximum.
+    #[inline]
     pub(crate) fn max_requests_reached(&self) -> bool {
         self.limits
             .max_requests

@@ -129,11 +129,13 @@ impl H1 {
     }
 
     /// The status of the latest response started (0 before any).
+    #[inline]
     pub(crate) fn response_status(&self) -> u16 {
         self.responses.status
     }
 
     /// Requests whose head was seen and whose response has not completed.
+    #[inline]
     pub(crate) fn unanswered(&self) -> u64 {
         self.request_heads.saturating_sub(self.responses_complete)
     }
