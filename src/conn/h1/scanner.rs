@@ -423,7 +423,7 @@ impl Scanner {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(super) fn head_done<H: FnMut(Asked)>(&mut self, seen: &mut Seen, on_head: &mut H) {
         match self.kind {
             Kind::Request => {
