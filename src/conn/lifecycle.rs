@@ -5,7 +5,7 @@
 //! peer's FIN, the send queue the kernel reports, and the time; the lifecycle answers. Its
 //! tests drive it with scripted bytes and paused time.
 
-use std::time::Duration;
+use std::{io::IoSlice, time::Duration};
 
 use tokio::time::Instant;
 
@@ -199,11 +199,51 @@ impl Lifecycle {
         change
     }
 
+    /// The first `n` bytes of `bufs` written to the peer in one vectored write, followed as
+    /// [`sent`](Self::sent) follows each slice in turn, with what needs doing only once per
+    /// write done once: the write watch told of `n` bytes, GOAWAY and unframed bytes looked for
+    /// at the end (each is kept once seen), and the deadlines looked at only after a slice
+    /// that changed something (a head's end mid-write, the usual first slice, changes nothing).
+    #[inline]
+    pub(crate) fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) -> Change {
+        if self.watch.wrote(n) {
+            self.mark();
+        }
+        let goaway = self.wire.h2().map(|h| h.goaway_sent);
+        let mut change = Change::default();
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            let slice = self.wire.sent(&b[..take]);
+            if slice != Change::default() {
+                self.follow_change(slice);
+            }
+            change = change.or(slice);
+            n -= take;
+        }
+        if goaway == Some(false) && self.wire.h2().is_some_and(|h| h.goaway_sent) {
+            self.goaway_at = Stamp::Pending;
+            self.mark();
+        }
+        self.note_unframed();
+        change
+    }
+
     /// What a chunk either way changed: a request started (the header timeout), the last
     /// message ended (the idle timeout; a server's response is written, a client's read, and a
     /// reset can end an HTTP/2 stream either way).
-    #[inline]
+    #[inline(always)]
     fn follow(&mut self, change: Change) {
+        self.follow_change(change);
+        self.note_unframed();
+    }
+
+    /// What [`follow`](Self::follow) does with a chunk's [`Change`] (a chunk that changed
+    /// nothing only keeps the time of unframed activity).
+    #[inline(always)]
+    fn follow_change(&mut self, change: Change) {
         if change.request_started {
             self.head_started = Stamp::Pending;
             // A start moves a deadline only when the header timeout then runs: one is set, and
@@ -218,7 +258,6 @@ impl Lifecycle {
             self.idle_since = Stamp::Pending;
             self.moved = true;
         }
-        self.note_unframed();
     }
 
     /// The idle timeout changed (a client learned a shorter keep-alive from its server).
