@@ -73,6 +73,9 @@ flags_of() {
 # Total instructions of one server run that answered $2 requests.
 count() {
     local variant=$1 requests=$2 out="$work/cg.out" addr
+    # The previous run's output goes first: the server's redirection truncates it only once the
+    # background job starts, and a look before then would find the old address.
+    rm -f "$work/stdout" "$work/stderr"
     # shellcheck disable=SC2046
     valgrind --tool=callgrind --callgrind-out-file="$out" \
         "$bin" --listen 127.0.0.1:0 $(flags_of "$variant") >"$work/stdout" 2>"$work/stderr" &

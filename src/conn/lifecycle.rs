@@ -5,7 +5,7 @@
 //! peer's FIN, the send queue the kernel reports, and the time; the lifecycle answers. Its
 //! tests drive it with scripted bytes and paused time.
 
-use std::time::Duration;
+use std::{io::IoSlice, time::Duration};
 
 use tokio::time::Instant;
 
@@ -133,11 +133,13 @@ impl Lifecycle {
     /// boundary (idle timeout), GOAWAY went out (grace), output began (write watch). The owner
     /// computes them again before it waits. A change that only ends a deadline (a head
     /// completed) does not count: the timer armed for it fires early and is recomputed then.
+    #[inline]
     pub(crate) fn take_moved(&mut self) -> bool {
         std::mem::take(&mut self.moved)
     }
 
     /// A deadline may have started or come earlier.
+    #[inline]
     fn mark(&mut self) {
         self.moved = true;
         self.earlier = true;
@@ -149,6 +151,7 @@ impl Lifecycle {
     /// no idle timeout). The timer armed for the earlier result still serves when it is due no
     /// later than that. Outer `None`: anything else moved, and `next` must run. The caller has
     /// checked that the connection is not retiring.
+    #[inline]
     pub(crate) fn idle_restarted(&mut self, now: Instant) -> Option<Option<Instant>> {
         let simple = !self.earlier
             && self.idle_since == Stamp::Pending
@@ -196,11 +199,51 @@ impl Lifecycle {
         change
     }
 
+    /// The first `n` bytes of `bufs` written to the peer in one vectored write, followed as
+    /// [`sent`](Self::sent) follows each slice in turn, with what needs doing only once per
+    /// write done once: the write watch told of `n` bytes, GOAWAY and unframed bytes looked for
+    /// at the end (each is kept once seen), and the deadlines looked at only after a slice
+    /// that changed something (a head's end mid-write, the usual first slice, changes nothing).
+    #[inline]
+    pub(crate) fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) -> Change {
+        if self.watch.wrote(n) {
+            self.mark();
+        }
+        let goaway = self.wire.h2().map(|h| h.goaway_sent);
+        let mut change = Change::default();
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            let slice = self.wire.sent(&b[..take]);
+            if slice != Change::default() {
+                self.follow_change(slice);
+            }
+            change = change.or(slice);
+            n -= take;
+        }
+        if goaway == Some(false) && self.wire.h2().is_some_and(|h| h.goaway_sent) {
+            self.goaway_at = Stamp::Pending;
+            self.mark();
+        }
+        self.note_unframed();
+        change
+    }
+
     /// What a chunk either way changed: a request started (the header timeout), the last
     /// message ended (the idle timeout; a server's response is written, a client's read, and a
     /// reset can end an HTTP/2 stream either way).
-    #[inline]
+    #[inline(always)]
     fn follow(&mut self, change: Change) {
+        self.follow_change(change);
+        self.note_unframed();
+    }
+
+    /// What [`follow`](Self::follow) does with a chunk's [`Change`] (a chunk that changed
+    /// nothing only keeps the time of unframed activity).
+    #[inline(always)]
+    fn follow_change(&mut self, change: Change) {
         if change.request_started {
             self.head_started = Stamp::Pending;
             // A start moves a deadline only when the header timeout then runs: one is set, and
@@ -215,7 +258,6 @@ impl Lifecycle {
             self.idle_since = Stamp::Pending;
             self.moved = true;
         }
-        self.note_unframed();
     }
 
     /// The idle timeout changed (a client learned a shorter keep-alive from its server).
@@ -237,6 +279,7 @@ impl Lifecycle {
     }
 
     /// A write could not go on: the send buffer is full.
+    #[inline]
     pub(crate) fn write_blocked(&mut self) {
         if self.watch.blocked() {
             self.mark();
@@ -268,11 +311,13 @@ impl Lifecycle {
     }
 
     /// The peer's FIN is held back and may now be passed on.
+    #[inline]
     pub(crate) fn held_eof_due(&self) -> bool {
         self.eof_held && self.wire.unanswered() == 0
     }
 
     /// The peer's FIN arrived (passed on or held).
+    #[inline]
     pub(crate) fn peer_closed(&self) -> bool {
         self.peer_eof
     }
@@ -283,6 +328,7 @@ impl Lifecycle {
     }
 
     /// Requests read so far reached the maximum.
+    #[inline]
     pub(crate) fn max_requests_reached(&self) -> bool {
         self.limits
             .max_requests

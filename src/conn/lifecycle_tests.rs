@@ -306,3 +306,68 @@ async fn goaway_then_grace_once_no_stream_is_open() {
         Some((t0 + Duration::from_secs(5), Due::GoawayGrace))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_vectored_write_is_followed_as_its_slices_one_by_one() {
+    // Pipelined requests answered in one write; and a response at the boundary followed in
+    // the same write by one the stack sends on its own (the boundary reached mid-write).
+    let pipelined: (&[u8], &[u8]) = (
+        b"GET /a HTTP/1.1\r\n\r\nHEAD /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+        HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n\
+        HTTP/1.1 204 No Content\r\n\r\n",
+    );
+    let past_boundary: (&[u8], &[u8]) = (
+        GET,
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok\
+        HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n\r\nHTTP/1.1 200 OK\r\n",
+    );
+    let state = |l: &mut Lifecycle, now: Instant| {
+        (
+            l.wire.at_boundary(),
+            l.wire.unanswered(),
+            l.wire.answered(),
+            l.wire.framing(),
+            l.take_moved(),
+            l.next(now, false),
+        )
+    };
+    let no_watch = Limits {
+        write: None,
+        ..limits()
+    };
+    for ((reqs, out), lim) in [pipelined, past_boundary]
+        .into_iter()
+        .flat_map(|case| [(case, limits()), (case, no_watch)])
+    {
+        for cut in 0..=out.len() {
+            for cut2 in (cut..=out.len()).step_by(7).chain([out.len()]) {
+                // The whole write, and one the kernel took only part of.
+                for n in [out.len(), cut2] {
+                    let mut one_by_one = server(lim);
+                    let mut vectored = server(lim);
+                    one_by_one.received(reqs);
+                    vectored.received(reqs);
+                    let now = Instant::now();
+                    one_by_one.next(now, false);
+                    vectored.next(now, false);
+                    let slices = [&out[..cut], &out[cut..cut2], &out[cut2..]];
+                    let mut left = n;
+                    let mut change = Change::default();
+                    for s in slices {
+                        let take = left.min(s.len());
+                        change = change.or(one_by_one.sent(&s[..take]));
+                        left -= take;
+                    }
+                    let bufs = slices.map(IoSlice::new);
+                    assert_eq!(vectored.sent_vectored(&bufs, n), change, "{cut} {cut2} {n}");
+                    assert_eq!(
+                        state(&mut vectored, now),
+                        state(&mut one_by_one, now),
+                        "cut at {cut} and {cut2}, {n} bytes written"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -45,6 +45,7 @@ impl Timer {
 
     /// The timer as armed still serves for a next deadline at `at` (`None`: nothing due): it
     /// fires no later than that (early is a recheck), and has not fired yet.
+    #[inline]
     pub(crate) fn serves(&self, at: Option<Instant>, now: Instant) -> bool {
         match (self.armed, at) {
             (Some(armed), Some(at)) => armed > now && armed <= at,
@@ -54,11 +55,13 @@ impl Timer {
     }
 
     /// True when the armed instant has passed (no clock read: the timer wheel's flag).
+    #[inline]
     pub(crate) fn is_elapsed(&self) -> bool {
         self.armed.is_some() && self.sleep.as_ref().is_some_and(|s| s.is_elapsed())
     }
 
     /// `Ready` once the armed instant has passed; the timer is then disarmed.
+    #[inline]
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.armed.is_none() {
             return Poll::Pending;

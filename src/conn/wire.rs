@@ -70,10 +70,12 @@ impl Wire {
         }
     }
 
+    #[inline]
     pub(crate) fn is_h2(&self) -> bool {
         matches!(self.proto, Proto::H2(_))
     }
 
+    #[inline]
     pub(crate) fn h2(&self) -> Option<&H2> {
         match &self.proto {
             Proto::H2(h) => Some(h),
@@ -147,6 +149,7 @@ impl Wire {
     }
 
     /// Request heads read (a server) or written (a client) so far.
+    #[inline]
     pub(crate) fn requests(&self) -> u64 {
         match &self.proto {
             Proto::H1(h) => h.request_heads,
@@ -156,6 +159,7 @@ impl Wire {
     }
 
     /// Requests whose response has not ended.
+    #[inline]
     pub(crate) fn unanswered(&self) -> u64 {
         match &self.proto {
             Proto::H1(h) => h.unanswered(),
@@ -165,6 +169,7 @@ impl Wire {
     }
 
     /// Responses ended (HTTP/2: streams ended, by their response or a reset).
+    #[inline]
     pub(crate) fn answered(&self) -> u64 {
         match &self.proto {
             Proto::H1(h) => h.responses_complete,
@@ -174,6 +179,7 @@ impl Wire {
     }
 
     /// HTTP/1: the status of the latest response started.
+    #[inline]
     pub(crate) fn h1_response_status(&self) -> Option<u16> {
         match &self.proto {
             Proto::H1(h) => Some(h.response_status()),
@@ -201,6 +207,7 @@ impl Wire {
 
     /// The header timeout applies: bytes of a request head are being read, or (HTTP/2, or a
     /// connection that has read nothing yet) no request head has completed.
+    #[inline]
     pub(crate) fn awaiting_head(&self) -> bool {
         match &self.proto {
             Proto::H1(h) => {

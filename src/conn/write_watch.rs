@@ -53,6 +53,7 @@ impl WriteWatch {
 
     /// `n` bytes were written. True when the watch must start: the owner arms its timer
     /// again ([`start`](Self::start), then [`next_check`](Self::next_check)).
+    #[inline]
     pub(crate) fn wrote(&mut self, n: usize) -> bool {
         self.written += n as u64;
         self.blocked = false;
@@ -65,6 +66,7 @@ impl WriteWatch {
         self.want()
     }
 
+    #[inline]
     fn want(&mut self) -> bool {
         if self.limit.is_some() && self.watching.is_none() && !self.wanted {
             self.wanted = true;

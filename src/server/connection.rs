@@ -328,6 +328,7 @@ impl ConnShared {
     ///
     /// Only the connection's own stream moves its state (from its reads, writes and drop), so a
     /// load and a store suffice: no other writer can come between them.
+    #[inline]
     pub(crate) fn transition(&self, to: ConnState) -> Option<ConnState> {
         let from = ConnState::from_u8(self.state.load(Ordering::Acquire));
         let allowed = match to {
@@ -356,6 +357,7 @@ impl ConnShared {
         self.state.store(ConnState::Closed as u8, Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn has(&self, flag: u8) -> bool {
         self.flags.load(Ordering::Acquire) & flag != 0
     }
@@ -411,6 +413,7 @@ impl ConnShared {
         }
     }
 
+    #[inline]
     pub(crate) fn is_retiring(&self) -> bool {
         // A shutdown retires every connection: those open when it starts, and those registered
         // after (the registry looks at its flag once a connection is listed).

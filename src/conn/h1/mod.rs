@@ -60,7 +60,50 @@ pub(crate) enum Framing {
 
 /// The most requests that can wait for their responses before framing gives up (a peer that
 /// pipelines more than this in the stack's read buffer).
-const MAX_UNANSWERED: usize = 1 << 16;
+const MAX_UNANSWERED: u64 = 1 << 16;
+
+/// A queue of [`Asked`], oldest first, that stores only what is not the default: most
+/// requests ask nothing of their response's framing (not `HEAD`, not `CONNECT`), and those are
+/// only counted. Each entry kept carries its place in the queue.
+#[derive(Debug, Clone, Default)]
+struct AskedQueue {
+    /// Entries pushed and popped so far.
+    pushed: u64,
+    popped: u64,
+    /// The entries that are not the default, with their place.
+    kept: VecDeque<(u64, Asked)>,
+}
+
+impl AskedQueue {
+    fn len(&self) -> u64 {
+        self.pushed - self.popped
+    }
+
+    #[inline]
+    fn push(&mut self, asked: Asked) {
+        if asked != Asked::default() {
+            self.kept.push_back((self.pushed, asked));
+        }
+        self.pushed += 1;
+    }
+
+    /// The oldest entry, removed (the default when the queue is empty).
+    #[inline]
+    fn pop(&mut self) -> Asked {
+        if self.popped == self.pushed {
+            return Asked::default();
+        }
+        let place = self.popped;
+        self.popped += 1;
+        match self.kept.front() {
+            Some(&(at, asked)) if at == place => {
+                self.kept.pop_front();
+                asked
+            }
+            _ => Asked::default(),
+        }
+    }
+}
 
 /// Both directions of one HTTP/1 connection.
 #[derive(Debug, Clone)]
@@ -69,8 +112,8 @@ pub(crate) struct H1 {
     pub(crate) requests: Scanner,
     /// Responses (written by a server, read by a client).
     pub(crate) responses: Scanner,
-    /// What each request whose response has not completed asked, oldest first.
-    unanswered: VecDeque<Asked>,
+    /// What each request whose response has not started asked, oldest first.
+    unanswered: AskedQueue,
     /// Request heads seen.
     pub(crate) request_heads: u64,
     /// Requests seen whole, body included.
@@ -85,7 +128,7 @@ impl Default for H1 {
         Self {
             requests: Scanner::new(Kind::Request),
             responses: Scanner::new(Kind::Response),
-            unanswered: VecDeque::new(),
+            unanswered: AskedQueue::default(),
             request_heads: 0,
             requests_complete: 0,
             responses_complete: 0,
@@ -102,7 +145,7 @@ impl H1 {
         let overflow = &mut self.overflow;
         let seen = self.requests.scan(buf, &mut Asked::default, &mut |asked| {
             if unanswered.len() < MAX_UNANSWERED {
-                unanswered.push_back(asked);
+                unanswered.push(asked);
             } else {
                 *overflow = true;
             }
@@ -116,11 +159,9 @@ impl H1 {
     #[inline]
     pub(crate) fn responses(&mut self, buf: &[u8]) -> Seen {
         let unanswered = &mut self.unanswered;
-        let seen = self.responses.scan(
-            buf,
-            &mut || unanswered.pop_front().unwrap_or_default(),
-            &mut |_| {},
-        );
+        let seen = self
+            .responses
+            .scan(buf, &mut || unanswered.pop(), &mut |_| {});
         self.responses_complete += u64::from(seen.completed);
         if self.responses.framing() == Framing::Tunnel {
             self.requests.tunnel();
@@ -129,11 +170,13 @@ impl H1 {
     }
 
     /// The status of the latest response started (0 before any).
+    #[inline]
     pub(crate) fn response_status(&self) -> u16 {
         self.responses.status
     }
 
     /// Requests whose head was seen and whose response has not completed.
+    #[inline]
     pub(crate) fn unanswered(&self) -> u64 {
         self.request_heads.saturating_sub(self.responses_complete)
     }

@@ -8,27 +8,36 @@
 #[inline]
 pub(super) fn mask(buf: &[u8], at: usize) -> u64 {
     let block = buf.get(at..).unwrap_or_default();
-    let block = &block[..block.len().min(64)];
+    // A whole block: four compares, no length to look at.
+    if let Some(b) = block.first_chunk::<64>() {
+        let (b0, rest) = b.split_at(16);
+        let (b1, rest) = rest.split_at(16);
+        let (b2, b3) = rest.split_at(16);
+        return chunk(first16(b0))
+            | chunk(first16(b1)) << 16
+            | chunk(first16(b2)) << 32
+            | chunk(first16(b3)) << 48;
+    }
+    // The last bytes, fewer than 64: 16 at a time, then the 16 that end the buffer less those
+    // looked at already (when the buffer is at least 16 long), else the bytes padded with zeros.
+    let len = block.len();
     let mut bits = 0;
     let mut off = 0;
-    while off < block.len() {
-        let bits16 = if off + 16 <= block.len() {
-            chunk(first16(&block[off..]))
-        } else {
-            // The last bytes: the 16 that end the buffer, less those looked at already (the
-            // buffer is at least 16 long), else the bytes padded with zeros.
-            let left = block.len() - off;
-            let end = at + block.len();
-            if end >= 16 {
-                chunk(first16(&buf[end - 16..])) >> (16 - left)
-            } else {
-                let mut pad = [0u8; 16];
-                pad[..left].copy_from_slice(&block[off..]);
-                chunk(&pad)
-            }
-        };
-        bits |= bits16 << off;
+    while let Some(b) = block.get(off..).and_then(|b| b.first_chunk::<16>()) {
+        bits |= chunk(b) << off;
         off += 16;
+    }
+    let left = len - off;
+    if left > 0 {
+        let end = at + len;
+        let tail = if end >= 16 {
+            chunk(first16(&buf[end - 16..])) >> (16 - left)
+        } else {
+            let mut pad = [0u8; 16];
+            pad[..left].copy_from_slice(&block[off..]);
+            chunk(&pad)
+        };
+        bits |= tail << off;
     }
     bits
 }

@@ -91,11 +91,13 @@ impl Scanner {
     }
 
     /// True between messages: no byte of a next message has been seen.
+    #[inline]
     pub(crate) fn is_idle(&self) -> bool {
         matches!(self.st, St::Idle)
     }
 
     /// True while a head is being read (its first byte seen, its end not yet).
+    #[inline]
     pub(crate) fn in_head(&self) -> bool {
         matches!(
             self.st,
@@ -109,6 +111,7 @@ impl Scanner {
         )
     }
 
+    #[inline]
     pub(crate) fn framing(&self) -> Framing {
         match self.st {
             St::Done(f) => f,
@@ -128,6 +131,7 @@ impl Scanner {
 
     /// The first byte of a message: a response learns what its request asked (a final response
     /// after an interim one answers the same request).
+    #[inline]
     pub(super) fn start_message<A: FnMut() -> Asked>(
         &mut self,
         seen: &mut Seen,
@@ -419,6 +423,7 @@ impl Scanner {
         }
     }
 
+    #[inline(always)]
     pub(super) fn head_done<H: FnMut(Asked)>(&mut self, seen: &mut Seen, on_head: &mut H) {
         match self.kind {
             Kind::Request => {

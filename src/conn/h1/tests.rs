@@ -1,4 +1,6 @@
 //! Framing of requests and responses however the reads split them.
+use std::collections::VecDeque;
+
 use super::*;
 
 /// Feeds `input` to both sides in every split: whole, byte by byte, and cut at each byte.
@@ -438,5 +440,51 @@ fn generated_heads_with_long_lines_frame_alike_whole_split_and_byte_by_byte() {
             outcome(&bytes),
             "round {round} at {cut}, {cut2}: {text:?}"
         );
+    }
+}
+
+#[test]
+fn the_asked_queue_gives_back_what_a_queue_of_every_entry_would() {
+    let kinds = [
+        Asked::default(),
+        Asked {
+            head: true,
+            connect: false,
+        },
+        Asked {
+            head: false,
+            connect: true,
+        },
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for round in 0..200 {
+        let mut queue = AskedQueue::default();
+        let mut every = VecDeque::new();
+        for step in 0..200 {
+            if next(2) == 0 {
+                // Mostly plain requests, as on the wire.
+                let asked = kinds[if next(4) == 0 {
+                    1 + next(2) as usize
+                } else {
+                    0
+                }];
+                queue.push(asked);
+                every.push_back(asked);
+            } else {
+                let want = every.pop_front().unwrap_or_default();
+                assert_eq!(queue.pop(), want, "round {round}, step {step}");
+            }
+            assert_eq!(
+                queue.len(),
+                every.len() as u64,
+                "round {round}, step {step}"
+            );
+        }
     }
 }

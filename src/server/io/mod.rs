@@ -388,16 +388,8 @@ impl<IO: Transport> TrackedStream<IO> {
     }
 
     /// Follows `n` written bytes of `bufs`.
-    fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], mut n: usize) {
-        let mut change = Change::default();
-        for b in bufs {
-            if n == 0 {
-                break;
-            }
-            let take = n.min(b.len());
-            change = change.or(self.life.sent(&b[..take]));
-            n -= take;
-        }
+    fn sent_vectored(&mut self, bufs: &[IoSlice<'_>], n: usize) {
+        let change = self.life.sent_vectored(bufs, n);
         self.publish(change);
     }
 

@@ -4,7 +4,7 @@ use std::{
     task::{ready, Context, Poll},
 };
 
-use http::{header, HeaderValue, Response};
+use http::{header, HeaderMap, HeaderValue, Response};
 use pin_project_lite::pin_project;
 
 use super::{body::HandlerGuard, ResponseBody};
@@ -80,11 +80,65 @@ fn decorate<B>(c: &ConnShared, res: &mut Response<B>, request: u64, http1: bool)
         headers.insert(header::CONNECTION, CLOSE);
         headers.remove(&KEEP_ALIVE);
     } else if let Some(v) = &c.config.keep_alive_value {
-        // One lookup of the (non-standard, so hashed byte by byte) name: looked up and
-        // inserted through its entry.
-        if !headers.contains_key(header::CONNECTION) {
-            if let header::Entry::Vacant(e) = headers.entry(KEEP_ALIVE) {
-                e.insert(v.clone());
+        if !names_connection_or_keep_alive(headers) {
+            headers.append(KEEP_ALIVE, v.clone());
+        }
+    }
+}
+
+/// Up to this many names, [`names_connection_or_keep_alive`] looks at each.
+const NAMES_LOOKED_AT: usize = 8;
+
+/// `headers` has a `Connection` or a `Keep-Alive` field. The few names of a usual response are
+/// looked at one by one, cheaper than two lookups, the second hashing `keep-alive` byte by byte
+/// (a name `http` does not know); more are looked up.
+fn names_connection_or_keep_alive(headers: &HeaderMap) -> bool {
+    if headers.keys_len() <= NAMES_LOOKED_AT {
+        headers
+            .keys()
+            .any(|k| *k == header::CONNECTION || *k == KEEP_ALIVE)
+    } else {
+        headers.contains_key(header::CONNECTION) || headers.contains_key(&KEEP_ALIVE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_and_keep_alive_are_found_however_many_names_there_are() {
+        for others in [
+            0,
+            1,
+            NAMES_LOOKED_AT - 1,
+            NAMES_LOOKED_AT,
+            3 * NAMES_LOOKED_AT,
+        ] {
+            for (extra, found) in [
+                (None, false),
+                (Some((header::CONNECTION, "close")), true),
+                (Some((KEEP_ALIVE, "timeout=5")), true),
+                (
+                    Some((header::HeaderName::from_static("keep-alive-x"), "1")),
+                    false,
+                ),
+                (Some((header::UPGRADE, "websocket")), false),
+            ] {
+                let mut headers = HeaderMap::new();
+                for i in 0..others {
+                    let name = header::HeaderName::try_from(format!("x-h{i}")).unwrap();
+                    headers.insert(name, HeaderValue::from_static("v"));
+                }
+                headers.append(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                if let Some((name, value)) = extra.clone() {
+                    headers.append(name, HeaderValue::from_static(value));
+                }
+                assert_eq!(
+                    names_connection_or_keep_alive(&headers),
+                    found,
+                    "{others} other names, {extra:?}"
+                );
             }
         }
     }
