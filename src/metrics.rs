@@ -174,6 +174,17 @@ pub mod names {
     pub const CENSUS_DEGRADED: &str = "conn_hygiene_census_degraded";
     /// Gauge: ticks between full walks, after adaptive stretching.
     pub const CENSUS_WALK_PERIOD_TICKS: &str = "conn_hygiene_census_walk_period_ticks";
+    /// Gauge `{kind, endpoint}`: this process's connections toward an endpoint group (an
+    /// upstream or a listener by name, a few remote endpoints by address, `other`).
+    pub const PEER_CONNECTIONS: &str = "conn_hygiene_peer_connections";
+    /// Gauge `{kind, endpoint}`: of those, in `CLOSE_WAIT` (the peer closed, we did not).
+    pub const PEER_CLOSE_WAIT: &str = "conn_hygiene_peer_close_wait";
+    /// Gauge `{kind, endpoint}`: of those, with no keepalive timer armed.
+    pub const PEER_WITHOUT_KEEPALIVE: &str = "conn_hygiene_peer_without_keepalive";
+    /// Gauge `{kind, endpoint}`: the longest time any of them has sent and received nothing.
+    pub const PEER_IDLE_MAX_SECONDS: &str = "conn_hygiene_peer_idle_max_seconds";
+    /// Gauge `{kind, endpoint}`: segments retransmitted over the open connections' lives.
+    pub const PEER_RETRANSMITTED_SEGMENTS: &str = "conn_hygiene_peer_retransmitted_segments";
 }
 
 /// Publishes the unit and help text of every metric to the installed recorder.

@@ -9,6 +9,7 @@ use conn_hygiene_census::{Severity, TcpState};
 use metrics::{Counter, Gauge, Histogram, Label};
 
 use super::attribution::Claim;
+use super::peers::{PeerCensus, PeerKind};
 use super::snapshot::{CensusSnapshot, DegradedPart, Tier};
 use super::MAX_UPSTREAMS;
 use crate::metrics::names;
@@ -130,14 +131,50 @@ impl UpstreamHandles {
     }
 }
 
-/// Every census metric handle. Labels: state, tier, check, part, and the listener and upstream
-/// names; never an address.
+/// A group of our connections' series.
+#[derive(Debug)]
+struct PeerHandles {
+    connections: LazyGauge,
+    close_wait: LazyGauge,
+    without_keepalive: LazyGauge,
+    idle_max: LazyGauge,
+    retransmits: LazyGauge,
+}
+
+impl PeerHandles {
+    fn new(kind: PeerKind, endpoint: &str) -> Self {
+        let labels = [("kind", kind.as_str()), ("endpoint", endpoint)];
+        PeerHandles {
+            connections: Lazy::new(names::PEER_CONNECTIONS, &labels),
+            close_wait: Lazy::new(names::PEER_CLOSE_WAIT, &labels),
+            without_keepalive: Lazy::new(names::PEER_WITHOUT_KEEPALIVE, &labels),
+            idle_max: Lazy::new(names::PEER_IDLE_MAX_SECONDS, &labels),
+            retransmits: Lazy::new(names::PEER_RETRANSMITTED_SEGMENTS, &labels),
+        }
+    }
+
+    fn set(&mut self, p: Option<&PeerCensus>) {
+        let count = |f: fn(&PeerCensus) -> u64| p.map_or(0.0, |p| f(p) as f64);
+        self.connections.set(count(PeerCensus::sockets));
+        self.close_wait
+            .set(count(|p| p.states[TcpState::CloseWait]));
+        self.without_keepalive.set(count(|p| p.without_keepalive));
+        self.retransmits.set(count(|p| p.retransmits));
+        self.idle_max
+            .set(p.and_then(|p| p.idle_max).map_or(0.0, |d| d.as_secs_f64()));
+    }
+}
+
+/// Every census metric handle. Labels: state, tier, check, part, the listener and upstream
+/// names, and, for our connections by endpoint, at most
+/// [`MAX_NAMED_REMOTES`](super::MAX_NAMED_REMOTES) remote addresses ever.
 #[derive(Debug)]
 pub(crate) struct CensusMetrics {
     host: [LazyGauge; TcpState::COUNT],
     process: [Option<LazyGauge>; TcpState::COUNT],
     listeners: HashMap<String, ListenerHandles>,
     upstreams: HashMap<String, UpstreamHandles>,
+    peers: HashMap<(PeerKind, String), PeerHandles>,
     listen_overflows: LazyCounter,
     listen_drops: LazyCounter,
     time_wait_overflows: LazyCounter,
@@ -173,6 +210,7 @@ impl CensusMetrics {
             }),
             listeners: HashMap::new(),
             upstreams: HashMap::new(),
+            peers: HashMap::new(),
             listen_overflows: Lazy::new(names::HOST_TCP_LISTEN_OVERFLOWS_TOTAL, &[]),
             listen_drops: Lazy::new(names::HOST_TCP_LISTEN_DROPS_TOTAL, &[]),
             time_wait_overflows: Lazy::new(names::HOST_TCP_TIME_WAIT_OVERFLOWS_TOTAL, &[]),
@@ -297,6 +335,24 @@ impl CensusMetrics {
             h.exhaustion.set(
                 u.time_to_exhaustion()
                     .map_or(f64::INFINITY, |d| d.as_secs_f64()),
+            );
+        }
+        // Groups bounded by the sampler (names, ten addresses ever, `other`); a group with no
+        // connection now reads 0.
+        for p in &s.peers {
+            let key = (p.kind, p.endpoint.clone());
+            if !self.peers.contains_key(&key)
+                && self.peers.len() < 2 * MAX_UPSTREAMS + super::MAX_NAMED_REMOTES + 1
+            {
+                self.peers
+                    .insert(key.clone(), PeerHandles::new(p.kind, &p.endpoint));
+            }
+        }
+        for ((kind, endpoint), h) in &mut self.peers {
+            h.set(
+                s.peers
+                    .iter()
+                    .find(|p| p.kind == *kind && p.endpoint == *endpoint),
             );
         }
     }

@@ -85,7 +85,7 @@ impl Join {
         }
     }
 
-    fn listener_of(&self, local: SocketAddr) -> Option<usize> {
+    pub(crate) fn listener_of(&self, local: SocketAddr) -> Option<usize> {
         if let Some(i) = self.listener_exact.get(&local) {
             return Some(*i);
         }

@@ -80,6 +80,7 @@
 mod attribution;
 mod export;
 mod join;
+mod peers;
 mod sample;
 mod sampler;
 mod snapshot;
@@ -88,6 +89,7 @@ mod sources;
 mod targets;
 
 pub use self::attribution::{AttributionSource, Claim, TrackedConnection};
+pub use self::peers::{PeerCensus, PeerKind, MAX_NAMED_REMOTES};
 pub use self::sampler::{Sampler, SamplerBuilder, SamplerConfigError, SamplerTask};
 pub use self::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, Owner,

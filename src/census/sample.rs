@@ -16,6 +16,7 @@ use conn_hygiene_census::{
 
 use super::attribution::AttributionSource;
 use super::join::Join;
+use super::peers::{NamedRemotes, PeerCensus, PeerWalk};
 use super::snapshot::{
     CensusSnapshot, CloseWaitEntry, Counters, Degraded, DegradedPart, ListenerCensus, PortHeadroom,
     SampleCost, Tier, UpstreamCensus,
@@ -60,6 +61,8 @@ pub(crate) struct Core {
     prev_host: Option<HostSample>,
     prev_ports: HashMap<(String, SocketAddr, IpAddr), u64>,
     prev_walk: Option<Instant>,
+    /// Remote endpoints named in the peer metrics so far.
+    named_remotes: NamedRemotes,
     /// Parts already warned about, so an outage is logged once.
     warned: [bool; DegradedPart::ALL.len()],
     /// Parts degraded in the last walk (kept between walks).
@@ -77,6 +80,11 @@ struct WalkData {
     close_wait: Vec<CloseWaitEntry>,
     close_wait_unlisted: u64,
     sockets: u64,
+    /// Our connections by endpoint group, for the metrics.
+    peers: Vec<PeerCensus>,
+    /// Our connections by remote endpoint, for the findings; `None` when our descriptors
+    /// could not be read.
+    by_remote: Option<Vec<conn_hygiene_census::peers::Peer>>,
 }
 
 /// Settings of a [`Core`].
@@ -98,7 +106,13 @@ impl Core {
             Some(root) if root != ProcRoot::default() => (root, Backend::Proc),
             _ => (ProcRoot::default(), Backend::Auto),
         };
-        let opts = WalkOptions::new().proc_root(root.clone()).backend(backend);
+        // Each socket's timers and tcp_info come with the walk: what our own connections'
+        // detail (keepalive, idle, retransmits) costs is what the kernel adds to their
+        // answers, not a second walk.
+        let opts = WalkOptions::new()
+            .proc_root(root.clone())
+            .backend(backend)
+            .tcp_info(true);
         let walk_every = cfg.walk_every.max(1);
         Core {
             root,
@@ -115,6 +129,7 @@ impl Core {
             prev_host: None,
             prev_ports: HashMap::new(),
             prev_walk: None,
+            named_remotes: NamedRemotes::default(),
             warned: [false; DegradedPart::ALL.len()],
             walk_degraded: Vec::new(),
         }
@@ -163,6 +178,7 @@ impl Core {
 
         if let Some(w) = &self.last {
             w.found.fill(&mut host);
+            host.peers = w.by_remote.clone();
         }
         if let Some(usage) = counters.fd_usage {
             host.process_fds = vec![ProcessFd::new(self.pid, "", usage)];
@@ -202,6 +218,7 @@ impl Core {
             upstreams: walk.map(|w| w.upstreams.clone()).unwrap_or_default(),
             close_wait: walk.map(|w| w.close_wait.clone()).unwrap_or_default(),
             close_wait_unlisted: walk.map_or(0, |w| w.close_wait_unlisted),
+            peers: walk.map(|w| w.peers.clone()).unwrap_or_default(),
             counters,
             report,
             cost: SampleCost {
@@ -297,10 +314,27 @@ impl Core {
             .max_listeners(MAX_HOST_LISTENERS)
             .max_ports(MAX_PORT_KEYS);
         let mut join = Join::new(&targets.listener_addrs(), &dests);
-        let stats = self.walker.walk(|s| {
+        let mut peers = PeerWalk::new();
+        let named = &mut self.named_remotes;
+        let mut undetailed = 0u64;
+        let stats = self.walker.walk_detailed(|s, detail| {
             let ours = host.visit(s);
+            if ours {
+                undetailed += u64::from(detail.is_none());
+                let upstream = join.upstream_of(canon(s.remote));
+                let listener = join.listener_of(s.local);
+                peers.visit(s, detail, upstream, listener, named);
+            }
             join.visit(s, ours);
         })?;
+        let upstream_names: Vec<String> =
+            targets.upstreams.iter().map(|u| u.name.clone()).collect();
+        let listener_names: Vec<String> =
+            targets.listeners.iter().map(|l| l.name.clone()).collect();
+        let (peers, by_remote) = peers.finish(&upstream_names, &listener_names);
+        // Without our descriptors nothing is ours, and from the /proc tables nothing has a
+        // timer: the findings then say they could not look.
+        let by_remote = (own.is_some() && undetailed == 0).then_some(by_remote);
         let found = host.finish(&stats);
         if let Some(reason) = &stats.fallback {
             notes.push((DegradedPart::Netlink, reason.to_string()));
@@ -411,6 +445,8 @@ impl Core {
             close_wait,
             close_wait_unlisted: join.close_wait_unlisted,
             sockets: stats.sockets,
+            peers,
+            by_remote,
         })
     }
 

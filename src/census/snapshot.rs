@@ -325,6 +325,10 @@ pub struct CensusSnapshot {
     pub close_wait: Vec<CloseWaitEntry>,
     /// Our `CLOSE_WAIT` sockets beyond the listed ones.
     pub close_wait_unlisted: u64,
+    /// Our connections by endpoint, with the kernel's detail: each upstream and listener by
+    /// name, the first [`MAX_NAMED_REMOTES`](super::MAX_NAMED_REMOTES) other endpoints by
+    /// address, the rest as `other`; most sockets first.
+    pub peers: Vec<super::PeerCensus>,
     /// The cheap counters, fresh in every sample.
     pub counters: Counters,
     /// The findings, judged on this sample and the previous one.

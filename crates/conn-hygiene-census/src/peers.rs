@@ -31,12 +31,8 @@ use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
 use crate::{
     canonical_addr,
-    netlink::{
-        align4, dump_step, parse_messages_with, read_u16, read_u32, Extensions, INET_DIAG_INFO,
-    },
-    sys::DiagSocket,
-    walk::MIN_BUFFER,
-    CensusError, SockInfo, StateCounts, StateSet, TcpState, WalkOptions,
+    netlink::{align4, read_u16, read_u32, INET_DIAG_INFO},
+    Backend, CensusError, SockInfo, StateCounts, StateSet, TcpState, WalkOptions, Walker,
 };
 
 /// `struct inet_diag_msg` size: the attributes follow it.
@@ -95,6 +91,14 @@ pub struct SockDetail {
 }
 
 impl SockDetail {
+    /// Nothing known: no timer, no `tcp_info` (a socket read from the `/proc` tables).
+    pub const UNKNOWN: SockDetail = SockDetail {
+        timer: Timer::Off,
+        last_data_sent: None,
+        last_data_recv: None,
+        total_retrans: None,
+    };
+
     /// Time it has sent and received nothing: the shorter of the two, when `tcp_info` came.
     pub fn idle(&self) -> Option<Duration> {
         Some(self.last_data_sent?.min(self.last_data_recv?))
@@ -160,7 +164,8 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(remote: SocketAddr) -> Self {
+    /// An endpoint with no socket counted yet.
+    pub fn new(remote: SocketAddr) -> Self {
         Peer {
             remote,
             states: StateCounts::new(),
@@ -175,7 +180,8 @@ impl Peer {
         self.states.total()
     }
 
-    fn add(&mut self, info: &SockInfo, detail: &SockDetail) {
+    /// Counts one socket toward it.
+    pub fn add(&mut self, info: &SockInfo, detail: &SockDetail) {
         self.states.record(info.state);
         if detail.timer != Timer::Keepalive {
             self.without_keepalive += 1;
@@ -187,69 +193,82 @@ impl Peer {
     }
 }
 
+/// Groups sockets by remote endpoint as a walk visits them: hand it every socket of one
+/// process (a listener or `TIME_WAIT` is passed over), then [`finish`](Self::finish).
+#[derive(Debug, Default)]
+pub struct PeerTable {
+    by_remote: HashMap<SocketAddr, Peer>,
+}
+
+impl PeerTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts one socket toward its remote endpoint. A socket without detail counts as one
+    /// with no keepalive timer known, its idle time and retransmissions unknown.
+    pub fn visit(&mut self, info: &SockInfo, detail: Option<&SockDetail>) {
+        if matches!(info.state, TcpState::Listen | TcpState::TimeWait) {
+            return;
+        }
+        let remote = canonical_addr(info.remote);
+        let peer = self
+            .by_remote
+            .entry(remote)
+            .or_insert_with(|| Peer::new(remote));
+        peer.add(info, detail.unwrap_or(&SockDetail::UNKNOWN));
+    }
+
+    /// Endpoints seen so far.
+    pub fn len(&self) -> usize {
+        self.by_remote.len()
+    }
+
+    /// Whether none was seen.
+    pub fn is_empty(&self) -> bool {
+        self.by_remote.is_empty()
+    }
+
+    /// The endpoints, most sockets first (then by address).
+    pub fn finish(self) -> Vec<Peer> {
+        let mut peers: Vec<Peer> = self.by_remote.into_values().collect();
+        peers.sort_by(|a, b| {
+            b.sockets()
+                .cmp(&a.sockets())
+                .then_with(|| a.remote.cmp(&b.remote))
+        });
+        peers
+    }
+}
+
 /// The sockets `pid` holds toward remote endpoints (listeners left out), grouped by endpoint,
 /// most sockets first (then by address). The walk's families and proc root come from `opts`;
-/// its states are all but `LISTEN` and `TIME_WAIT` (which no process holds).
+/// its states are all but `LISTEN` and `TIME_WAIT` (which no process holds), and it asks the
+/// kernel for `tcp_info`.
 ///
 /// # Errors
 ///
 /// `pid` unknown or unreadable ([`CensusError::is_not_found`],
-/// [`CensusError::is_permission_denied`]); netlink refused or failing (there is no `/proc`
-/// fallback: the text tables carry no `tcp_info`); not Linux.
+/// [`CensusError::is_permission_denied`]); netlink refused or failing (the `/proc` tables
+/// carry no timers nor `tcp_info`, so there is no fallback); not Linux.
 pub fn process_peers(opts: &WalkOptions, pid: u32) -> Result<Vec<Peer>, CensusError> {
     let held = opts.get_proc_root().socket_inodes(pid)?;
-    let mut by_remote: HashMap<SocketAddr, Peer> = HashMap::new();
     let mut states = StateSet::ALL;
     states.remove(TcpState::Listen);
     states.remove(TcpState::TimeWait);
-    let mut sock = DiagSocket::open()?;
-    let mut buf = vec![0u8; opts.buffer_size.max(MIN_BUFFER)];
-    let mut bad: Option<String> = None;
-    for family in crate::Family::BOTH {
-        if !opts.wants(family) {
-            continue;
+    let opts = opts
+        .clone()
+        .states(states)
+        .backend(Backend::Netlink)
+        .tcp_info(true);
+    let mut table = PeerTable::new();
+    Walker::new(opts).walk_detailed(|info, detail| {
+        if held.contains(info.inode) {
+            table.visit(info, detail);
         }
-        let step = dump_step(family);
-        let seq = sock.send_dump(family, states, Extensions::TcpInfo, step)?;
-        loop {
-            let n = sock.recv(&mut buf, step)?;
-            let summary = parse_messages_with(
-                &buf[..n],
-                Some(seq),
-                step,
-                &mut |info: &SockInfo, payload: &[u8]| {
-                    if !held.contains(info.inode) {
-                        return;
-                    }
-                    match parse_detail(payload) {
-                        Ok(detail) => {
-                            let remote = canonical_addr(info.remote);
-                            by_remote
-                                .entry(remote)
-                                .or_insert_with(|| Peer::new(remote))
-                                .add(info, &detail);
-                        }
-                        Err(e) => {
-                            bad.get_or_insert(e);
-                        }
-                    }
-                },
-            )?;
-            if let Some(detail) = bad.take() {
-                return Err(CensusError::netlink_malformed(step, detail));
-            }
-            if summary.done {
-                break;
-            }
-        }
-    }
-    let mut peers: Vec<Peer> = by_remote.into_values().collect();
-    peers.sort_by(|a, b| {
-        b.sockets()
-            .cmp(&a.sockets())
-            .then_with(|| a.remote.cmp(&b.remote))
-    });
-    Ok(peers)
+    })?;
+    Ok(table.finish())
 }
 
 #[cfg(test)]

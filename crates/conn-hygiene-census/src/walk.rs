@@ -23,7 +23,8 @@
 
 use std::fmt;
 
-use crate::netlink::{dump_step, parse_messages};
+use crate::netlink::{dump_step, parse_messages_with};
+use crate::peers::{parse_detail, SockDetail};
 use crate::proc_net::{read_table, table_file};
 use crate::sys::DiagSocket;
 use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet};
@@ -65,6 +66,7 @@ pub struct WalkOptions {
     backend: Backend,
     proc_root: ProcRoot,
     pub(crate) buffer_size: usize,
+    tcp_info: bool,
 }
 
 impl Default for WalkOptions {
@@ -76,6 +78,7 @@ impl Default for WalkOptions {
             backend: Backend::Auto,
             proc_root: ProcRoot::default(),
             buffer_size: DEFAULT_BUFFER,
+            tcp_info: false,
         }
     }
 }
@@ -119,6 +122,15 @@ impl WalkOptions {
     /// Size of the one receive buffer, in bytes. Default: 128 KiB; at least 16 KiB is used.
     pub fn buffer_size(mut self, bytes: usize) -> Self {
         self.buffer_size = bytes;
+        self
+    }
+
+    /// Whether netlink walks ask for `tcp_info` beside each socket, for
+    /// [`Walker::walk_detailed`]: the armed timer is always there, idle times and
+    /// retransmissions come with `tcp_info`. Costs kernel time and bytes per socket that has it
+    /// (`TIME_WAIT` sockets have none). Default: false.
+    pub fn tcp_info(mut self, on: bool) -> Self {
+        self.tcp_info = on;
         self
     }
 
@@ -224,6 +236,27 @@ impl Walker {
 
     /// Calls `f` for every socket matching the options.
     pub fn walk<F: FnMut(&SockInfo)>(&mut self, mut f: F) -> Result<WalkStats, CensusError> {
+        self.walk_raw(&mut |s: &SockInfo, _: Option<&[u8]>| f(s))
+    }
+
+    /// [`walk`](Self::walk) with what the kernel said of each socket beyond its addresses and
+    /// state: its armed timer, and, with [`WalkOptions::tcp_info`], its idle times and
+    /// retransmissions. `None` from the `/proc` tables, or for an answer that cannot be read.
+    pub fn walk_detailed<F: FnMut(&SockInfo, Option<&SockDetail>)>(
+        &mut self,
+        mut f: F,
+    ) -> Result<WalkStats, CensusError> {
+        self.walk_raw(&mut |s: &SockInfo, payload: Option<&[u8]>| {
+            let detail = payload.and_then(|p| parse_detail(p).ok());
+            f(s, detail.as_ref())
+        })
+    }
+
+    fn walk_raw<F: FnMut(&SockInfo, Option<&[u8]>)>(
+        &mut self,
+        f: &mut F,
+    ) -> Result<WalkStats, CensusError> {
+        let mut f = f;
         let mut stats = WalkStats::default();
         for family in Family::BOTH {
             if !self.opts.wants(family) {
@@ -245,7 +278,7 @@ impl Walker {
         Ok((counts, stats))
     }
 
-    fn walk_family<F: FnMut(&SockInfo)>(
+    fn walk_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
         family: Family,
         stats: &mut WalkStats,
@@ -264,7 +297,7 @@ impl Walker {
         Ok(Source::Proc)
     }
 
-    fn netlink_family<F: FnMut(&SockInfo)>(
+    fn netlink_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
         family: Family,
         stats: &mut WalkStats,
@@ -282,7 +315,11 @@ impl Walker {
             .send_dump(
                 family,
                 self.opts.states,
-                crate::netlink::Extensions::None,
+                if self.opts.tcp_info {
+                    crate::netlink::Extensions::TcpInfo
+                } else {
+                    crate::netlink::Extensions::None
+                },
                 step,
             )
             .map_err(Refusal::classify)?;
@@ -295,7 +332,12 @@ impl Walker {
             };
             stats.datagrams += 1;
             stats.bytes += n as u64;
-            match parse_messages(&self.buf[..n], Some(seq), step, f) {
+            match parse_messages_with(
+                &self.buf[..n],
+                Some(seq),
+                step,
+                &mut |s: &SockInfo, p: &[u8]| f(s, Some(p)),
+            ) {
                 Ok(summary) => {
                     stats.sockets += summary.sockets;
                     stats.skipped += summary.skipped;
@@ -317,7 +359,7 @@ impl Walker {
         result
     }
 
-    fn proc_family<F: FnMut(&SockInfo)>(
+    fn proc_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
         family: Family,
         stats: &mut WalkStats,
@@ -325,7 +367,9 @@ impl Walker {
     ) -> Result<(), CensusError> {
         let path = self.opts.proc_root.join(table_file(family));
         crate::root::check_supported(&path)?;
-        match read_table(&path, family, self.opts.states, &mut self.buf, f) {
+        match read_table(&path, family, self.opts.states, &mut self.buf, &mut |s| {
+            f(s, None)
+        }) {
             Ok(summary) => {
                 stats.sockets += summary.sockets;
                 stats.skipped += summary.skipped;
