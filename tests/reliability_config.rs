@@ -319,6 +319,14 @@ fn census_thresholds_name_each_bad_setting_and_value() {
             ThresholdError::MinPortRangeWidth(70_000),
             &["min_port_range_width", "70000"],
         ),
+        (
+            b().close_wait_age_secs(600, 60),
+            ThresholdError::CloseWaitAge {
+                warning: 600,
+                critical: 60,
+            },
+            &["close_wait_age_secs", "600", "60"],
+        ),
     ];
     for (builder, expected, fragments) in cases {
         check(builder.build().unwrap_err(), expected, fragments);

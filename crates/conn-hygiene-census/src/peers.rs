@@ -42,6 +42,7 @@ const RTA_HDRLEN: usize = 4;
 /// Offsets in `struct tcp_info`.
 const TCPI_LAST_DATA_SENT: usize = 44;
 const TCPI_LAST_DATA_RECV: usize = 52;
+const TCPI_LAST_ACK_RECV: usize = 56;
 const TCPI_TOTAL_RETRANS: usize = 100;
 
 /// The timer a socket has armed, as `idiag_timer` (and `ss -o`) reports it.
@@ -88,6 +89,10 @@ pub struct SockDetail {
     pub last_data_recv: Option<Duration>,
     /// Retransmitted segments over the socket's life (`retrans:N/TOTAL`), from `tcp_info`.
     pub total_retrans: Option<u32>,
+    /// Time since an acknowledgement was last received (`lastack`), from `tcp_info`. In
+    /// `CLOSE_WAIT` the peer has nothing more to send, so, unless we sent since, this dates its
+    /// FIN: how long the socket has been left unclosed.
+    pub last_ack_recv: Option<Duration>,
 }
 
 impl SockDetail {
@@ -97,6 +102,7 @@ impl SockDetail {
         last_data_sent: None,
         last_data_recv: None,
         total_retrans: None,
+        last_ack_recv: None,
     };
 
     /// Time it has sent and received nothing: the shorter of the two, when `tcp_info` came.
@@ -119,6 +125,7 @@ pub fn parse_detail(payload: &[u8]) -> Result<SockDetail, String> {
         last_data_sent: None,
         last_data_recv: None,
         total_retrans: None,
+        last_ack_recv: None,
     };
     let mut rest = &payload[INET_DIAG_MSG_LEN..];
     while rest.len() >= RTA_HDRLEN {
@@ -137,6 +144,7 @@ pub fn parse_detail(payload: &[u8]) -> Result<SockDetail, String> {
             };
             detail.last_data_sent = ms(TCPI_LAST_DATA_SENT);
             detail.last_data_recv = ms(TCPI_LAST_DATA_RECV);
+            detail.last_ack_recv = ms(TCPI_LAST_ACK_RECV);
             detail.total_retrans =
                 (info.len() >= TCPI_TOTAL_RETRANS + 4).then(|| read_u32(info, TCPI_TOTAL_RETRANS));
         }
@@ -161,6 +169,9 @@ pub struct Peer {
     pub idle_max: Option<Duration>,
     /// Retransmitted segments, summed over the sockets.
     pub retransmits: u64,
+    /// The longest any of them has been in `CLOSE_WAIT`, as the kernel dates the peer's FIN
+    /// ([`SockDetail::last_ack_recv`]), when one is.
+    pub close_wait_max: Option<Duration>,
 }
 
 impl Peer {
@@ -172,6 +183,7 @@ impl Peer {
             without_keepalive: 0,
             idle_max: None,
             retransmits: 0,
+            close_wait_max: None,
         }
     }
 
@@ -190,6 +202,11 @@ impl Peer {
             self.idle_max = Some(self.idle_max.map_or(idle, |m| m.max(idle)));
         }
         self.retransmits += u64::from(detail.total_retrans.unwrap_or(0));
+        if info.state == TcpState::CloseWait {
+            if let Some(age) = detail.last_ack_recv {
+                self.close_wait_max = Some(self.close_wait_max.map_or(age, |m| m.max(age)));
+            }
+        }
     }
 }
 

@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, value_name = "PID")]
         pid: u32,
         /// JSON: [{"remote", "states": {"ESTABLISHED": n}, "sockets", "without_keepalive",
-        /// "idle_max_s", "retransmits"}].
+        /// "idle_max_s", "retransmits", "close_wait_max_s"}].
         #[arg(long)]
         json: bool,
     },

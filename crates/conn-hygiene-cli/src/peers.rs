@@ -73,7 +73,9 @@ fn states_text(p: &Peer) -> String {
 }
 
 /// `{"remote", "states": {"ESTABLISHED": n}, "sockets", "without_keepalive", "idle_max_s",
-/// "retransmits"}`; states with no socket left out, `idle_max_s` null when unknown.
+/// "retransmits", "close_wait_max_s"}`; states with no socket left out, the times null when
+/// unknown (`close_wait_max_s`: the longest any has been in `CLOSE_WAIT`, dated by the last
+/// acknowledgement received, which in that state is the peer's FIN unless we sent since).
 pub(crate) fn to_json(p: &Peer) -> Value {
     let states: Map<String, Value> = p
         .states
@@ -88,5 +90,6 @@ pub(crate) fn to_json(p: &Peer) -> Value {
         "without_keepalive": p.without_keepalive,
         "idle_max_s": p.idle_max.map(|d| d.as_secs_f64()),
         "retransmits": p.retransmits,
+        "close_wait_max_s": p.close_wait_max.map(|d| d.as_secs_f64()),
     })
 }

@@ -433,6 +433,8 @@ fn doctor_json_shape_on_this_host() {
         "time_wait_overflow",
         "process_fd_usage",
         "keepalive_missing",
+        "close_wait_age",
+        "idle_too_long",
         "system_file_nr",
         "conntrack",
         "listener_backlog",
@@ -482,6 +484,19 @@ fn ss_peer(remote: SocketAddr) -> (u64, u64, u64, u64) {
         }
     }
     (sockets, without, idle_max, retrans)
+}
+
+/// The largest `KEY:N` value (ms) in the tcp_info lines `ss -tnoi` shows toward `remote`.
+fn ss_field_max(remote: SocketAddr, key: &str) -> u64 {
+    let out = std::process::Command::new("ss")
+        .args(["-tnoiH", "state", "all", "dst", &remote.to_string()])
+        .output()
+        .expect("ss (iproute2): run scripts/install-test-deps.sh");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix(key).and_then(|v| v.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// `peers --pid` and `doctor --pid` against this process, with sockets made for it: five
@@ -560,6 +575,17 @@ fn peers_and_keepalive_missing_match_ss() {
     }
     assert_eq!(p4["without_keepalive"], 2);
     assert_eq!(p6["without_keepalive"], 2);
+    // The CLOSE_WAIT age, as ss's lastack reads it: a moment later, by at most a little.
+    let cw = (p6["close_wait_max_s"].as_f64().expect("dated") * 1000.0).round() as u64;
+    let lastack = ss_field_max(a6, "lastack:");
+    assert!(
+        cw <= lastack && lastack - cw < 2_000,
+        "{cw} ms here, {lastack} ms by ss: {p6}"
+    );
+    assert!(
+        p4["close_wait_max_s"].is_null(),
+        "no CLOSE_WAIT toward {a4}: {p4}"
+    );
 
     // doctor --pid names both endpoints, with their counts.
     let (_, report) = run_json(&["doctor", "--pid", &pid, "--json", "--window-ms", "20"]);

@@ -91,6 +91,12 @@ pub enum Check {
     /// `keepalive_missing`: a process's connections toward an endpoint with no keepalive
     /// timer armed (a peer that vanished would hold them forever).
     KeepaliveMissing,
+    /// `close_wait_age`: a process's connection toward an endpoint left in `CLOSE_WAIT` long
+    /// after the peer closed it.
+    CloseWaitAge,
+    /// `idle_too_long`: a process's connections toward an endpoint idle for longer than peers
+    /// and middleboxes commonly keep an idle flow.
+    IdleTooLong,
     /// `system_file_nr`: open files of the host against `fs.file-max`.
     SystemFileNr,
     /// `conntrack`: connection-tracking entries against `nf_conntrack_max`.
@@ -119,7 +125,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 23] = [
+    pub const ALL: [Check; 25] = [
         Check::TimeWait,
         Check::CloseWait,
         Check::CloseWaitGrowing,
@@ -131,6 +137,8 @@ impl Check {
         Check::TimeWaitOverflow,
         Check::ProcessFdUsage,
         Check::KeepaliveMissing,
+        Check::CloseWaitAge,
+        Check::IdleTooLong,
         Check::SystemFileNr,
         Check::Conntrack,
         Check::ListenerBacklog,
@@ -159,6 +167,8 @@ impl Check {
             Check::TimeWaitOverflow => "time_wait_overflow",
             Check::ProcessFdUsage => "process_fd_usage",
             Check::KeepaliveMissing => "keepalive_missing",
+            Check::CloseWaitAge => "close_wait_age",
+            Check::IdleTooLong => "idle_too_long",
             Check::SystemFileNr => "system_file_nr",
             Check::Conntrack => "conntrack",
             Check::ListenerBacklog => "listener_backlog",

@@ -37,6 +37,13 @@ pub enum ThresholdError {
     },
     /// `min_port_range_width`: more ports than exist.
     MinPortRangeWidth(u32),
+    /// `close_wait_age_secs`: the warning level is above the critical one.
+    CloseWaitAge {
+        /// Given warning level.
+        warning: u64,
+        /// Given critical level.
+        critical: u64,
+    },
 }
 
 impl fmt::Display for ThresholdError {
@@ -51,6 +58,11 @@ impl fmt::Display for ThresholdError {
                 f,
                 "invalid thresholds: port_headroom_percent = warning {warning}, critical {critical}: \
                  expected both in 0..=100, warning at least critical"
+            ),
+            ThresholdError::CloseWaitAge { warning, critical } => write!(
+                f,
+                "invalid thresholds: close_wait_age_secs = warning {warning}, critical \
+                 {critical}: expected warning at most critical"
             ),
             ThresholdError::FdUsage { warning, critical } => write!(
                 f,
@@ -93,6 +105,9 @@ pub struct Thresholds {
     min_port_range_width: u32,
     max_fin_timeout: u32,
     max_keepalive_detect_secs: u64,
+    close_wait_age_warning: u64,
+    close_wait_age_critical: u64,
+    max_idle_secs: u64,
 }
 
 impl Default for Thresholds {
@@ -113,6 +128,9 @@ impl Default for Thresholds {
             min_port_range_width: 16_384,
             max_fin_timeout: 30,
             max_keepalive_detect_secs: 1_200,
+            close_wait_age_warning: 60,
+            close_wait_age_critical: 600,
+            max_idle_secs: 240,
         }
     }
 }
@@ -178,6 +196,18 @@ impl Thresholds {
     /// Longest keepalive dead-peer detection recommended, in seconds.
     pub fn max_keepalive_detect_secs(&self) -> u64 {
         self.max_keepalive_detect_secs
+    }
+
+    /// Seconds a connection may sit in `CLOSE_WAIT` (since the peer's FIN) before a warning
+    /// and a critical finding.
+    pub fn close_wait_age_secs(&self) -> (u64, u64) {
+        (self.close_wait_age_warning, self.close_wait_age_critical)
+    }
+
+    /// Seconds a connection may sit idle before it likely outlived what the peer and the
+    /// middleboxes on the way keep.
+    pub fn max_idle_secs(&self) -> u64 {
+        self.max_idle_secs
     }
 }
 
@@ -264,9 +294,34 @@ impl ThresholdsBuilder {
         self
     }
 
+    /// Seconds in `CLOSE_WAIT` (since the peer's FIN, which the kernel dates by the last
+    /// acknowledgement received) above which one of a process's connections is a warning and
+    /// a critical finding. Default: 60 and 600: a connection the application did not close
+    /// within a minute of its peer's close is most likely leaked. Warning not above critical.
+    pub fn close_wait_age_secs(mut self, warning: u64, critical: u64) -> Self {
+        self.t.close_wait_age_warning = warning;
+        self.t.close_wait_age_critical = critical;
+        self
+    }
+
+    /// Seconds of idleness above which a connection likely outlived the idle timeout of its
+    /// peer or of a middlebox on the way (a load balancer or NAT drops the flow silently, and
+    /// the next request waits for a retransmission timeout or a reset). Default: 240, the
+    /// shortest common one (a cloud load balancer's 4 minutes; a NAT gateway's 350 s).
+    pub fn max_idle_secs(mut self, secs: u64) -> Self {
+        self.t.max_idle_secs = secs;
+        self
+    }
+
     /// Checks the settings.
     pub fn build(self) -> Result<Thresholds, ThresholdError> {
         let t = self.t;
+        if t.close_wait_age_warning > t.close_wait_age_critical {
+            return Err(ThresholdError::CloseWaitAge {
+                warning: t.close_wait_age_warning,
+                critical: t.close_wait_age_critical,
+            });
+        }
         let pct = |p: f64| (0.0..=100.0).contains(&p);
         if t.time_wait_warning > t.time_wait_critical {
             return Err(ThresholdError::TimeWait {

@@ -91,6 +91,15 @@ fn loud() -> HostSample {
                 let mut p = crate::peers::Peer::new(dest(10 + i));
                 p.states.set(TcpState::Established, u64::from(i) + 1);
                 p.without_keepalive = if i == 12 { 0 } else { u64::from(i) + 1 };
+                // Two left in CLOSE_WAIT (one past critical), one idle too long.
+                if i < 2 {
+                    p.states.set(TcpState::CloseWait, 2);
+                    p.close_wait_max =
+                        Some(std::time::Duration::from_secs([700, 90][usize::from(i)]));
+                }
+                if i == 2 {
+                    p.idle_max = Some(std::time::Duration::from_secs(300));
+                }
                 p
             })
             .collect(),

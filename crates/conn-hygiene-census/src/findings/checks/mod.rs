@@ -38,7 +38,7 @@ pub fn evaluate(
 }
 
 /// Every check, in [`Check::ALL`] order.
-const CHECKS: [fn(&Cx<'_>, &mut Findings); 14] = [
+const CHECKS: [fn(&Cx<'_>, &mut Findings); 16] = [
     states::time_wait,
     states::close_wait,
     states::close_wait_growing,
@@ -48,6 +48,8 @@ const CHECKS: [fn(&Cx<'_>, &mut Findings); 14] = [
     counters::deltas,
     limits::process_fds,
     peers::keepalive_missing,
+    peers::close_wait_age,
+    peers::idle_too_long,
     limits::file_nr,
     limits::conntrack,
     listeners::backlog,
