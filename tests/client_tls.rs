@@ -140,25 +140,33 @@ async fn https_speaks_http2_or_http1_by_alpn_and_the_client_closes_first() {
     for _ in 0..3 {
         assert_eq!(get_ok(&h1, served.addr).await, http::Version::HTTP_11);
     }
+    // Usually one connection; two when a request came before hyper-util had put the previous
+    // one back in its pool (it then starts a connect, which lands a moment later, unused).
     let snap = upstream(&h1);
-    assert_eq!(snap.totals.connects, 1, "{snap:?}");
-    let c = &snap.connections[0];
-    assert!(c.tls && !c.http2, "{c:?}");
-    assert_eq!(c.requests, 3);
+    assert!(snap.totals.connects <= 2, "{snap:?}");
+    assert!(
+        snap.connections.iter().all(|c| c.tls && !c.http2),
+        "{snap:?}"
+    );
+    let carried: u64 = snap.connections.iter().map(|c| c.requests).sum();
+    assert_eq!(carried, 3, "{snap:?}");
 
-    // The server counted both connections' requests over TLS.
-    let t = served.registry.totals();
-    assert_eq!(t.opened, 2, "{t:?}");
+    // The server saw every connection both clients made, once every connect has landed.
+    wait_upstream(&h1, "every connect landed on both sides", |h1_snap| {
+        served.registry.totals().opened == upstream(&h2).totals.connects + h1_snap.totals.connects
+    })
+    .await;
+    let opened = served.registry.totals().opened;
 
     // Dropping the clients closes their idle connections: each closed first, with its
     // close_notify and FIN, and the server saw the client close first.
     drop(h1);
     drop(h2);
-    tokio::time::timeout(LIMIT, served.registry.wait_for(|t| t.closed == 2))
+    tokio::time::timeout(LIMIT, served.registry.wait_for(|t| t.closed == opened))
         .await
         .unwrap_or_else(|_| panic!("closes never landed: {:?}", served.registry.totals()));
     let t = served.registry.totals();
-    assert_eq!(t.closed_by(Closer::Peer), 2, "{t:?}");
+    assert_eq!(t.closed_by(Closer::Peer), opened, "{t:?}");
     assert_eq!(t.closed_by(Closer::Error), 0, "{t:?}");
 }
 
