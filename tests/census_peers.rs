@@ -81,7 +81,9 @@ async fn our_connections_by_endpoint_with_their_keepalive_timers() {
     assert_eq!(named.severity, Severity::Warning);
     let ours = server.addr.to_string();
     assert!(
-        missing.iter().all(|f| f.subject.as_deref() != Some(ours.as_str())),
+        missing
+            .iter()
+            .all(|f| f.subject.as_deref() != Some(ours.as_str())),
         "our own upstream has keepalive: {missing:?}"
     );
     sampler.stop();
