@@ -25,7 +25,13 @@ use super::{
 use crate::lease::{Lease, LeaseTracker};
 
 /// A sqlx [`PgPool`] whose every checkout is a tracked lease: [`acquire`](Self::acquire)
-/// records the line that called it. See the [module docs](self) for what is not tracked.
+/// records the line that called it.
+///
+/// sqlx does not show a connection's socket (`PgConnection` keeps its stream private, and
+/// `PgConnectOptions` takes no stream of the caller's), so checkouts are listed without it:
+/// leak reports and [`testing`](crate::testing) name their lines, and the census attributes
+/// the sockets toward the server's address to the pool (`TIME_WAIT`, `CLOSE_WAIT` counts, port
+/// use), but cannot tell which checkout holds a given `CLOSE_WAIT` socket.
 ///
 /// Cheap to clone. The pool's size, idle connections and `max_connections` are exported as
 /// `conn_hygiene_pool_*{pool}` when metrics are collected, with the acquisitions waiting in
