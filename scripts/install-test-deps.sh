@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and benchmarks talk to, when they are missing:
-# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp; and cargo-nextest.
+# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp, redis-server,
+# PostgreSQL's server (initdb, pg_ctl, postgres) and runuser; and cargo-nextest.
+#
+# PostgreSQL's server programs are not on the PATH on Debian: they live in
+# /usr/lib/postgresql/VERSION/bin, where the tests look for them (any version).
 #
 # Idempotent: a tool already on the PATH is left alone, and apt-get runs (update once, then one
 # install) only when something is missing. Needs root, or sudo when not root. Debian/Ubuntu.
@@ -24,14 +28,28 @@ declare -A package_of=(
     [prometheus]=prometheus
     [promtool]=prometheus
     [nghttp]=nghttp2-client
+    [redis-server]=redis-server
+    [runuser]=util-linux
+    [initdb]=postgresql
 )
 # A fixed order, so the log reads the same on every run.
-commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp)
+commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp redis-server runuser initdb)
+
+# `have`, plus PostgreSQL's server programs where Debian puts them (/usr/lib/postgresql/*/bin).
+have_tool() {
+    local bin
+    if [[ $1 == initdb ]]; then
+        for bin in /usr/lib/postgresql/*/bin/initdb; do
+            [[ -x $bin && -x ${bin%/initdb}/pg_ctl && -x ${bin%/initdb}/postgres ]] && return 0
+        done
+    fi
+    have "$1"
+}
 
 missing=()
 for cmd in "${commands[@]}"; do
     pkg=${package_of[$cmd]}
-    if have "$cmd"; then
+    if have_tool "$cmd"; then
         continue
     fi
     if [[ " ${missing[*]-} " != *" $pkg "* ]]; then
@@ -48,7 +66,7 @@ fi
 # Check what the tests will look for, so a failed install shows here and not as a skipped test.
 still_missing=()
 for cmd in "${commands[@]}"; do
-    have "$cmd" || still_missing+=("$cmd")
+    have_tool "$cmd" || still_missing+=("$cmd")
 done
 if ((${#still_missing[@]} > 0)); then
     log "still missing after install: ${still_missing[*]}"

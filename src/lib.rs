@@ -11,6 +11,9 @@
 //!   ordering, per-upstream pool limits, and leases that record the line that took them.
 //! - [`lease`] (feature `lease`): lease tracking and leak reports for any pool; [`testing`] fails
 //!   a test that leaks.
+//! - `pools` (features `deadpool`, `bb8`, `sqlx`, `redis`): other libraries' pools with every
+//!   checkout a lease at its line, the connection's socket recorded where the pool shows it,
+//!   and the pool's own statistics exported.
 //! - `census` (feature `census`, Linux): the host's TCP table through netlink, attributed to your
 //!   listeners, upstreams and lease sites by a background sampler, with findings.
 //! - `exporter` (feature `exporter`): a Prometheus page for all of it.
@@ -95,6 +98,13 @@ pub mod exporter;
 pub mod lease;
 pub mod metrics;
 pub mod policy;
+#[cfg(any(
+    feature = "deadpool",
+    feature = "bb8",
+    feature = "sqlx",
+    feature = "redis"
+))]
+pub mod pools;
 #[cfg(feature = "server")]
 pub mod server;
 mod sys;

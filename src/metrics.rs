@@ -26,7 +26,12 @@ mod collect;
 )]
 mod deferred;
 
-#[cfg(feature = "server")]
+#[cfg(any(
+    feature = "server",
+    feature = "deadpool",
+    feature = "bb8",
+    feature = "sqlx"
+))]
 pub(crate) use collect::{register as register_collector, Collect};
 #[cfg_attr(
     not(any(
@@ -185,6 +190,17 @@ pub mod names {
     pub const PEER_IDLE_MAX_SECONDS: &str = "conn_hygiene_peer_idle_max_seconds";
     /// Gauge `{kind, endpoint}`: segments retransmitted over the open connections' lives.
     pub const PEER_RETRANSMITTED_SEGMENTS: &str = "conn_hygiene_peer_retransmitted_segments";
+    /// Gauge `{pool}`: connections a pool holds (idle and checked out), by its own count, read
+    /// when metrics are collected.
+    pub const POOL_CONNECTIONS: &str = "conn_hygiene_pool_connections";
+    /// Gauge `{pool}`: idle connections a pool holds, by its own count.
+    pub const POOL_IDLE_CONNECTIONS: &str = "conn_hygiene_pool_idle_connections";
+    /// Gauge `{pool}`: the most connections a pool may hold.
+    pub const POOL_MAX_CONNECTIONS: &str = "conn_hygiene_pool_max_connections";
+    /// Gauge `{pool}`: checkouts waiting for a connection.
+    pub const POOL_WAITERS: &str = "conn_hygiene_pool_waiters";
+    /// Counter `{pool}`: checkouts that timed out waiting for a connection.
+    pub const POOL_GET_TIMEOUTS_TOTAL: &str = "conn_hygiene_pool_get_timeouts_total";
 }
 
 /// Publishes the unit and help text of every metric to the installed recorder.
@@ -407,5 +423,30 @@ pub fn describe() {
         CENSUS_WALK_PERIOD_TICKS,
         Unit::Count,
         "Sampler ticks between full socket walks, after adaptive stretching."
+    );
+    describe_gauge!(
+        POOL_CONNECTIONS,
+        Unit::Count,
+        "Connections a tracked pool holds, idle and checked out, by the pool's own count."
+    );
+    describe_gauge!(
+        POOL_IDLE_CONNECTIONS,
+        Unit::Count,
+        "Idle connections a tracked pool holds, by the pool's own count."
+    );
+    describe_gauge!(
+        POOL_MAX_CONNECTIONS,
+        Unit::Count,
+        "The most connections a tracked pool may hold."
+    );
+    describe_gauge!(
+        POOL_WAITERS,
+        Unit::Count,
+        "Checkouts of a tracked pool waiting for a connection."
+    );
+    describe_counter!(
+        POOL_GET_TIMEOUTS_TOTAL,
+        Unit::Count,
+        "Checkouts of a tracked pool that timed out waiting for a connection."
     );
 }

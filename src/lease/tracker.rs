@@ -165,6 +165,18 @@ impl LeaseTracker {
         lease
     }
 
+    /// Takes a lease recorded at `site`: for a wrapper that takes the lease after an `await`,
+    /// having read its caller's location before it (the pool adapters' checkouts).
+    #[cfg_attr(
+        not(any(feature = "deadpool", feature = "bb8", feature = "sqlx")),
+        allow(dead_code)
+    )]
+    pub(crate) fn lease_at(&self, site: &'static Location<'static>) -> Lease {
+        let lease = self.shared.core.acquire(site);
+        self.shared.ensure_detector();
+        lease
+    }
+
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Takes a lease at `site` that the caller must end with [`release`](Self::release),
     /// exactly once. It starts awaiting (a request waiting for its response, which is not a

@@ -17,7 +17,15 @@ pub(crate) trait Collect: Send + Sync {
 static COLLECTORS: Mutex<Vec<Weak<dyn Collect>>> = Mutex::new(Vec::new());
 
 /// Adds a collector, for as long as it lives.
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
+#[cfg_attr(
+    not(any(
+        feature = "server",
+        feature = "deadpool",
+        feature = "bb8",
+        feature = "sqlx"
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn register(collector: Weak<dyn Collect>) {
     let mut all = COLLECTORS.lock().unwrap_or_else(|e| e.into_inner());
     all.retain(|c| c.strong_count() > 0);

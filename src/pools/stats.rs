@@ -1,0 +1,120 @@
+//! A pool's own statistics, exported beside the lease metrics: read from the pool when metrics
+//! are collected (each render of the crate's exporter, each sampler tick,
+//! [`crate::metrics::collect`]), labelled with the pool's name only.
+
+use std::sync::{
+    atomic::{AtomicU64, Ordering},
+    Arc,
+};
+
+use metrics::{Counter, Gauge};
+
+use crate::metrics::{names, Collect};
+
+/// What a pool says about itself at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PoolStats {
+    /// Connections held, idle and checked out.
+    pub(crate) size: u64,
+    /// Idle connections.
+    pub(crate) idle: u64,
+    /// The most connections it may hold.
+    pub(crate) max_size: u64,
+    /// Checkouts waiting for a connection.
+    pub(crate) waiters: u64,
+    /// Checkouts that timed out, when the pool counts them itself (cumulative).
+    pub(crate) timeouts: Option<u64>,
+}
+
+/// Reads a pool's statistics.
+pub(crate) trait ReadStats: Send + Sync + 'static {
+    fn read(&self) -> PoolStats;
+}
+
+struct PoolGauges {
+    size: Gauge,
+    idle: Gauge,
+    max_size: Gauge,
+    waiters: Gauge,
+    timeouts: Counter,
+}
+
+/// A pool's statistics exporter: registered as a collector for as long as it lives (the
+/// adapter holds it), it sets the gauges from the pool when metrics are collected.
+pub(crate) struct StatsExport<R> {
+    reader: R,
+    gauges: PoolGauges,
+}
+
+impl<R: ReadStats> StatsExport<R> {
+    /// Resolves the pool's metric handles (bound later if no recorder is installed yet) and
+    /// registers the exporter.
+    pub(crate) fn register(pool: &str, reader: R) -> Arc<Self> {
+        let gauges = crate::metrics::resolve(|| {
+            let p = pool.to_owned();
+            PoolGauges {
+                size: metrics::gauge!(names::POOL_CONNECTIONS, "pool" => p.clone()),
+                idle: metrics::gauge!(names::POOL_IDLE_CONNECTIONS, "pool" => p.clone()),
+                max_size: metrics::gauge!(names::POOL_MAX_CONNECTIONS, "pool" => p.clone()),
+                waiters: metrics::gauge!(names::POOL_WAITERS, "pool" => p.clone()),
+                timeouts: metrics::counter!(names::POOL_GET_TIMEOUTS_TOTAL, "pool" => p),
+            }
+        });
+        let export = Arc::new(StatsExport { reader, gauges });
+        let weak = Arc::downgrade(&export);
+        crate::metrics::register_collector(weak as std::sync::Weak<dyn Collect>);
+        export
+    }
+
+    /// The pool's statistics now.
+    pub(crate) fn read(&self) -> PoolStats {
+        self.reader.read()
+    }
+
+    /// One more checkout timed out, for a pool that does not count them itself.
+    #[cfg_attr(not(any(feature = "deadpool", feature = "sqlx")), allow(dead_code))]
+    pub(crate) fn timed_out(&self) {
+        self.gauges.timeouts.increment(1);
+    }
+}
+
+impl<R: ReadStats> Collect for StatsExport<R> {
+    fn collect(&self) {
+        let s = self.reader.read();
+        self.gauges.size.set(s.size as f64);
+        self.gauges.idle.set(s.idle as f64);
+        self.gauges.max_size.set(s.max_size as f64);
+        self.gauges.waiters.set(s.waiters as f64);
+        if let Some(t) = s.timeouts {
+            self.gauges.timeouts.absolute(t);
+        }
+    }
+}
+
+/// Checkouts in progress through an adapter, for a pool that does not count its waiters: each
+/// [`Waiting`] guard counts one until dropped (done or cancelled).
+#[derive(Debug, Default, Clone)]
+#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+pub(crate) struct WaitCount(Arc<AtomicU64>);
+
+#[cfg_attr(not(feature = "sqlx"), allow(dead_code))]
+impl WaitCount {
+    pub(crate) fn enter(&self) -> Waiting {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Waiting(self.0.clone())
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One checkout waiting; see [`WaitCount`].
+#[derive(Debug)]
+pub(crate) struct Waiting(Arc<AtomicU64>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
