@@ -61,12 +61,15 @@ impl Timer {
     }
 
     /// `Ready` once the armed instant has passed; the timer is then disarmed.
+    ///
+    /// The usual look, an armed timer that has not fired polled again by the task it already
+    /// holds the waker of, is a few compares here; anything else goes the slow way.
     #[inline]
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.armed.is_none() {
             return Poll::Pending;
         }
-        let Some(sleep) = self.sleep.as_mut() else {
+        let Some(sleep) = self.sleep.as_ref() else {
             return Poll::Pending;
         };
         if !sleep.is_elapsed()
@@ -77,6 +80,15 @@ impl Timer {
         {
             return Poll::Pending;
         }
+        self.poll_sleep(cx)
+    }
+
+    /// Polls the armed sleep: it fired, or the waker it holds is not this task's.
+    #[inline(never)]
+    fn poll_sleep(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(sleep) = self.sleep.as_mut() else {
+            return Poll::Pending;
+        };
         // Unconstrained: a `Pending` from an exhausted task budget would not register the waker.
         match Pin::new(&mut tokio::task::unconstrained(sleep.as_mut())).poll(cx) {
             Poll::Pending => {

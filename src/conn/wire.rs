@@ -83,48 +83,50 @@ impl Wire {
         }
     }
 
-    /// Follows bytes read from the peer.
+    /// Follows bytes read from the peer. HTTP/1, the usual case, is a call to the scanner; the
+    /// rest goes out of line.
     #[inline]
     pub(crate) fn received(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
             Proto::H1(h) if self.client => h1_responses(h, buf),
             Proto::H1(h) => h1_requests(h, buf),
-            Proto::H2(h) => {
-                let before = h.request_heads + h.streams_ended;
-                h.received(buf);
-                Change {
-                    request_started: false,
-                    messages: h.request_heads + h.streams_ended != before,
-                }
-            }
-            Proto::Detecting { buf: seen, len } => {
-                let have = usize::from(*len);
-                let n = buf.len().min(PREFACE.len() - have);
-                seen[have..have + n].copy_from_slice(&buf[..n]);
-                let have = have + n;
-                if seen[..have] != PREFACE[..have] {
-                    let first = seen[..have].to_vec();
-                    self.proto = Proto::H1(Box::default());
-                    let change = self.received(&first);
-                    return change.or(self.received(&buf[n..]));
-                }
-                *len = have as u8;
-                let started = have == n && n > 0;
-                if have == PREFACE.len() {
-                    let mut h2 = H2::new(Role::Server);
-                    h2.received(PREFACE);
-                    self.proto = Proto::H2(Box::new(h2));
-                    let rest = self.received(&buf[n..]);
-                    return Change {
-                        request_started: started,
-                        messages: rest.messages,
-                    };
-                }
-                Change {
-                    request_started: started,
-                    messages: false,
-                }
-            }
+            Proto::H2(h) => h2_received(h, buf),
+            Proto::Detecting { .. } => self.detect(buf),
+        }
+    }
+
+    /// A server's first bytes: the HTTP/2 preface, or HTTP/1.
+    #[cold]
+    #[inline(never)]
+    fn detect(&mut self, buf: &[u8]) -> Change {
+        let Proto::Detecting { buf: seen, len } = &mut self.proto else {
+            return self.received(buf);
+        };
+        let have = usize::from(*len);
+        let n = buf.len().min(PREFACE.len() - have);
+        seen[have..have + n].copy_from_slice(&buf[..n]);
+        let have = have + n;
+        if seen[..have] != PREFACE[..have] {
+            let first = seen[..have].to_vec();
+            self.proto = Proto::H1(Box::default());
+            let change = self.received(&first);
+            return change.or(self.received(&buf[n..]));
+        }
+        *len = have as u8;
+        let started = have == n && n > 0;
+        if have == PREFACE.len() {
+            let mut h2 = H2::new(Role::Server);
+            h2.received(PREFACE);
+            self.proto = Proto::H2(Box::new(h2));
+            let rest = self.received(&buf[n..]);
+            return Change {
+                request_started: started,
+                messages: rest.messages,
+            };
+        }
+        Change {
+            request_started: started,
+            messages: false,
         }
     }
 
@@ -134,15 +136,7 @@ impl Wire {
         match &mut self.proto {
             Proto::H1(h) if self.client => h1_requests(h, buf),
             Proto::H1(h) => h1_responses(h, buf),
-            Proto::H2(h) => {
-                // A client's request heads are written.
-                let before = h.request_heads + h.streams_ended;
-                h.sent(buf);
-                Change {
-                    request_started: false,
-                    messages: h.request_heads + h.streams_ended != before,
-                }
-            }
+            Proto::H2(h) => h2_sent(h, buf),
             // Nothing is written before the protocol is known.
             Proto::Detecting { .. } => Change::default(),
         }
@@ -249,5 +243,27 @@ fn h1_responses(h: &mut H1, buf: &[u8]) -> Change {
     Change {
         request_started: false,
         messages: seen.completed > 0,
+    }
+}
+
+/// Bytes read on an HTTP/2 connection.
+#[inline(never)]
+fn h2_received(h: &mut H2, buf: &[u8]) -> Change {
+    let before = h.request_heads + h.streams_ended;
+    h.received(buf);
+    Change {
+        request_started: false,
+        messages: h.request_heads + h.streams_ended != before,
+    }
+}
+
+/// Bytes written on an HTTP/2 connection (a client's request heads are written).
+#[inline(never)]
+fn h2_sent(h: &mut H2, buf: &[u8]) -> Change {
+    let before = h.request_heads + h.streams_ended;
+    h.sent(buf);
+    Change {
+        request_started: false,
+        messages: h.request_heads + h.streams_ended != before,
     }
 }
