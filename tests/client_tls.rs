@@ -158,6 +158,31 @@ async fn https_speaks_http2_or_http1_by_alpn_and_the_client_closes_first() {
     .await;
     let opened = served.registry.totals().opened;
 
+    // The census attributes the TLS connections to the client's upstream, as over TCP: the
+    // local ports in use toward the server (both clients' connections) are the upstream's.
+    #[cfg(feature = "census")]
+    {
+        let sampler = conn_hygiene::census::Sampler::builder()
+            .interval(Duration::from_secs(3600))
+            .client(h1.view())
+            .spawn()
+            .expect("sampler");
+        let census = sampler.sample_now().await;
+        let name = format!("127.0.0.1:{}", served.addr.port());
+        let up = census
+            .upstream(&name)
+            .unwrap_or_else(|| panic!("{name} in {:?}", census.upstreams));
+        let used: u64 = up
+            .ports
+            .iter()
+            .filter(|p| p.destination == served.addr)
+            .map(|p| p.used)
+            .sum();
+        let connects = upstream(&h1).totals.connects + upstream(&h2).totals.connects;
+        assert_eq!(used, connects, "{up:?}");
+        sampler.stop();
+    }
+
     // Dropping the clients closes their idle connections: each closed first, with its
     // close_notify and FIN, and the server saw the client close first.
     drop(h1);
