@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and benchmarks talk to, when they are missing:
-# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp; and cargo-nextest.
+# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp, jsonnet (renders
+# the monitoring mixin, scripts/render-mixin.sh); and cargo-nextest.
 #
 # Idempotent: a tool already on the PATH is left alone, and apt-get runs (update once, then one
 # install) only when something is missing. Needs root, or sudo when not root. Debian/Ubuntu.
@@ -24,9 +25,10 @@ declare -A package_of=(
     [prometheus]=prometheus
     [promtool]=prometheus
     [nghttp]=nghttp2-client
+    [jsonnet]=jsonnet
 )
 # A fixed order, so the log reads the same on every run.
-commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp)
+commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp jsonnet)
 
 missing=()
 for cmd in "${commands[@]}"; do
