@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests and benchmarks talk to, when they are missing:
-# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp, redis-server,
-# PostgreSQL's server (initdb, pg_ctl, postgres) and runuser; and cargo-nextest.
+# curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp, jsonnet (renders
+# the monitoring mixin, scripts/render-mixin.sh), redis-server, PostgreSQL's server (initdb,
+# pg_ctl, postgres) and runuser; and cargo-nextest.
 #
 # PostgreSQL's server programs are not on the PATH on Debian: they live in
 # /usr/lib/postgresql/VERSION/bin, where the tests look for them (any version).
@@ -28,12 +29,13 @@ declare -A package_of=(
     [prometheus]=prometheus
     [promtool]=prometheus
     [nghttp]=nghttp2-client
+    [jsonnet]=jsonnet
     [redis-server]=redis-server
     [runuser]=util-linux
     [initdb]=postgresql
 )
 # A fixed order, so the log reads the same on every run.
-commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp redis-server runuser initdb)
+commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp jsonnet redis-server runuser initdb)
 
 # `have`, plus PostgreSQL's server programs where Debian puts them (/usr/lib/postgresql/*/bin).
 have_tool() {

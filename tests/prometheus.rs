@@ -21,19 +21,6 @@ use tokio::sync::oneshot;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// The web address Prometheus bound (it was given port 0): from its log, else from `ss`.
-fn web_addr(log: &str, pid: u32) -> Option<SocketAddr> {
-    log.lines()
-        .filter(|l| l.contains("msg=\"Listening on\""))
-        .find_map(|l| {
-            l.split_whitespace()
-                .find_map(|field| field.strip_prefix("address="))
-                .and_then(|a| a.parse::<SocketAddr>().ok())
-                .filter(|a| a.port() != 0)
-        })
-        .or_else(|| prom::listening_addr_of(pid))
-}
-
 /// The value of an instant query with exactly one result; `Err` while there is none yet.
 async fn query_one(web: SocketAddr, promql: &str) -> Result<f64, String> {
     let path = format!("/api/v1/query?query={}", prom::urlencode(promql));
@@ -120,7 +107,7 @@ async fn prometheus_scrapes_what_the_service_knows() {
 
     let web = prom::poll_until(DEADLINE, Duration::from_millis(100), || {
         let running = child.check_running();
-        let found = web_addr(&child.log_text(), pid);
+        let found = prom::web_addr(&child.log_text(), pid);
         async move {
             running?;
             found.ok_or_else(|| "Prometheus not listening yet".to_string())

@@ -252,6 +252,20 @@ pub fn listening_addr_of(pid: u32) -> Option<SocketAddr> {
         .find_map(|l| l.split_whitespace().nth(3)?.parse().ok())
 }
 
+/// The web address a Prometheus started with `--web.listen-address=127.0.0.1:0` bound: from its
+/// log (`msg="Listening on" address=...`), else from `ss`.
+pub fn web_addr(log: &str, pid: u32) -> Option<SocketAddr> {
+    log.lines()
+        .filter(|l| l.contains("msg=\"Listening on\""))
+        .find_map(|l| {
+            l.split_whitespace()
+                .find_map(|field| field.strip_prefix("address="))
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .filter(|a| a.port() != 0)
+        })
+        .or_else(|| listening_addr_of(pid))
+}
+
 /// Percent-encodes a query parameter value.
 pub fn urlencode(s: &str) -> String {
     let mut out = String::with_capacity(s.len() * 3);
