@@ -1,27 +1,23 @@
 //! A real nginx on loopback for client tests: its own prefix directory (config, logs, pid and
 //! temp paths), one process in the foreground, killed by its PID when dropped.
 //!
-//! nginx binds its own listening socket, so the port comes from binding `127.0.0.1:0`, reading
-//! the port and releasing it; should another socket take the port in between, nginx fails to
-//! bind and [`Nginx::start`] retries with a fresh port a few times.
+//! nginx binds its own listening socket: see [`daemon`] for how its port is chosen.
 #![allow(dead_code, unreachable_pub)]
 
 use std::{
     fmt::Write as _,
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{SocketAddr, TcpStream},
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicUsize, Ordering},
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
-/// How long nginx may take to accept connections after it was started.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+#[path = "daemon.rs"]
+mod daemon;
 
-/// Fresh ports tried when nginx cannot bind the one it was given.
-const BIND_ATTEMPTS: usize = 5;
+use daemon::{find_program, fresh_dir, Daemon, Spec};
 
 /// The nginx settings a test chooses.
 #[derive(Debug, Clone)]
@@ -58,9 +54,7 @@ impl Default for NginxConfig {
 /// A running nginx. Dropping it kills the process and removes its directory.
 #[derive(Debug)]
 pub struct Nginx {
-    child: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
+    daemon: Daemon,
     tls: Option<NginxTls>,
 }
 
@@ -68,61 +62,45 @@ impl Nginx {
     /// Starts nginx serving `location / { return 200 "ok\n"; }` on a free loopback port and
     /// waits until it answers. Panics with nginx's error log when it cannot start.
     pub fn start(config: &NginxConfig) -> Nginx {
-        let bin = find_nginx();
-        let dir = fresh_dir();
-        let mut last_log = String::new();
-        for attempt in 1..=BIND_ATTEMPTS {
-            let port = {
-                let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-                probe.local_addr().expect("local_addr").port()
-            };
-            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let bin = find_program("nginx", &["/usr/local/sbin", "/usr/sbin", "/sbin"]);
+        let dir = fresh_dir("nginx");
+        std::fs::create_dir_all(dir.join("logs")).expect("create nginx logs dir");
+        let log = dir.join("error.log");
+        let tls = config.tls.is_some();
+        let command = |addr: SocketAddr| {
             std::fs::write(dir.join("nginx.conf"), render_config(&dir, addr, config))
                 .expect("write nginx.conf");
-            let _ = std::fs::remove_file(dir.join("error.log"));
-            let child = Command::new(&bin)
-                .arg("-p")
+            let mut c = Command::new(&bin);
+            c.arg("-p")
                 .arg(&dir)
                 .arg("-c")
                 .arg(dir.join("nginx.conf"))
                 .arg("-e")
-                .arg(dir.join("error.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            // From here on the guard owns the process: a panic below still kills it.
-            let mut nginx = Nginx {
-                child,
-                addr,
-                dir: dir.clone(),
-                tls: config.tls.clone(),
-            };
-            match nginx.wait_ready() {
-                Ok(()) => return nginx,
-                Err(log) if log.contains("Address already in use") => {
-                    eprintln!("nginx: port {port} taken (attempt {attempt}), trying another");
-                    last_log = log;
-                    nginx.kill();
-                    // Keep the directory for the next attempt.
-                    nginx.dir = PathBuf::new();
-                }
-                Err(log) => panic!("nginx did not start on {addr}:\n{log}"),
-            }
+                .arg(&log);
+            c
+        };
+        let daemon = Daemon::start(&Spec {
+            name: "nginx",
+            dir: &dir,
+            log: &log,
+            command: &command,
+            ready: &|addr| answers_as_nginx(addr, tls),
+        });
+        Nginx {
+            daemon,
+            tls: config.tls.clone(),
         }
-        panic!("nginx could not bind a loopback port in {BIND_ATTEMPTS} attempts:\n{last_log}");
     }
 
     /// The address nginx listens on.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.daemon.addr()
     }
 
     /// `http://addr{path}`, or `https://` when it serves HTTPS.
     pub fn url(&self, path: &str) -> http::Uri {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!("{scheme}://{}{path}", self.addr)
+        format!("{scheme}://{}{path}", self.addr())
             .parse()
             .expect("valid URI")
     }
@@ -134,83 +112,13 @@ impl Nginx {
 
     /// nginx's PID.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.daemon.pid()
     }
 
     /// nginx's error log so far.
     pub fn error_log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+        self.daemon.log()
     }
-
-    /// Polls until nginx answers a request with its own `Server` header, or until it exits
-    /// (`Err` with its error log) or the deadline passes (panic).
-    fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        let mut pause = Duration::from_millis(1);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for nginx") {
-                return Err(format!("nginx exited ({status}):\n{}", self.error_log()));
-            }
-            if answers_as_nginx(self.addr, self.tls.is_some()) {
-                return Ok(());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx (pid {}) did not answer on {} within {READY_TIMEOUT:?}:\n{}",
-                self.child.id(),
-                self.addr,
-                self.error_log()
-            );
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-    }
-
-    fn kill(&mut self) {
-        // Only our own child, by its PID; `wait` reaps it.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        self.kill();
-        if !self.dir.as_os_str().is_empty() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// The nginx binary: on the PATH or in an sbin directory. Panics, naming the install script,
-/// when it is missing: a test that needs nginx never passes without it.
-fn find_nginx() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|d| d.join("nginx"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is not installed, and this test needs a real nginx: \
-                 run scripts/install-test-deps.sh"
-            )
-        })
-}
-
-/// A new directory under the target's temp dir, unique to this process and call.
-fn fresh_dir() -> PathBuf {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "nginx-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("logs")).expect("create nginx dir");
-    dir
 }
 
 fn render_config(dir: &Path, addr: SocketAddr, c: &NginxConfig) -> String {
