@@ -12,7 +12,9 @@
 //! N KiB, at most 64 MiB, for peers that read slowly or not at all), and `/metrics` (the
 //! Prometheus page: the example installs the exporter's recorder, as an executable may). With
 //! feature `census` the connection census samples every `--sample-interval` seconds (default 5),
-//! so `/metrics` also carries the host's and the process's TCP sockets by state. Runs until
+//! so `/metrics` also carries the host's and the process's TCP sockets by state, and with
+//! feature `page` (a default) `/connections` serves the live connections page (and
+//! `/connections.json` its figures) over the same samples. Runs until
 //! SIGINT or SIGTERM, then shuts down gracefully and, once every connection is accounted,
 //! prints the connection totals to stderr (`unanswered=N`: requests read whose response never
 //! ended, cut at the deadline or cancelled by their peer).
@@ -355,6 +357,17 @@ async fn main() {
     let app = match &exporter {
         Some(exporter) => app().merge(exporter.router()),
         None => app(),
+    };
+    // The live connections page over the sampler's samples and this listener.
+    #[cfg(feature = "page")]
+    let app = match &_sampler {
+        Some(sampler) => app.merge(
+            conn_hygiene::page::ConnectionsPage::builder(sampler.clone())
+                .listener(&registry)
+                .build()
+                .router(),
+        ),
+        None => app,
     };
     announce(listener.local_addr());
 

@@ -15,8 +15,9 @@
 //! 3. peers that half-close, go idle or stall mid-header: closed by the server, counted by who
 //!    closed first.
 //!
-//! It ends with a summary and the URL of its `/metrics` page; `--serve` keeps it open until
-//! Ctrl-C. Needs nothing but this crate; finishes in well under a minute.
+//! It ends with a summary, the URL of its `/metrics` page and, on the next line, the URL of
+//! its live connections page (`/connections`: the leaks with their lines, the CLOSE_WAIT they
+//! hold, the findings and charts); `--serve` keeps it open until Ctrl-C. Needs nothing but this crate; finishes in well under a minute.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -30,6 +31,7 @@ use conn_hygiene::{
     census::{Owner, Sampler},
     client::{HygienicClient, LeasedBody, UpstreamConfig},
     exporter::PrometheusExporter,
+    page::ConnectionsPage,
     server::{
         CloseReason, Closer, ConnectionLimits, ConnectionRegistry, HygienicListener,
         MakeTrackConnection,
@@ -201,10 +203,19 @@ async fn main() {
         flaky: format!("http://{flaky_addr}/"),
         retry_later: Arc::new(Mutex::new(Vec::new())),
     };
+    // The live connections page over the same samples, with the same listeners and client.
+    let page = ConnectionsPage::builder(sampler.clone())
+        .listener(&service_registry)
+        .listener(&upstream_registry)
+        .client(client.view())
+        .old_lease_after(Duration::from_secs(1))
+        .refresh(Duration::from_secs(2))
+        .build();
     let app = Router::new()
         .route("/leaky", get(leaky))
         .with_state(state.clone())
-        .merge(exporter.router());
+        .merge(exporter.router())
+        .merge(page.router());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = service_registry.graceful_shutdown(async move {
         let _ = stop_rx.await;
@@ -400,6 +411,7 @@ async fn main() {
         "\nmetrics: http://{service_addr}/metrics   (ran for {:.1}s)",
         started.elapsed().as_secs_f64()
     );
+    println!("connections: http://{service_addr}/connections   (the live page; JSON at /connections.json)");
     if serve {
         println!("serving until Ctrl-C");
         let _ = tokio::signal::ctrl_c().await;

@@ -97,6 +97,8 @@ pub mod exporter;
 #[cfg(feature = "lease")]
 pub mod lease;
 pub mod metrics;
+#[cfg(feature = "page")]
+pub mod page;
 pub mod policy;
 #[cfg(any(
     feature = "deadpool",

@@ -247,6 +247,12 @@ impl ClientView {
         self.upstreams.all().iter().map(|u| u.snapshot()).collect()
     }
 
+    /// Every upstream's counts, totals and leases, without copying its connections.
+    #[cfg_attr(not(feature = "page"), allow(dead_code))]
+    pub(crate) fn summaries(&self) -> Vec<UpstreamSnapshot> {
+        self.upstreams.all().iter().map(|u| u.summary()).collect()
+    }
+
     /// The client's connector, for an HTTP stack of your own: hyper-util's legacy `Client`
     /// (`Client::builder(..).build(view.connector())`), or a tonic channel
     /// (`Endpoint::connect_with_connector(view.connector())`).

@@ -467,11 +467,21 @@ impl Upstream {
             .map(|c| c.snapshot())
             .collect();
         connections.sort_by_key(|c| c.id);
+        UpstreamSnapshot {
+            open: connections.len(),
+            connections,
+            ..self.summary()
+        }
+    }
+
+    /// The snapshot without its connections (`open` counted, `connections` empty).
+    pub(crate) fn summary(&self) -> UpstreamSnapshot {
+        let open = self.conns.lock().unwrap_or_else(|e| e.into_inner()).len();
         let (idle, leased) = self.pool_counts();
         UpstreamSnapshot {
             name: self.name.to_string(),
             authority: self.authority.clone(),
-            open: connections.len(),
+            open,
             idle,
             leased,
             pending: self.pending.load(Ordering::Acquire),
@@ -482,7 +492,7 @@ impl Upstream {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
-            connections,
+            connections: Vec::new(),
             totals: self.totals(),
             leases: self.tracker.snapshot(),
         }

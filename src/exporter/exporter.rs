@@ -65,6 +65,8 @@ impl PrometheusExporter {
         MetricsService {
             shared: self.shared.clone(),
             only_metrics_path: false,
+            #[cfg(feature = "page")]
+            page: None,
         }
     }
 
@@ -85,6 +87,8 @@ impl PrometheusExporter {
         ListenBuilder {
             exporter: self.clone(),
             addr: DEFAULT_LISTEN_ADDR,
+            #[cfg(feature = "page")]
+            page: None,
             listener: HygienicListener::builder().name("metrics").limits(
                 crate::server::ConnectionLimits {
                     shutdown_deadline: DEFAULT_SHUTDOWN_DEADLINE,

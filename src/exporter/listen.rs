@@ -28,6 +28,8 @@ pub struct ListenBuilder {
     pub(crate) exporter: PrometheusExporter,
     pub(crate) addr: SocketAddr,
     pub(crate) listener: ListenerBuilder,
+    #[cfg(feature = "page")]
+    pub(crate) page: Option<crate::page::ConnectionsPage>,
 }
 
 impl ListenBuilder {
@@ -48,7 +50,19 @@ impl ListenBuilder {
         self
     }
 
-    /// Binds and starts serving [`METRICS_PATH`](super::METRICS_PATH) (404 elsewhere) with the crate's [`Server`].
+    /// Serves the live connections page too, at
+    /// [`CONNECTIONS_PATH`](crate::page::CONNECTIONS_PATH) and
+    /// [`CONNECTIONS_JSON_PATH`](crate::page::CONNECTIONS_JSON_PATH): on this listener, loopback
+    /// unless told otherwise, it stays off the service's public port. Default: metrics only.
+    #[cfg(feature = "page")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "page")))]
+    pub fn page(mut self, page: crate::page::ConnectionsPage) -> Self {
+        self.page = Some(page);
+        self
+    }
+
+    /// Binds and starts serving [`METRICS_PATH`](super::METRICS_PATH) (and the connections
+    /// page, when [given](Self::page); 404 elsewhere) with the crate's [`Server`].
     pub async fn bind(self) -> Result<MetricsServer, BindError> {
         let listener = self.listener.clone().bind(self.addr).await?;
         Ok(self.serve_on(listener))
@@ -62,6 +76,11 @@ impl ListenBuilder {
         let service = MetricsService {
             shared: self.exporter.shared.clone(),
             only_metrics_path: true,
+            #[cfg(feature = "page")]
+            page: self
+                .page
+                .as_ref()
+                .map(crate::page::ConnectionsPage::service),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {

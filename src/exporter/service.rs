@@ -26,6 +26,9 @@ pub const METRICS_PATH: &str = "/metrics";
 pub struct MetricsService {
     pub(crate) shared: Arc<Shared>,
     pub(crate) only_metrics_path: bool,
+    /// The connections page, answered at its paths, on the exporter's own listener.
+    #[cfg(feature = "page")]
+    pub(crate) page: Option<crate::page::ConnectionsService>,
 }
 
 impl fmt::Debug for MetricsService {
@@ -38,6 +41,12 @@ impl fmt::Debug for MetricsService {
 
 impl MetricsService {
     fn respond(&self, method: &Method, path: &str) -> Response<String> {
+        #[cfg(feature = "page")]
+        if let Some(page) = &self.page {
+            if path == crate::page::CONNECTIONS_PATH || path == crate::page::CONNECTIONS_JSON_PATH {
+                return page.respond(method, path);
+            }
+        }
         if self.only_metrics_path && path != METRICS_PATH {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -116,6 +125,8 @@ mod tests {
         let own = MetricsService {
             shared: exporter.shared.clone(),
             only_metrics_path: true,
+            #[cfg(feature = "page")]
+            page: None,
         };
         assert_eq!(
             own.respond(&Method::GET, "/other").status(),

@@ -12,7 +12,7 @@ use std::{
 use bb8::{ManageConnection, Pool, PooledConnection, RunError};
 
 use super::{
-    stats::{PoolStats, ReadStats, StatsExport},
+    stats::{stats_source, PoolStats, ReadStats, StatsExport},
     view::{ConnectionSocket, PoolView, Seat},
 };
 use crate::lease::{Lease, LeaseTracker};
@@ -57,7 +57,7 @@ impl<M: ManageConnection> TrackedBb8<M> {
         let stats = StatsExport::register(tracker.pool(), State(pool.clone()));
         TrackedBb8 {
             pool,
-            view: PoolView::new(tracker),
+            view: PoolView::with_stats(tracker, Some(stats_source(&stats))),
             stats,
         }
     }

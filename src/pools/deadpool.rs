@@ -12,7 +12,7 @@ use std::{
 use deadpool::managed::{Manager, Object, Pool, PoolError};
 
 use super::{
-    stats::{PoolStats, ReadStats, StatsExport},
+    stats::{stats_source, PoolStats, ReadStats, StatsExport},
     view::{ConnectionSocket, PoolView, Seat},
 };
 use crate::lease::{Lease, LeaseTracker};
@@ -53,7 +53,7 @@ impl<M: Manager + 'static> TrackedDeadpool<M> {
         let stats = StatsExport::register(tracker.pool(), Status(pool.clone()));
         TrackedDeadpool {
             pool,
-            view: PoolView::new(tracker),
+            view: PoolView::with_stats(tracker, Some(stats_source(&stats))),
             stats,
         }
     }

@@ -111,4 +111,4 @@ pub use self::bb8::{Bb8Checkout, TrackedBb8};
 pub use self::deadpool::{DeadpoolCheckout, TrackedDeadpool};
 #[cfg(feature = "sqlx")]
 pub use self::sqlx::{PgCheckout, TrackedPgPool};
-pub use self::view::{CheckoutInfo, ConnectionSocket, PoolView, MAX_DESTINATIONS};
+pub use self::view::{CheckoutInfo, ConnectionSocket, PoolStats, PoolView, MAX_DESTINATIONS};

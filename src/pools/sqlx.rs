@@ -19,7 +19,7 @@ use std::{
 use sqlx::{pool::PoolConnection, PgPool, Postgres};
 
 use super::{
-    stats::{PoolStats, ReadStats, StatsExport, WaitCount},
+    stats::{stats_source, PoolStats, ReadStats, StatsExport, WaitCount},
     view::{PoolView, Seat},
 };
 use crate::lease::{Lease, LeaseTracker};
@@ -78,7 +78,7 @@ impl TrackedPgPool {
                 waiting: waiting.clone(),
             },
         );
-        let view = PoolView::new(tracker);
+        let view = PoolView::with_stats(tracker, Some(stats_source(&stats)));
         let options = pool.connect_options();
         if options.get_socket().is_none() {
             let (host, port) = (options.get_host(), options.get_port());

@@ -9,27 +9,8 @@ use std::sync::{
 
 use metrics::{Counter, Gauge};
 
+pub(crate) use super::view::{PoolStats, ReadStats};
 use crate::metrics::{names, Collect};
-
-/// What a pool says about itself at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct PoolStats {
-    /// Connections held, idle and checked out.
-    pub(crate) size: u64,
-    /// Idle connections.
-    pub(crate) idle: u64,
-    /// The most connections it may hold.
-    pub(crate) max_size: u64,
-    /// Checkouts waiting for a connection.
-    pub(crate) waiters: u64,
-    /// Checkouts that timed out, when the pool counts them itself (cumulative).
-    pub(crate) timeouts: Option<u64>,
-}
-
-/// Reads a pool's statistics.
-pub(crate) trait ReadStats: Send + Sync + 'static {
-    fn read(&self) -> PoolStats;
-}
 
 struct PoolGauges {
     size: Gauge,
@@ -117,4 +98,18 @@ impl Drop for Waiting {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+impl<R: ReadStats> ReadStats for StatsExport<R> {
+    fn read(&self) -> PoolStats {
+        self.reader.read()
+    }
+}
+
+/// `export` as the source of a [`PoolView`](super::PoolView)'s statistics, not kept alive by it.
+pub(crate) fn stats_source<R: ReadStats>(
+    export: &Arc<StatsExport<R>>,
+) -> std::sync::Weak<dyn ReadStats> {
+    let weak: std::sync::Weak<StatsExport<R>> = Arc::downgrade(export);
+    weak
 }

@@ -6,7 +6,7 @@ use std::{
     fmt,
     net::SocketAddr,
     panic::Location,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, Weak},
 };
 
 use crate::lease::{Lease, LeaseTracker};
@@ -14,6 +14,28 @@ use crate::lease::{Lease, LeaseTracker};
 /// Destinations a pool's view keeps (configured and seen on checkouts); later ones are not
 /// claimed. A pool connects to one service, seldom more than a handful of addresses.
 pub const MAX_DESTINATIONS: usize = 16;
+
+/// What a pool says about itself at one moment, as its own statistics give it
+/// ([`PoolView::stats`]); the same figures as the `conn_hygiene_pool_*` metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// Connections held, idle and checked out.
+    pub size: u64,
+    /// Idle connections.
+    pub idle: u64,
+    /// The most connections it may hold.
+    pub max_size: u64,
+    /// Checkouts waiting for a connection.
+    pub waiters: u64,
+    /// Checkouts that timed out, when the pool counts them itself (cumulative).
+    pub timeouts: Option<u64>,
+}
+
+/// Reads a pool's statistics.
+pub(crate) trait ReadStats: Send + Sync + 'static {
+    fn read(&self) -> PoolStats;
+}
 
 /// What a pooled connection shows of its TCP socket, so that its checkout can be joined to the
 /// kernel's socket (a `CLOSE_WAIT` socket of ours, to the line that holds its connection).
@@ -58,6 +80,8 @@ pub struct PoolView {
 
 struct ViewShared {
     tracker: LeaseTracker,
+    /// The adapter's statistics exporter; gone with the adapter.
+    stats: Option<Weak<dyn ReadStats>>,
     state: Mutex<ViewState>,
 }
 
@@ -91,10 +115,17 @@ pub struct CheckoutInfo {
 }
 
 impl PoolView {
+    #[cfg(test)]
     pub(crate) fn new(tracker: LeaseTracker) -> Self {
+        Self::with_stats(tracker, None)
+    }
+
+    /// A view that reads the pool's statistics from `stats` while the adapter lives.
+    pub(crate) fn with_stats(tracker: LeaseTracker, stats: Option<Weak<dyn ReadStats>>) -> Self {
         PoolView {
             shared: Arc::new(ViewShared {
                 tracker,
+                stats,
                 state: Mutex::new(ViewState::default()),
             }),
         }
@@ -142,6 +173,16 @@ impl PoolView {
             .collect();
         out.sort_unstable_by_key(|c| c.lease_id);
         out
+    }
+
+    /// The pool's own statistics now (size, idle, waiters…); `None` for a view without them, or
+    /// once the tracked pool is dropped.
+    pub fn stats(&self) -> Option<PoolStats> {
+        self.shared
+            .stats
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .map(|s| s.read())
     }
 
     /// Sets the authority, if none was set.

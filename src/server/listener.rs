@@ -133,9 +133,11 @@ impl ListenerBuilder {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let registry = ConnectionRegistry::new(self.name, local_addr, self.policy, self.limits);
+        registry.set_backlog(backlog);
         HygienicListener {
             inner: listener,
-            registry: ConnectionRegistry::new(self.name, local_addr, self.policy, self.limits),
+            registry,
             limit: self.max_connections.map(|n| Arc::new(Semaphore::new(n))),
             backlog,
             report,

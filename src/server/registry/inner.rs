@@ -28,6 +28,8 @@ pub(super) type Hook = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
 pub(crate) struct RegistryInner {
     pub(super) name: Arc<str>,
     pub(super) local_addr: SocketAddr,
+    /// The accept queue of the listener, when the registry belongs to one.
+    pub(super) backlog: std::sync::OnceLock<crate::policy::EffectiveBacklog>,
     pub(super) config: Arc<ConnConfig>,
     pub(super) next_id: AtomicU64,
     pub(super) live: Mutex<HashMap<u64, Arc<ConnShared>>>,
@@ -57,6 +59,7 @@ impl RegistryInner {
             metrics: crate::metrics::resolve(|| ServerMetrics::new(&name)),
             name,
             local_addr,
+            backlog: std::sync::OnceLock::new(),
             config,
             next_id: AtomicU64::new(0),
             live: Mutex::new(HashMap::new()),
@@ -179,20 +182,25 @@ impl RegistryInner {
     }
 }
 
+impl RegistryInner {
+    /// The listed live connections by state, in [`ConnState::LIVE`] order.
+    pub(super) fn count_by_state(&self) -> [usize; ConnState::LIVE.len()] {
+        let mut counts = [0; ConnState::LIVE.len()];
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        for conn in live.values() {
+            if let Some(n) = counts.get_mut(conn.state().index()) {
+                *n += 1;
+            }
+        }
+        counts
+    }
+}
+
 impl Collect for RegistryInner {
     /// Counts the live connections by state into the state gauges.
     fn collect(&self) {
-        let mut counts = [0u32; ConnState::LIVE.len()];
-        {
-            let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-            for conn in live.values() {
-                if let Some(n) = counts.get_mut(conn.state().index()) {
-                    *n += 1;
-                }
-            }
-        }
-        for (n, gauge) in counts.iter().zip(&self.metrics.state) {
-            gauge.set(f64::from(*n));
+        for (n, gauge) in self.count_by_state().iter().zip(&self.metrics.state) {
+            gauge.set(*n as f64);
         }
     }
 }

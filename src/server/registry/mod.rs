@@ -62,6 +62,24 @@ impl ConnectionRegistry {
         self.inner.local_addr
     }
 
+    /// The listener's accept queue: the backlog requested and the one the kernel enforces.
+    pub fn backlog(&self) -> Option<crate::policy::EffectiveBacklog> {
+        self.inner.backlog.get().copied()
+    }
+
+    pub(crate) fn set_backlog(&self, backlog: crate::policy::EffectiveBacklog) {
+        let _ = self.inner.backlog.set(backlog);
+    }
+
+    /// Live connections by state, in [`ConnState::LIVE`] order (the tracked ones: at most the
+    /// tracking bound). Counts without copying any connection, as the state gauges do.
+    ///
+    /// [`ConnState::LIVE`]: super::ConnState::LIVE
+    pub fn live_by_state(&self) -> [(super::ConnState, usize); 5] {
+        let counts = self.inner.count_by_state();
+        std::array::from_fn(|k| (super::ConnState::LIVE[k], counts[k]))
+    }
+
     /// The limits this listener enforces.
     pub fn limits(&self) -> &ConnectionLimits {
         &self.inner.config.limits
