@@ -2,7 +2,8 @@
 # Installs the real peers the tests and benchmarks talk to, when they are missing:
 # curl, nginx, wrk, ss and ip, unshare, sysctl, prometheus and promtool, nghttp, jsonnet (renders
 # the monitoring mixin, scripts/render-mixin.sh), redis-server, PostgreSQL's server (initdb,
-# pg_ctl, postgres) and runuser; and cargo-nextest.
+# pg_ctl, postgres), runuser and chromium (opens the live connections page, tests/page.rs); and
+# cargo-nextest.
 #
 # PostgreSQL's server programs are not on the PATH on Debian: they live in
 # /usr/lib/postgresql/VERSION/bin, where the tests look for them (any version).
@@ -33,9 +34,10 @@ declare -A package_of=(
     [redis-server]=redis-server
     [runuser]=util-linux
     [initdb]=postgresql
+    [chromium]=chromium
 )
 # A fixed order, so the log reads the same on every run.
-commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp jsonnet redis-server runuser initdb)
+commands=(curl nginx wrk ss ip unshare sysctl prometheus promtool nghttp jsonnet redis-server runuser initdb chromium)
 
 # `have`, plus PostgreSQL's server programs where Debian puts them (/usr/lib/postgresql/*/bin).
 have_tool() {
