@@ -17,6 +17,9 @@
 //! - `census` (feature `census`, Linux): the host's TCP table through netlink, attributed to your
 //!   listeners, upstreams and lease sites by a background sampler, with findings.
 //! - `exporter` (feature `exporter`): a Prometheus page for all of it.
+//! - `page` (feature `page`): a live connections page (HTML and JSON) for people during an
+//!   incident: listeners, upstreams, pools, old leases with their lines, CLOSE_WAIT with its
+//!   holders, findings and charts.
 //! - [`metrics`]: every metric name, emitted through the `metrics` facade.
 //!
 //! # Example
@@ -78,6 +81,7 @@
     feature = "client",
     feature = "census",
     feature = "exporter",
+    feature = "page",
     feature = "rustls",
     feature = "webpki-roots"
 ))]

@@ -25,6 +25,7 @@ use bytes::Bytes;
 use conn_hygiene::{
     census::{Owner, Sampler, TcpState},
     client::{HygienicClient, ResponseFuture, UpstreamConfig},
+    exporter::PrometheusExporter,
     lease::LeaseTracker,
     page::ConnectionsPage,
     server::{ConnState, ConnectionLimits, HygienicListener, MakeTrackConnection},
@@ -477,4 +478,49 @@ fn inner_the_page_in_a_headless_browser() {
         drop(leaked);
         drop(held);
     });
+}
+
+/// The exporter's own listener serves the page beside `/metrics`, and nothing else.
+#[tokio::test]
+async fn the_exporters_own_listener_serves_the_page_beside_metrics() {
+    let (_recorder, exporter) = PrometheusExporter::builder()
+        .upkeep_interval(None)
+        .build()
+        .expect("exporter");
+    let api = HygienicListener::builder()
+        .name("api")
+        .bind("127.0.0.1:0")
+        .await
+        .expect("bind api");
+    let sampler = Sampler::builder()
+        .listener(api.registry())
+        .spawn()
+        .expect("sampler");
+    let page = ConnectionsPage::builder(sampler.clone())
+        .listener(api.registry())
+        .build();
+    let admin = exporter
+        .listen()
+        .addr("127.0.0.1:0".parse().expect("addr"))
+        .page(page)
+        .bind()
+        .await
+        .expect("bind the exporter's listener");
+    let addr = admin.local_addr();
+
+    let (code, head, body) = fetch(addr, "/connections").await;
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("<tr data-listener=\"api\""), "{body}");
+    let (code, _, body) = fetch(addr, "/connections.json").await;
+    assert_eq!(code, 200);
+    let json: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(json["listeners"][0]["name"], "api");
+    assert_eq!(json["pid"], std::process::id());
+    let (code, head, _) = fetch(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: text/plain"), "{head}");
+    let (code, _, _) = fetch(addr, "/elsewhere").await;
+    assert_eq!(code, 404);
+    admin.shutdown().await;
 }
