@@ -28,6 +28,7 @@ use conn_hygiene::{
     exporter::PrometheusExporter,
     lease::LeaseTracker,
     page::ConnectionsPage,
+    pools::TrackedDeadpool,
     server::{ConnState, ConnectionLimits, HygienicListener, MakeTrackConnection},
 };
 use conn_hygiene_test_support::{eventually, in_netns, precondition, run_in_netns, satisfies};
@@ -480,7 +481,28 @@ fn inner_the_page_in_a_headless_browser() {
     });
 }
 
-/// The exporter's own listener serves the page beside `/metrics`, and nothing else.
+/// A pool of plain TCP connections.
+struct Tcp(SocketAddr);
+
+impl deadpool::managed::Manager for Tcp {
+    type Type = TcpStream;
+    type Error = std::io::Error;
+
+    async fn create(&self) -> std::io::Result<TcpStream> {
+        TcpStream::connect(self.0).await
+    }
+
+    async fn recycle(
+        &self,
+        _: &mut TcpStream,
+        _: &deadpool::managed::Metrics,
+    ) -> deadpool::managed::RecycleResult<std::io::Error> {
+        Ok(())
+    }
+}
+
+/// The exporter's own listener serves the page beside `/metrics`, and nothing else; a tracked
+/// pool shows its own statistics and its checkouts.
 #[tokio::test]
 async fn the_exporters_own_listener_serves_the_page_beside_metrics() {
     let (_recorder, exporter) = PrometheusExporter::builder()
@@ -496,8 +518,22 @@ async fn the_exporters_own_listener_serves_the_page_beside_metrics() {
         .listener(api.registry())
         .spawn()
         .expect("sampler");
+    // A pool of at most 4 connections to the api listener: 3 made, 2 of them checked out.
+    let pool = TrackedDeadpool::new(
+        deadpool::managed::Pool::builder(Tcp(api.local_addr()))
+            .max_size(4)
+            .build()
+            .expect("pool"),
+        LeaseTracker::new("db"),
+    );
+    let mut checked_out = Vec::new();
+    for _ in 0..3 {
+        checked_out.push(pool.get().await.expect("a connection"));
+    }
+    drop(checked_out.pop());
     let page = ConnectionsPage::builder(sampler.clone())
         .listener(api.registry())
+        .pool(pool.view())
         .build();
     let admin = exporter
         .listen()
@@ -517,10 +553,35 @@ async fn the_exporters_own_listener_serves_the_page_beside_metrics() {
     let json: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(json["listeners"][0]["name"], "api");
     assert_eq!(json["pid"], std::process::id());
+    let db = &json["pools"][0];
+    assert_eq!(db["name"], "db", "{db}");
+    assert_eq!(
+        (
+            &db["size"],
+            &db["idle"],
+            &db["max_size"],
+            &db["checked_out"],
+            &db["leases_outstanding"]
+        ),
+        (
+            &Value::from(3),
+            &Value::from(1),
+            &Value::from(4),
+            &Value::from(2),
+            &Value::from(2)
+        ),
+        "{db}"
+    );
+    let (_, _, html) = fetch(addr, "/connections").await;
+    let row = element(&html, "<tr data-pool=\"db\"", "</tr>");
+    assert_eq!(cell(row, "size"), "3 / 4", "{row}");
+    assert_eq!(num(row, "checked_out"), 2, "{row}");
+    assert_eq!(num(row, "leases"), 2, "{row}");
     let (code, head, _) = fetch(addr, "/metrics").await;
     assert_eq!(code, 200);
     assert!(head.contains("content-type: text/plain"), "{head}");
     let (code, _, _) = fetch(addr, "/elsewhere").await;
     assert_eq!(code, 404);
+    drop(checked_out);
     admin.shutdown().await;
 }
