@@ -27,7 +27,7 @@ use crate::netlink::{dump_step, parse_messages_with};
 use crate::peers::{parse_detail, SockDetail};
 use crate::proc_net::{read_table, table_file};
 use crate::sys::DiagSocket;
-use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet};
+use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet, TcpState};
 
 /// Default receive buffer: comfortably above the 32 KiB the kernel puts in one dump datagram.
 pub(crate) const DEFAULT_BUFFER: usize = 128 * 1024;
@@ -196,6 +196,9 @@ pub struct WalkStats {
     pub bytes: u64,
     /// The kernel flagged a dump as interrupted by concurrent changes.
     pub interrupted: bool,
+    /// [`Walker::count_states`] took the `TIME_WAIT` count from the kernel's `sockstat`
+    /// instead of walking those sockets: this many.
+    pub timewait_counted: Option<u64>,
 }
 
 impl WalkStats {
@@ -272,10 +275,77 @@ impl Walker {
     }
 
     /// Counts sockets by state.
+    ///
+    /// `TIME_WAIT` sockets, often most of a busy host's, are not walked when the kernel's own
+    /// count can stand in for them: over netlink, with both families and `TIME_WAIT` wanted,
+    /// the dump asks for every other wanted state (the kernel passes over the rest without
+    /// copying them out) and `TIME_WAIT` is the `tw` count of `sockstat` for the walking
+    /// thread's network namespace, less the timewait sockets still in `FIN_WAIT2` (an orphaned
+    /// connection whose peer has not closed), which `tw` also counts and the dump shows as
+    /// `FIN_WAIT2` with the timewait timer. [`WalkStats::timewait_counted`] says when it did.
+    /// Anything else walks every wanted socket.
     pub fn count_states(&mut self) -> Result<(StateCounts, WalkStats), CensusError> {
+        if let Some(done) = self.count_states_with_tw_count()? {
+            return Ok(done);
+        }
         let mut counts = StateCounts::new();
         let stats = self.walk(|s| counts.record(s.state))?;
         Ok((counts, stats))
+    }
+
+    /// [`count_states`](Self::count_states) with `TIME_WAIT` from the kernel's count; `None`
+    /// when that does not apply (then nothing was counted).
+    fn count_states_with_tw_count(
+        &mut self,
+    ) -> Result<Option<(StateCounts, WalkStats)>, CensusError> {
+        let wanted = self.opts.states;
+        if self.opts.backend == Backend::Proc
+            || !self.opts.ipv4
+            || !self.opts.ipv6
+            || !wanted.contains(TcpState::TimeWait)
+        {
+            return Ok(None);
+        }
+        // FIN_WAIT2 always: its timewait sockets come off the `tw` count.
+        let mut asked = wanted.with(TcpState::FinWait2);
+        asked.remove(TcpState::TimeWait);
+        let mut counts = StateCounts::new();
+        let mut timewait_fin_wait2 = 0u64;
+        self.opts.states = asked;
+        let walked = self.walk_raw(&mut |s: &SockInfo, payload: Option<&[u8]>| {
+            if wanted.contains(s.state) {
+                counts.record(s.state);
+            }
+            // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
+            if s.state == TcpState::FinWait2 && payload.and_then(|p| p.get(2)) == Some(&3) {
+                timewait_fin_wait2 += 1;
+            }
+        });
+        self.opts.states = wanted;
+        let mut stats = walked?;
+        let tw = if stats.used_netlink_only() {
+            read_tw_count()
+        } else {
+            None
+        };
+        let Some(tw) = tw else {
+            // `/proc` stood in for netlink, or no count could be read: walk them after all.
+            self.opts.states = StateSet::only(TcpState::TimeWait);
+            let walked = self.walk(|s| counts.record(s.state));
+            self.opts.states = wanted;
+            let more = walked?;
+            stats.sockets += more.sockets;
+            stats.skipped += more.skipped;
+            stats.datagrams += more.datagrams;
+            stats.bytes += more.bytes;
+            stats.interrupted |= more.interrupted;
+            stats.fallback = stats.fallback.or(more.fallback);
+            return Ok(Some((counts, stats)));
+        };
+        let timewait = tw.saturating_sub(timewait_fin_wait2);
+        counts.set(TcpState::TimeWait, timewait);
+        stats.timewait_counted = Some(timewait);
+        Ok(Some((counts, stats)))
     }
 
     fn walk_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
@@ -395,6 +465,17 @@ impl Refusal {
             Refusal::Failed(e)
         }
     }
+}
+
+/// The `tw` count of `/proc/thread-self/net/sockstat`: the walking thread's network namespace,
+/// as the netlink socket it opened.
+fn read_tw_count() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/sockstat")
+        .or_else(|_| std::fs::read_to_string("/proc/self/net/sockstat"))
+        .ok()?;
+    crate::counters::parse_sockstat(&text, None)
+        .ok()
+        .map(|s| s.tcp_tw)
 }
 
 /// Calls `f` for every TCP socket matching `opts`. See the [module docs](mod@crate::walk).
