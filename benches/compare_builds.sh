@@ -21,6 +21,8 @@
 #
 # Loopback only; wrk comes from scripts/install-test-deps.sh.
 set -euo pipefail
+# shellcheck source=benches/variants.sh
+. "$(dirname "${BASH_SOURCE[0]}")/variants.sh"
 
 usage() { sed -n '2,21p' "$0"; }
 (($# >= 2)) || { usage >&2; exit 2; }
@@ -55,22 +57,13 @@ command -v wrk >/dev/null || {
     exit 1
 }
 
-flags_of() {
-    case $1 in
-        bare) echo --bare ;;
-        hygienic) echo ;;
-        own-loop) echo --hyper-loop --no-metrics ;;
-        no-metrics) echo --no-metrics ;;
-        *) echo "compare_builds.sh: unknown variant $1" >&2; exit 2 ;;
-    esac
-}
 
 names=(bare)
 bins=("$after")
 vflags=(--bare)
 IFS=, read -ra list <<<"$variants"
 for v in "${list[@]}"; do
-    f=$(flags_of "$v")
+    f=$(variant_flags "$v")
     names+=("$v@before" "$v@after")
     bins+=("$before" "$after")
     vflags+=("$f" "$f")

@@ -15,6 +15,8 @@
 # `apt-get install valgrind nghttp2-client`); builds the example first unless --server-bin names
 # one. Loopback only; about 25 s per run.
 set -euo pipefail
+# shellcheck source=benches/variants.sh
+. "$(dirname "${BASH_SOURCE[0]}")/variants.sh"
 
 small=2000
 large=12000
@@ -60,15 +62,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-flags_of() {
-    case $1 in
-        bare) echo --bare ;;
-        hygienic) echo ;;
-        own-loop) echo --hyper-loop --no-metrics ;;
-        no-metrics) echo --no-metrics ;;
-        *) echo "instructions.sh: unknown variant $1" >&2; exit 2 ;;
-    esac
-}
 
 # Total instructions of one server run that answered $2 requests.
 count() {
@@ -78,7 +71,7 @@ count() {
     rm -f "$work/stdout" "$work/stderr"
     # shellcheck disable=SC2046
     valgrind --tool=callgrind --callgrind-out-file="$out" \
-        "$bin" --listen 127.0.0.1:0 $(flags_of "$variant") >"$work/stdout" 2>"$work/stderr" &
+        "$bin" --listen 127.0.0.1:0 $(variant_flags "$variant") >"$work/stdout" 2>"$work/stderr" &
     server=$!
     for _ in $(seq 600); do
         grep -q '^listening on ' "$work/stdout" 2>/dev/null && break
@@ -101,6 +94,9 @@ count() {
 
 declare -A per_request
 IFS=, read -ra list <<<"$variants"
+for v in "${list[@]}"; do
+    variant_flags "$v" >/dev/null || exit 2
+done
 for v in "${list[@]}"; do
     a=$(count "$v" "$small")
     b=$(count "$v" "$large")
