@@ -1,6 +1,7 @@
 //! The netlink `sock_diag` wire format: requests, and a bounds-checked parser for answers.
 //!
-//! A dump is one `SOCK_DIAG_BY_FAMILY` request with `NLM_F_DUMP` for one address family; the
+//! A dump is one `SOCK_DIAG_BY_FAMILY` request with `NLM_F_DUMP` for one address family, or
+//! one older `TCPDIAG_GETSOCK` request for both (one pass over the kernel's tables); the
 //! kernel answers with datagrams of `inet_diag_msg` messages and ends with `NLMSG_DONE`, or
 //! refuses with `NLMSG_ERROR`. [`walk`](crate::walk()) runs dumps; this module is the parser, usable on
 //! its own over bytes recorded earlier with [`dump_raw`]. The parser never panics on bad input:
@@ -42,6 +43,11 @@ const NLM_F_DUMP: u16 = 0x100 | 0x200;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 /// `SOCK_DIAG_BY_FAMILY`.
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `TCPDIAG_GETSOCK`: the older request, answered for every address family in one pass over
+/// the kernel's tables, its answers of this type.
+const TCPDIAG_GETSOCK: u16 = 18;
+/// `struct inet_diag_req` (the older request) size.
+const INET_DIAG_REQ_LEN: usize = 60;
 /// `IPPROTO_TCP`.
 const IPPROTO_TCP: u8 = 6;
 /// `struct inet_diag_req_v2` size.
@@ -51,6 +57,8 @@ const INET_DIAG_MSG_LEN: usize = 72;
 
 /// Size of a dump request: header plus `inet_diag_req_v2`.
 pub(crate) const DUMP_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN;
+/// Size of a dump request for both families: header plus `inet_diag_req`.
+pub(crate) const DUMP_BOTH_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_LEN;
 
 /// `INET_DIAG_INFO`: the `tcp_info` attribute, asked for by bit `INET_DIAG_INFO - 1` of
 /// `idiag_ext`.
@@ -87,6 +95,31 @@ pub(crate) fn dump_request(
     // pad 0.
     req[20..24].copy_from_slice(&states.kernel_mask().to_ne_bytes());
     // inet_diag_sockid all zero: no address or cookie filter.
+    req
+}
+
+/// A `TCPDIAG_GETSOCK` dump request for TCP sockets of both families in `states`.
+///
+/// The kernel answers it in one pass over its socket tables, where a `SOCK_DIAG_BY_FAMILY`
+/// dump per family passes over all of them twice, each time testing every socket for its
+/// family: half the kernel's work for a walk of both families.
+pub(crate) fn dump_request_both(
+    states: StateSet,
+    ext: Extensions,
+    seq: u32,
+) -> [u8; DUMP_BOTH_REQUEST_LEN] {
+    let mut req = [0u8; DUMP_BOTH_REQUEST_LEN];
+    req[0..4].copy_from_slice(&(DUMP_BOTH_REQUEST_LEN as u32).to_ne_bytes());
+    req[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // idiag_family (unused by a dump: every family), src_len, dst_len, then idiag_ext.
+    req[19] = match ext {
+        Extensions::None => 0,
+        Extensions::TcpInfo => 1 << (INET_DIAG_INFO - 1),
+    };
+    // inet_diag_sockid (48 bytes) all zero, then idiag_states, then idiag_dbs 0.
+    req[68..72].copy_from_slice(&states.kernel_mask().to_ne_bytes());
     req
 }
 
@@ -204,7 +237,7 @@ pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
             NLMSG_OVERRUN => {
                 return Err(CensusError::netlink_malformed(step, "NLMSG_OVERRUN"));
             }
-            SOCK_DIAG_BY_FAMILY => match parse_inet_diag_msg(payload) {
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => match parse_inet_diag_msg(payload) {
                 Ok(Some(info)) => {
                     summary.sockets += 1;
                     f(&info, payload);
@@ -277,8 +310,8 @@ pub fn dump_raw(
 ) -> Result<(), CensusError> {
     let mut sock = crate::sys::DiagSocket::open()?;
     let mut buf = vec![0u8; buffer_size.max(crate::walk::MIN_BUFFER)];
-    let step = dump_step(family);
-    let seq = sock.send_dump(family, states, Extensions::None, step)?;
+    let step = dump_step(Some(family));
+    let seq = sock.send_dump(Some(family), states, Extensions::None, step)?;
     loop {
         let n = sock.recv(&mut buf, step)?;
         let datagram = &buf[..n];
@@ -290,10 +323,11 @@ pub fn dump_raw(
     }
 }
 
-pub(crate) const fn dump_step(family: Family) -> &'static str {
+pub(crate) const fn dump_step(family: Option<Family>) -> &'static str {
     match family {
-        Family::Ipv4 => "dump (IPv4)",
-        Family::Ipv6 => "dump (IPv6)",
+        Some(Family::Ipv4) => "dump (IPv4)",
+        Some(Family::Ipv6) => "dump (IPv6)",
+        None => "dump (both families)",
     }
 }
 
@@ -327,6 +361,34 @@ fn ipv6_at(b: &[u8], at: usize) -> Ipv6Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_for_both_families_is_the_older_one_with_the_states_in_place() {
+        let states = StateSet::only(TcpState::Established).with(TcpState::Listen);
+        let req = dump_request_both(states, Extensions::TcpInfo, 7);
+        assert_eq!(req.len(), 76);
+        assert_eq!(u32::from_ne_bytes(req[0..4].try_into().unwrap()), 76);
+        assert_eq!(
+            u16::from_ne_bytes(req[4..6].try_into().unwrap()),
+            TCPDIAG_GETSOCK
+        );
+        assert_eq!(u32::from_ne_bytes(req[8..12].try_into().unwrap()), 7);
+        assert_eq!(req[16], 0, "every family");
+        assert_eq!(req[19], 1 << (INET_DIAG_INFO - 1));
+        assert!(req[20..68].iter().all(|&b| b == 0), "no socket id filter");
+        assert_eq!(
+            u32::from_ne_bytes(req[68..72].try_into().unwrap()),
+            states.kernel_mask()
+        );
+        // Its answers carry its type and parse as the newer request's do.
+        let mut answer = diag_msg(1, 7);
+        answer[4..6].copy_from_slice(&TCPDIAG_GETSOCK.to_ne_bytes());
+        answer.extend(done(7, 0));
+        let mut seen = Vec::new();
+        let summary = parse_datagram(&answer, |s| seen.push((s.state, s.local.port()))).unwrap();
+        assert_eq!(seen, [(TcpState::Established, 8080)]);
+        assert!(summary.done);
+    }
 
     fn header(len: u32, kind: u16, flags: u16, seq: u32) -> Vec<u8> {
         let mut v = Vec::new();

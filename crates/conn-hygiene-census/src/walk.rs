@@ -1,7 +1,9 @@
 //! Walking every TCP socket of the network namespace.
 //!
-//! A walk asks the kernel through netlink `sock_diag` (one socket, one reused receive buffer,
-//! one dump per address family) and hands each socket to a visitor as a borrowed
+//! A walk asks the kernel through netlink `sock_diag` (one socket, one reused receive buffer;
+//! both address families in one pass over the kernel's tables with the older
+//! `TCPDIAG_GETSOCK` request, or one dump per family where the kernel refuses it, or only one
+//! family is wanted) and hands each socket to a visitor as a borrowed
 //! [`SockInfo`]; nothing is allocated per socket, so memory stays flat however many sockets
 //! there are. When netlink is refused (`EPERM`, `EACCES`, `EPROTONOSUPPORT`, `EAFNOSUPPORT`, or
 //! `ENOENT` for a family without a `sock_diag` handler) the walk reads `/proc/net/tcp` and
@@ -219,6 +221,8 @@ pub struct Walker {
     opts: WalkOptions,
     netlink: Option<DiagSocket>,
     buf: Vec<u8>,
+    /// The kernel refused the dump of both families in one pass: one dump per family.
+    one_pass_refused: bool,
 }
 
 impl Walker {
@@ -229,6 +233,7 @@ impl Walker {
             opts,
             netlink: None,
             buf: vec![0; size],
+            one_pass_refused: false,
         }
     }
 
@@ -261,6 +266,27 @@ impl Walker {
     ) -> Result<WalkStats, CensusError> {
         let mut f = f;
         let mut stats = WalkStats::default();
+        if self.opts.ipv4
+            && self.opts.ipv6
+            && self.opts.backend != Backend::Proc
+            && !self.one_pass_refused
+        {
+            match self.netlink_dump(None, &mut stats, &mut f) {
+                Ok(()) => {
+                    stats.ipv4 = Some(Source::Netlink);
+                    stats.ipv6 = Some(Source::Netlink);
+                    return Ok(stats);
+                }
+                // Refused before any socket was visited: this kernel does not answer the
+                // older request (or netlink at all). One dump per family from now on, which
+                // says which.
+                Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == 0 => {
+                    self.one_pass_refused = true;
+                    stats = WalkStats::default();
+                }
+                Err(Refusal::Refused(e) | Refusal::Failed(e)) => return Err(e),
+            }
+        }
         for family in Family::BOTH {
             if !self.opts.wants(family) {
                 continue;
@@ -355,7 +381,7 @@ impl Walker {
         f: &mut F,
     ) -> Result<Source, CensusError> {
         if self.opts.backend != Backend::Proc && stats.fallback.is_none() {
-            match self.netlink_family(family, stats, f) {
+            match self.netlink_dump(Some(family), stats, f) {
                 Ok(()) => return Ok(Source::Netlink),
                 Err(Refusal::Refused(error)) if self.opts.backend == Backend::Auto => {
                     stats.fallback = Some(FallbackReason { error });
@@ -367,9 +393,10 @@ impl Walker {
         Ok(Source::Proc)
     }
 
-    fn netlink_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    /// One netlink dump: of `family`, or of both in one pass (`None`).
+    fn netlink_dump<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
-        family: Family,
+        family: Option<Family>,
         stats: &mut WalkStats,
         f: &mut F,
     ) -> Result<(), Refusal> {

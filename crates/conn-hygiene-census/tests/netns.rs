@@ -48,7 +48,10 @@ fn inner_exact_counts() {
     // TIME_WAIT is the kernel's count, not walked.
     assert_eq!(stats.timewait_counted, Some(SPEC.time_wait as u64));
     assert_eq!(stats.sockets, expected.total() - SPEC.time_wait as u64);
-    assert!(stats.datagrams >= 2, "one dump per family at least");
+    assert!(
+        stats.datagrams >= 1,
+        "at least the answer that ends the dump"
+    );
     // The walker is reusable and gives the same answer.
     assert_eq!(walker.count_states().unwrap().0, expected);
     // It holds its netlink socket until dropped.

@@ -5,8 +5,10 @@
 //! user + system time of the waited-for children from `getrusage(RUSAGE_CHILDREN)`. The
 //! rounds interleave the three; each figure is the median of the rounds, and the ratios are
 //! the medians of the ratios within each round, with the lowest and highest. The full walk is
-//! this benchmark re-executed: one netlink dump of every TCP socket, counted by state, as
-//! `states` counted before it took `TIME_WAIT` from the kernel's own count. Targets:
+//! this benchmark re-executed: a netlink dump of every TCP socket per family, counted by
+//! state, as `ss` walks and as `states` counted before it asked for both families in one pass
+//! and took `TIME_WAIT` from the kernel's own count. A one-pass walk of every socket is shown
+//! beside it, to tell what each of the two saves. Targets:
 //! `states` at most 0.7x the full walk at 100 000 `TIME_WAIT` and 0.65x at 200 000.
 //!
 //! `benches/states_vs_awk.sh` runs this in a fresh network namespace with `--time-wait N`,
@@ -38,11 +40,16 @@ mod linux {
     const NETNS_ENV: &str = "CONN_HYGIENE_BENCH_NETNS";
     /// Re-executed with this argument, the benchmark is the full-walk baseline.
     const FULL_WALK: &str = "--full-walk-child";
+    /// ... and this one, the walk of both families in one pass.
+    const ONE_PASS_WALK: &str = "--one-pass-walk-child";
     const AWK_PIPELINE: &str = "ss -ant | awk '{++s[$1]} END {for(k in s) print k, s[k]}'";
 
     pub(crate) fn main() {
         if std::env::args().any(|a| a == FULL_WALK) {
-            return full_walk();
+            return full_walk(false);
+        }
+        if std::env::args().any(|a| a == ONE_PASS_WALK) {
+            return full_walk(true);
         }
         let mut time_wait = None;
         let mut rounds = 5usize;
@@ -84,6 +91,13 @@ mod linux {
                 out.trim().parse().expect("the full walk's TIME_WAIT count")
             })
         };
+        let run_one_pass = || {
+            child(Command::new(&bench).arg(ONE_PASS_WALK), |out| {
+                out.trim()
+                    .parse()
+                    .expect("the one-pass walk's TIME_WAIT count")
+            })
+        };
         let run_awk = || {
             child(Command::new("sh").args(["-c", AWK_PIPELINE]), |out| {
                 out.lines()
@@ -91,14 +105,21 @@ mod linux {
                     .map_or(0, |n| n.trim().parse().unwrap_or(0))
             })
         };
-        // Warm the page cache, then interleave: each round runs the three in turn.
-        let _ = (run_states(), run_walk(), run_awk());
-        let (mut states, mut walks, mut awks) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..rounds.max(1) {
-            states.push(run_states());
-            walks.push(run_walk());
-            awks.push(run_awk());
+        // Warm the page cache, then interleave: each round runs the four in turn, the order
+        // rotated from round to round so that none always follows the same one (`ss | awk`
+        // leaves the caches cold for whatever runs next).
+        let methods: [&dyn Fn() -> Run; 4] = [&run_states, &run_walk, &run_one_pass, &run_awk];
+        for m in methods {
+            m();
         }
+        let mut runs: [Vec<Run>; 4] = Default::default();
+        for round in 0..rounds.max(1) {
+            for k in 0..methods.len() {
+                let i = (k + round) % methods.len();
+                runs[i].push(methods[i]());
+            }
+        }
+        let [states, walks, passes, awks] = runs;
         let per_round = |a: &[Run], b: &[Run]| -> (f64, f64, f64) {
             let mut r: Vec<f64> = a
                 .iter()
@@ -109,11 +130,14 @@ mod linux {
             (r[r.len() / 2], r[0], r[r.len() - 1])
         };
         let vs_walk = per_round(&states, &walks);
+        let vs_pass = per_round(&states, &passes);
         let vs_awk = per_round(&awks, &states);
-        let (states, walk, awk) = (median(states), median(walks), median(awks));
+        let (states, walk, pass, awk) =
+            (median(states), median(walks), median(passes), median(awks));
         if let Some(n) = time_wait {
             assert_eq!(states.tw, n as u64, "conn-hygiene states miscounted");
             assert_eq!(walk.tw, n as u64, "the full walk miscounted");
+            assert_eq!(pass.tw, n as u64, "the one-pass walk miscounted");
             assert_eq!(awk.tw, n as u64, "the awk pipeline miscounted");
         }
         println!("# {} TIME_WAIT, median of {rounds} rounds", states.tw);
@@ -124,6 +148,7 @@ mod linux {
         for (name, r) in [
             ("conn-hygiene states", &states),
             ("full netlink walk (process)", &walk),
+            ("one-pass netlink walk", &pass),
             ("ss -ant | awk", &awk),
         ] {
             println!(
@@ -138,20 +163,33 @@ mod linux {
             vs_walk.0, vs_walk.1, vs_walk.2
         );
         println!(
+            "ratio: conn-hygiene states uses {:.3}x [{:.3}..{:.3}] the CPU of a one-pass walk of every socket",
+            vs_pass.0, vs_pass.1, vs_pass.2
+        );
+        println!(
             "ratio: ss|awk uses {:.1}x [{:.1}..{:.1}] the CPU of conn-hygiene states",
             vs_awk.0, vs_awk.1, vs_awk.2
         );
     }
 
-    /// The baseline: one process that walks every TCP socket over netlink, counts them by
-    /// state and prints the `TIME_WAIT` count, as `states` did before it took that count
-    /// from the kernel.
-    fn full_walk() {
+    /// The baselines: one process that walks every TCP socket over netlink, counts them by
+    /// state and prints the `TIME_WAIT` count. The full walk is one dump per family, as `ss`
+    /// and `states` before it walked; `one_pass` asks for both families in one pass over the
+    /// kernel's tables, every socket still walked.
+    fn full_walk(one_pass: bool) {
         let mut counts = StateCounts::new();
-        let mut walker = Walker::new(WalkOptions::new().backend(Backend::Netlink));
-        walker
-            .walk(|s| counts.record(s.state))
-            .expect("netlink walk");
+        let opts = WalkOptions::new().backend(Backend::Netlink);
+        let per_family = [opts.clone().ipv6(false), opts.clone().ipv4(false)];
+        let walks = if one_pass {
+            &[opts][..]
+        } else {
+            &per_family[..]
+        };
+        for o in walks {
+            Walker::new(o.clone())
+                .walk(|s| counts.record(s.state))
+                .expect("netlink walk");
+        }
         println!("{}", counts[TcpState::TimeWait]);
     }
 

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::netlink::{dump_request, Extensions, DUMP_REQUEST_LEN};
+use crate::netlink::{dump_request, dump_request_both, Extensions};
 use crate::{CensusError, Family, StateSet};
 
 /// How long one receive may wait for the kernel. A dump answer is produced on demand by
@@ -59,16 +59,28 @@ impl DiagSocket {
         Ok(DiagSocket { fd, seq: 0 })
     }
 
-    /// Sends a dump request; returns its sequence number.
+    /// Sends a dump request for `family`, or for both in one pass (`None`); returns its
+    /// sequence number.
     pub(crate) fn send_dump(
         &mut self,
-        family: Family,
+        family: Option<Family>,
         states: StateSet,
         ext: Extensions,
         step: &'static str,
     ) -> Result<u32, CensusError> {
         self.seq = self.seq.wrapping_add(1);
-        let req = dump_request(family, states, ext, self.seq);
+        let one;
+        let both;
+        let req: &[u8] = match family {
+            Some(family) => {
+                one = dump_request(family, states, ext, self.seq);
+                &one
+            }
+            None => {
+                both = dump_request_both(states, ext, self.seq);
+                &both
+            }
+        };
         loop {
             // SAFETY: the pointer and length describe `req`, alive for the call. An unbound,
             // unconnected netlink socket sends to the kernel (port id 0).
@@ -80,7 +92,7 @@ impl DiagSocket {
                 }
                 return Err(CensusError::netlink_io(step, err));
             }
-            if n as usize != DUMP_REQUEST_LEN {
+            if n as usize != req.len() {
                 return Err(CensusError::netlink_malformed(
                     step,
                     "short send of the request",

@@ -15,7 +15,7 @@ impl DiagSocket {
 
     pub(crate) fn send_dump(
         &mut self,
-        _family: Family,
+        _family: Option<Family>,
         _states: StateSet,
         _ext: crate::netlink::Extensions,
         _step: &'static str,
