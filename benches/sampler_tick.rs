@@ -1,0 +1,233 @@
+//! CPU cost of the census sampler's full tick against a full netlink walk of the same sockets,
+//! in the same run.
+//!
+//! Run as `cargo bench --bench sampler_tick [-- --time-wait N[,N…]] [--rounds R]` (defaults:
+//! 100 000 and 200 000 `TIME_WAIT` sockets, 15 rounds). Needs root: each size runs in a private
+//! network namespace of its own (the benchmark re-executes itself under `unshare -n`, with
+//! loopback up, `net.ipv4.tcp_tw_reuse=0`, `tcp_max_tw_buckets` raised and the whole port range
+//! usable), where it creates N `TIME_WAIT` sockets toward one listener, closed client first.
+//!
+//! The sampler has one listener and one upstream to attribute to: the listener, and an
+//! upstream whose destinations are the listener's addresses, so every `TIME_WAIT` socket is
+//! the upstream's. Its tick ([`SamplerBuilder::sample_once`]: a full sample, the sampler's
+//! walk, attribution, port headroom and findings) is measured against a full netlink walk of
+//! every socket (one `sock_diag` dump per family, as `ss` walks, counted by state) and, beside
+//! it, a walk of every socket in one pass. Each is this thread's CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`); the rounds interleave the three with their order rotated, and
+//! the ratios are the medians of the ratios within each round, with the lowest and highest.
+//! Target: the tick at most 0.7x the full walk.
+
+#[cfg(target_os = "linux")]
+fn main() {
+    linux::main()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("the sampler_tick benchmark needs Linux");
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use conn_hygiene::census::{AttributionSource, Claim, Sampler};
+    use conn_hygiene_census::{Backend, StateCounts, TcpState, WalkOptions, Walker};
+    use socket2::{Domain, Socket, Type};
+
+    /// Set in the re-executed benchmark, inside its namespace.
+    const INNER: &str = "CONN_HYGIENE_SAMPLER_TICK_NETNS";
+    const TARGET: f64 = 0.7;
+
+    pub(crate) fn main() {
+        let mut sizes = vec![100_000usize, 200_000];
+        let mut rounds = 15usize;
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--time-wait" => {
+                    sizes = args
+                        .next()
+                        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+                        .unwrap_or_default();
+                }
+                "--rounds" => rounds = args.next().and_then(|v| v.parse().ok()).unwrap_or(rounds),
+                _ => {} // `cargo bench` passes --bench
+            }
+        }
+        if let Some(n) = std::env::var_os(INNER) {
+            let n = n.to_str().and_then(|n| n.parse().ok()).expect("size");
+            return inner(n, rounds.max(1));
+        }
+        let me = std::env::current_exe().expect("this benchmark's path");
+        for n in sizes {
+            let status = Command::new("unshare")
+                .args(["-n", "--", "sh", "-c"])
+                .arg(
+                    "set -e; ip link set lo up; sysctl -qw net.ipv4.tcp_tw_reuse=0; \
+                     sysctl -qw net.ipv4.tcp_max_tw_buckets=$(($1 + 100000)); \
+                     sysctl -qw net.ipv4.ip_local_port_range='1024 65535'; \
+                     exec \"$0\" --rounds \"$2\"",
+                )
+                .arg(&me)
+                .arg(n.to_string())
+                .arg(rounds.to_string())
+                .env(INNER, n.to_string())
+                .status()
+                .expect("unshare (util-linux), as root");
+            assert!(
+                status.success(),
+                "the run at {n} TIME_WAIT failed: {status}"
+            );
+        }
+    }
+
+    /// One listener, and an upstream whose destinations are its addresses.
+    #[derive(Debug, Clone)]
+    struct Source {
+        listener: SocketAddr,
+        destinations: Vec<SocketAddr>,
+    }
+
+    impl AttributionSource for Source {
+        fn claims(&self) -> Vec<Claim> {
+            vec![
+                Claim::listener("api", self.listener),
+                Claim::upstream("backend", "backend:80", self.destinations.clone()),
+            ]
+        }
+    }
+
+    fn inner(n: usize, rounds: usize) {
+        let (listener, destinations) = make_time_wait(n);
+        let source = Source {
+            listener: listener.local_addr().expect("local_addr"),
+            destinations,
+        };
+        let tick = || {
+            let before = thread_cpu();
+            let snapshot = Sampler::builder().source(source.clone()).sample_once();
+            let cpu = thread_cpu() - before;
+            let tw = snapshot.upstreams.first().map_or(0, |u| u.time_wait);
+            (cpu, tw)
+        };
+        let walk = |one_pass: bool| {
+            move || {
+                let before = thread_cpu();
+                let mut counts = StateCounts::new();
+                let opts = WalkOptions::new().backend(Backend::Netlink);
+                let per_family = [opts.clone().ipv6(false), opts.clone().ipv4(false)];
+                let walks = if one_pass {
+                    &[opts][..]
+                } else {
+                    &per_family[..]
+                };
+                for o in walks {
+                    Walker::new(o.clone())
+                        .walk(|s| counts.record(s.state))
+                        .expect("netlink walk");
+                }
+                (thread_cpu() - before, counts[TcpState::TimeWait])
+            }
+        };
+        let (full, pass) = (walk(false), walk(true));
+        let methods: [&dyn Fn() -> (Duration, u64); 3] = [&tick, &full, &pass];
+        for m in methods {
+            let (_, tw) = m();
+            assert_eq!(tw, n as u64, "TIME_WAIT miscounted or misattributed");
+        }
+        let mut runs: [Vec<Duration>; 3] = Default::default();
+        for round in 0..rounds {
+            for k in 0..methods.len() {
+                let i = (k + round) % methods.len();
+                runs[i].push(methods[i]().0);
+            }
+        }
+        let ratio = |a: &[Duration], b: &[Duration]| {
+            let mut r: Vec<f64> = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| a.as_secs_f64() / b.as_secs_f64().max(1e-9))
+                .collect();
+            r.sort_by(f64::total_cmp);
+            (r[r.len() / 2], r[0], r[r.len() - 1])
+        };
+        let median = |v: &[Duration]| {
+            let mut v = v.to_vec();
+            v.sort();
+            v[v.len() / 2].as_secs_f64() * 1e3
+        };
+        println!("# {n} TIME_WAIT (all the upstream's), median of {rounds} rounds, thread CPU");
+        for (name, v) in [
+            ("sampler full tick", &runs[0]),
+            ("full netlink walk", &runs[1]),
+            ("one-pass walk", &runs[2]),
+        ] {
+            println!("{name:<20} {:>8.2} ms", median(v));
+        }
+        let (r, lo, hi) = ratio(&runs[0], &runs[1]);
+        println!(
+            "ratio: the sampler's full tick uses {r:.3}x [{lo:.3}..{hi:.3}] the CPU of a full netlink walk (target <= {TARGET}x: {})",
+            if r <= TARGET { "met" } else { "MISSED" }
+        );
+        let (r, lo, hi) = ratio(&runs[0], &runs[2]);
+        println!(
+            "ratio: the sampler's full tick uses {r:.3}x [{lo:.3}..{hi:.3}] the CPU of a one-pass walk"
+        );
+    }
+
+    /// `n` connections to one listener, each closed client first; the clients bind their
+    /// source ports in turn, one run of the port range per destination (127.0.0.1, .2, …), so
+    /// that connect never searches a full range. Returns the listener and the destinations.
+    fn make_time_wait(n: usize) -> (TcpListener, Vec<SocketAddr>) {
+        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
+        let port = listener.local_addr().expect("local_addr").port();
+        let sources: Vec<u16> = (1024..=65535u16).filter(|p| *p != port).collect();
+        let mut destinations = Vec::new();
+        for i in 0..n {
+            let dest = SocketAddr::from((
+                Ipv4Addr::new(127, 0, 0, 1 + (i / sources.len()) as u8),
+                port,
+            ));
+            if destinations.last() != Some(&dest) {
+                destinations.push(dest);
+            }
+            let source = SocketAddr::from((Ipv4Addr::LOCALHOST, sources[i % sources.len()]));
+            let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            client.set_reuse_address(true).expect("SO_REUSEADDR");
+            client
+                .bind(&source.into())
+                .unwrap_or_else(|e| panic!("bind #{i} to {source}: {e}"));
+            client
+                .connect(&dest.into())
+                .unwrap_or_else(|e| panic!("connect #{i} to {dest}: {e}"));
+            let (server, _) = listener.accept().expect("accept");
+            drop(client);
+            drop(server);
+        }
+        // The last closes settle in a moment: wait for all of them, with a deadline.
+        let tw_only = WalkOptions::new().states(TcpState::TimeWait);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let got =
+                conn_hygiene_census::count_states(&tw_only).expect("count")[TcpState::TimeWait];
+            if got == n as u64 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{got} TIME_WAIT sockets, expected {n}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (listener, destinations)
+    }
+
+    /// CPU time of this thread (`CLOCK_THREAD_CPUTIME_ID`).
+    fn thread_cpu() -> Duration {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+    }
+}
