@@ -29,13 +29,12 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+    use std::net::{SocketAddr, TcpListener};
     use std::process::Command;
     use std::time::Duration;
 
     use conn_hygiene::census::{AttributionSource, Claim, Sampler};
     use conn_hygiene_census::{Backend, StateCounts, TcpState, WalkOptions, Walker};
-    use socket2::{Domain, Socket, Type};
 
     /// Set in the re-executed benchmark, inside its namespace.
     const INNER: &str = "CONN_HYGIENE_SAMPLER_TICK_NETNS";
@@ -178,35 +177,11 @@ mod linux {
         );
     }
 
-    /// `n` connections to one listener, each closed client first; the clients bind their
-    /// source ports in turn, one run of the port range per destination (127.0.0.1, .2, …), so
-    /// that connect never searches a full range. Returns the listener and the destinations.
+    /// `n` connections to one listener, each closed client first, every source port in use
+    /// (see [`make_time_wait`](conn_hygiene_test_support::make_time_wait)), once all of them
+    /// are in `TIME_WAIT`. Returns the listener and the destinations.
     fn make_time_wait(n: usize) -> (TcpListener, Vec<SocketAddr>) {
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
-        let port = listener.local_addr().expect("local_addr").port();
-        let sources: Vec<u16> = (1024..=65535u16).filter(|p| *p != port).collect();
-        let mut destinations = Vec::new();
-        for i in 0..n {
-            let dest = SocketAddr::from((
-                Ipv4Addr::new(127, 0, 0, 1 + (i / sources.len()) as u8),
-                port,
-            ));
-            if destinations.last() != Some(&dest) {
-                destinations.push(dest);
-            }
-            let source = SocketAddr::from((Ipv4Addr::LOCALHOST, sources[i % sources.len()]));
-            let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-            client.set_reuse_address(true).expect("SO_REUSEADDR");
-            client
-                .bind(&source.into())
-                .unwrap_or_else(|e| panic!("bind #{i} to {source}: {e}"));
-            client
-                .connect(&dest.into())
-                .unwrap_or_else(|e| panic!("connect #{i} to {dest}: {e}"));
-            let (server, _) = listener.accept().expect("accept");
-            drop(client);
-            drop(server);
-        }
+        let (listener, destinations) = conn_hygiene_test_support::make_time_wait(n, 1024..=65535);
         // The last closes settle in a moment: wait for all of them, with a deadline.
         let tw_only = WalkOptions::new().states(TcpState::TimeWait);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);

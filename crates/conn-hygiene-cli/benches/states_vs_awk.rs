@@ -27,14 +27,12 @@ fn main() {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use std::net::{Ipv4Addr, SocketAddr, TcpListener};
     use std::process::Command;
     use std::time::{Duration, Instant};
 
     use conn_hygiene_census::{
         count_states, Backend, ProcRoot, StateCounts, TcpState, WalkOptions, Walker,
     };
-    use socket2::{Domain, Socket, Type};
 
     /// Set by `states_vs_awk.sh` inside the throwaway namespace.
     const NETNS_ENV: &str = "CONN_HYGIENE_BENCH_NETNS";
@@ -206,24 +204,8 @@ mod linux {
             .expect("sysctls")
             .ip_local_port_range
             .expect("net.ipv4.ip_local_port_range");
-        let listener = TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).expect("bind");
-        let port = listener.local_addr().expect("local_addr").port();
-        let sources: Vec<u16> = (lo..=hi).filter(|p| *p != port).collect();
-        for i in 0..n {
-            let dest = Ipv4Addr::new(127, 0, 0, 1 + (i / sources.len()) as u8);
-            let source = SocketAddr::from((Ipv4Addr::LOCALHOST, sources[i % sources.len()]));
-            let client = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-            client.set_reuse_address(true).expect("SO_REUSEADDR");
-            client
-                .bind(&source.into())
-                .unwrap_or_else(|e| panic!("bind #{i} to {source}: {e}"));
-            client
-                .connect(&SocketAddr::from((dest, port)).into())
-                .unwrap_or_else(|e| panic!("connect #{i} to {dest}: {e}"));
-            let (server, _) = listener.accept().expect("accept");
-            drop(client);
-            drop(server);
-        }
+        // The listener may go: the sockets stay in TIME_WAIT.
+        let _ = conn_hygiene_test_support::make_time_wait(n, lo..=hi);
         let tw_only = WalkOptions::new().states(TcpState::TimeWait);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {

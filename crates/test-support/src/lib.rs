@@ -39,11 +39,13 @@
 mod netns;
 mod process;
 mod sockets;
+mod time_wait;
 mod wait;
 
 pub use self::{
     netns::{in_netns, run_in_netns, INNER_ENV},
     process::{helper_env, is_root, precondition, rerun_args, wait_child, ALLOW_SKIP_ENV},
     sockets::own_socket,
+    time_wait::make_time_wait,
     wait::{eventually, satisfies, wait_until, Outcome, Satisfies},
 };
