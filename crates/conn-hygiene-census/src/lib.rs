@@ -3,6 +3,8 @@
 //! - [`walk()`] and [`count_states`]: every TCP socket, by netlink `sock_diag` (one socket, one
 //!   reused buffer, nothing allocated per socket), falling back to `/proc/net/tcp` and
 //!   `/proc/net/tcp6` when netlink is refused. See the [`walk` module](mod@walk).
+//! - [`Walker::walk_detailed_keeping_time_wait`]: every socket but only the `TIME_WAIT` ones a
+//!   [`SocketFilter`] keeps, which the kernel picks out; the rest are counted, not walked.
 //! - [`listeners()`]: each listener's accept queue, length and maximum.
 //! - [`process`]: the sockets one process holds, and which process holds a socket;
 //!   [`peers`]: them by remote endpoint, with keepalive timers, idle times and retransmits.
@@ -55,8 +57,10 @@
 
 pub mod counters;
 mod error;
+pub mod filter;
 pub mod findings;
 pub mod listeners;
+pub mod lookup;
 pub mod netlink;
 pub mod peers;
 pub mod proc_net;
@@ -72,6 +76,7 @@ pub use counters::{
     fd_usage_self, Conntrack, CounterTable, FdUsage, FileNr, Limits, Sockstat, TcpCounters,
 };
 pub use error::CensusError;
+pub use filter::SocketFilter;
 pub use findings::{evaluate, sample_host, Finding, HostSample, Report, Severity, Thresholds};
 pub use listeners::{listeners, Listener};
 pub use root::ProcRoot;

@@ -311,7 +311,7 @@ pub fn dump_raw(
     let mut sock = crate::sys::DiagSocket::open()?;
     let mut buf = vec![0u8; buffer_size.max(crate::walk::MIN_BUFFER)];
     let step = dump_step(Some(family));
-    let seq = sock.send_dump(Some(family), states, Extensions::None, step)?;
+    let seq = sock.send_dump(Some(family), states, Extensions::None, None, step)?;
     loop {
         let n = sock.recv(&mut buf, step)?;
         let datagram = &buf[..n];
@@ -321,6 +321,19 @@ pub fn dump_raw(
             return Ok(());
         }
     }
+}
+
+/// Appends the kernel's filter program to a dump request as its `INET_DIAG_REQ_BYTECODE`
+/// attribute, and counts it in the message length. Either request takes it after its fixed
+/// part; the program's length is a multiple of four (see [`crate::filter`]).
+pub(crate) fn append_bytecode(req: &mut Vec<u8>, bytecode: &[u8]) {
+    let attr_len = 4 + bytecode.len();
+    req.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+    req.extend_from_slice(&crate::filter::INET_DIAG_REQ_BYTECODE.to_ne_bytes());
+    req.extend_from_slice(bytecode);
+    req.resize(align4(req.len()), 0);
+    let total = req.len() as u32;
+    req[0..4].copy_from_slice(&total.to_ne_bytes());
 }
 
 pub(crate) const fn dump_step(family: Option<Family>) -> &'static str {

@@ -29,12 +29,15 @@ use crate::netlink::{dump_step, parse_messages_with};
 use crate::peers::{parse_detail, SockDetail};
 use crate::proc_net::{read_table, table_file};
 use crate::sys::DiagSocket;
-use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet, TcpState};
+use crate::{CensusError, Family, ProcRoot, SockInfo, StateCounts, StateSet};
 
 /// Default receive buffer: comfortably above the 32 KiB the kernel puts in one dump datagram.
 pub(crate) const DEFAULT_BUFFER: usize = 128 * 1024;
 /// Smallest receive buffer accepted.
 pub(crate) const MIN_BUFFER: usize = 16 * 1024;
+
+mod time_wait;
+use time_wait::KeepMode;
 
 /// Where a walk reads sockets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -223,6 +226,9 @@ pub struct Walker {
     buf: Vec<u8>,
     /// The kernel refused the dump of both families in one pass: one dump per family.
     one_pass_refused: bool,
+    /// How [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) walks
+    /// next time.
+    keep_mode: KeepMode,
 }
 
 impl Walker {
@@ -234,6 +240,7 @@ impl Walker {
             netlink: None,
             buf: vec![0; size],
             one_pass_refused: false,
+            keep_mode: KeepMode::Filtered,
         }
     }
 
@@ -300,80 +307,6 @@ impl Walker {
         Ok(stats)
     }
 
-    /// Counts sockets by state.
-    ///
-    /// `TIME_WAIT` sockets, often most of a busy host's, are not walked when the kernel's own
-    /// count can stand in for them: over netlink, with both families and `TIME_WAIT` wanted,
-    /// the dump asks for every other wanted state (the kernel passes over the rest without
-    /// copying them out) and `TIME_WAIT` is the `tw` count of `sockstat` for the walking
-    /// thread's network namespace, less the timewait sockets still in `FIN_WAIT2` (an orphaned
-    /// connection whose peer has not closed), which `tw` also counts and the dump shows as
-    /// `FIN_WAIT2` with the timewait timer. [`WalkStats::timewait_counted`] says when it did.
-    /// Anything else walks every wanted socket.
-    pub fn count_states(&mut self) -> Result<(StateCounts, WalkStats), CensusError> {
-        if let Some(done) = self.count_states_with_tw_count()? {
-            return Ok(done);
-        }
-        let mut counts = StateCounts::new();
-        let stats = self.walk(|s| counts.record(s.state))?;
-        Ok((counts, stats))
-    }
-
-    /// [`count_states`](Self::count_states) with `TIME_WAIT` from the kernel's count; `None`
-    /// when that does not apply (then nothing was counted).
-    fn count_states_with_tw_count(
-        &mut self,
-    ) -> Result<Option<(StateCounts, WalkStats)>, CensusError> {
-        let wanted = self.opts.states;
-        if self.opts.backend == Backend::Proc
-            || !self.opts.ipv4
-            || !self.opts.ipv6
-            || !wanted.contains(TcpState::TimeWait)
-        {
-            return Ok(None);
-        }
-        // FIN_WAIT2 always: its timewait sockets come off the `tw` count.
-        let mut asked = wanted.with(TcpState::FinWait2);
-        asked.remove(TcpState::TimeWait);
-        let mut counts = StateCounts::new();
-        let mut timewait_fin_wait2 = 0u64;
-        self.opts.states = asked;
-        let walked = self.walk_raw(&mut |s: &SockInfo, payload: Option<&[u8]>| {
-            if wanted.contains(s.state) {
-                counts.record(s.state);
-            }
-            // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
-            if s.state == TcpState::FinWait2 && payload.and_then(|p| p.get(2)) == Some(&3) {
-                timewait_fin_wait2 += 1;
-            }
-        });
-        self.opts.states = wanted;
-        let mut stats = walked?;
-        let tw = if stats.used_netlink_only() {
-            read_tw_count()
-        } else {
-            None
-        };
-        let Some(tw) = tw else {
-            // `/proc` stood in for netlink, or no count could be read: walk them after all.
-            self.opts.states = StateSet::only(TcpState::TimeWait);
-            let walked = self.walk(|s| counts.record(s.state));
-            self.opts.states = wanted;
-            let more = walked?;
-            stats.sockets += more.sockets;
-            stats.skipped += more.skipped;
-            stats.datagrams += more.datagrams;
-            stats.bytes += more.bytes;
-            stats.interrupted |= more.interrupted;
-            stats.fallback = stats.fallback.or(more.fallback);
-            return Ok(Some((counts, stats)));
-        };
-        let timewait = tw.saturating_sub(timewait_fin_wait2);
-        counts.set(TcpState::TimeWait, timewait);
-        stats.timewait_counted = Some(timewait);
-        Ok(Some((counts, stats)))
-    }
-
     fn walk_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
         family: Family,
@@ -400,6 +333,23 @@ impl Walker {
         stats: &mut WalkStats,
         f: &mut F,
     ) -> Result<(), Refusal> {
+        let ext = if self.opts.tcp_info {
+            crate::netlink::Extensions::TcpInfo
+        } else {
+            crate::netlink::Extensions::None
+        };
+        self.netlink_dump_with(family, ext, None, stats, f)
+    }
+
+    /// One netlink dump with these extensions and, if given, the kernel's filter program.
+    fn netlink_dump_with<F: FnMut(&SockInfo, Option<&[u8]>)>(
+        &mut self,
+        family: Option<Family>,
+        ext: crate::netlink::Extensions,
+        bytecode: Option<&[u8]>,
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<(), Refusal> {
         let sock = match &mut self.netlink {
             Some(sock) => sock,
             None => {
@@ -409,16 +359,7 @@ impl Walker {
         };
         let step = dump_step(family);
         let seq = sock
-            .send_dump(
-                family,
-                self.opts.states,
-                if self.opts.tcp_info {
-                    crate::netlink::Extensions::TcpInfo
-                } else {
-                    crate::netlink::Extensions::None
-                },
-                step,
-            )
+            .send_dump(family, self.opts.states, ext, bytecode, step)
             .map_err(Refusal::classify)?;
         let mut first = true;
         let result = loop {
@@ -492,17 +433,6 @@ impl Refusal {
             Refusal::Failed(e)
         }
     }
-}
-
-/// The `tw` count of `/proc/thread-self/net/sockstat`: the walking thread's network namespace,
-/// as the netlink socket it opened.
-fn read_tw_count() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/sockstat")
-        .or_else(|_| std::fs::read_to_string("/proc/self/net/sockstat"))
-        .ok()?;
-    crate::counters::parse_sockstat(&text, None)
-        .ok()
-        .map(|s| s.tcp_tw)
 }
 
 /// Calls `f` for every TCP socket matching `opts`. See the [module docs](mod@crate::walk).

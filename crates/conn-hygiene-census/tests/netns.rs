@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use conn_hygiene_census::findings::HostWalk;
 use conn_hygiene_census::{
-    count_states, listeners, process, walk, Backend, Family, ProcRoot, SockInfo, Source, TcpState,
-    WalkOptions, Walker,
+    count_states, listeners, process, walk, Backend, Family, ProcRoot, SockInfo, SocketFilter,
+    Source, StateCounts, TcpState, WalkOptions, Walker,
 };
 use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
 use support::{ss_counts, Mix, MixSpec};
@@ -72,6 +73,8 @@ fn inner_exact_counts() {
 
     // `ss` agrees.
     assert_eq!(ss_counts(), expected, "ss -ant");
+
+    keeping_time_wait(&mix, &expected);
 
     // A state filter is applied by the kernel and by the /proc parser alike.
     for backend in [Backend::Netlink, Backend::Proc] {
@@ -178,6 +181,100 @@ fn inner_exact_counts() {
     let no_tw = WalkOptions::new().states(TcpState::FinWait2);
     assert_eq!(count_states(&no_tw).unwrap().total(), ORPHANS as u64);
     drop(held);
+}
+
+/// `Walker::walk_detailed_keeping_time_wait`: every other socket as a full walk gives it, the
+/// `TIME_WAIT` sockets the filter keeps (picked out by the kernel, or in one pass when it keeps
+/// most of them), each once, and the count of all of them.
+fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
+    let all = sockets(&WalkOptions::new());
+    let tw_total = expected[TcpState::TimeWait];
+    let toward = |which: &[usize]| {
+        which.iter().fold(SocketFilter::new(), |f, &i| {
+            f.remote(mix.listeners[i].local_addr().unwrap())
+        })
+    };
+    let mut walker = Walker::new(WalkOptions::new().backend(Backend::Netlink).tcp_info(true));
+    let mut walk_keeping = |keep: &SocketFilter| {
+        let mut got = Vec::new();
+        let stats = walker
+            .walk_detailed_keeping_time_wait(keep, |s, detail| {
+                assert!(detail.is_some(), "{s:?}");
+                got.push(*s)
+            })
+            .unwrap();
+        got.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+        (got, stats)
+    };
+    let others: Vec<SockInfo> = all
+        .iter()
+        .filter(|s| s.state != TcpState::TimeWait)
+        .copied()
+        .collect();
+    let split = |got: &[SockInfo]| -> (Vec<SockInfo>, Vec<SockInfo>) {
+        got.iter().partition(|s| s.state != TcpState::TimeWait)
+    };
+
+    // Two of the four listeners (one IPv6, one IPv4): 12 of the 25 TIME_WAIT sockets.
+    let two = toward(&[1, 2]);
+    let want: Vec<SockInfo> = all
+        .iter()
+        .filter(|s| s.state == TcpState::TimeWait && two.matches(s))
+        .copied()
+        .collect();
+    assert_eq!(want.len(), 12);
+    for round in 0..2 {
+        let (got, stats) = walk_keeping(&two);
+        let (rest, tw) = split(&got);
+        assert_eq!(rest, others, "round {round}: every other socket");
+        assert_eq!(
+            tw, want,
+            "round {round}: the kept TIME_WAIT sockets, each once"
+        );
+        assert_eq!(stats.timewait_counted, Some(tw_total), "round {round}");
+        let mut host = HostWalk::new(None);
+        got.iter().for_each(|s| {
+            host.visit(s);
+        });
+        assert_eq!(host.finish(&stats).states, *expected, "round {round}");
+    }
+
+    // Nothing to keep: no TIME_WAIT socket comes, all are counted.
+    let (got, stats) = walk_keeping(&SocketFilter::new());
+    assert_eq!(got, others);
+    assert_eq!(stats.timewait_counted, Some(tw_total));
+
+    // Keeping more than half of them: this walk filters, the next takes them all in one pass
+    // (and counts none), until a walk keeps half or fewer again.
+    let every = toward(&[0, 1, 2, 3]);
+    let (got, stats) = walk_keeping(&every);
+    assert_eq!(
+        (split(&got).1.len() as u64, stats.timewait_counted),
+        (tw_total, Some(tw_total))
+    );
+    for _ in 0..2 {
+        let (got, stats) = walk_keeping(&every);
+        assert_eq!(got, all, "one pass, every socket");
+        assert_eq!(stats.timewait_counted, None);
+    }
+    let one = toward(&[0]);
+    let (got, stats) = walk_keeping(&one);
+    assert_eq!(
+        (got.len(), stats.timewait_counted),
+        (all.len(), None),
+        "still one pass"
+    );
+    let (got, stats) = walk_keeping(&one);
+    assert_eq!(split(&got).1.len(), 7, "filtered again");
+    assert_eq!(stats.timewait_counted, Some(tw_total));
+
+    // From /proc: every socket, none counted.
+    let mut from_proc = Walker::new(WalkOptions::new().backend(Backend::Proc));
+    let mut n = 0u64;
+    let stats = from_proc
+        .walk_detailed_keeping_time_wait(&two, |_, _| n += 1)
+        .unwrap();
+    assert_eq!((n, stats.timewait_counted), (expected.total(), None));
 }
 
 /// Every socket, sorted, for comparing two backends.

@@ -2,10 +2,11 @@
 //! fed made-up sockets in the tests, a live walk in [`sample_host`](super::sample_host) and
 //! in any sampler that adds its own attribution on top.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use super::{HostSample, PortUse, ProcessCount};
+use crate::lookup::{AddrMap, PortSet};
 use crate::process::SocketInodes;
 use crate::{canonical_addr, Listener, SockInfo, StateCounts, TcpState, WalkStats};
 
@@ -58,12 +59,15 @@ pub struct PortCount {
 pub struct HostWalk<'a> {
     range: Option<(u16, u16)>,
     process: Option<Process<'a>>,
-    toward: Option<HashSet<SocketAddr>>,
+    toward: Option<AddrMap<()>>,
     max_listeners: usize,
     max_ports: usize,
     found: HostSockets,
-    listen_ports: HashSet<u16>,
-    ports: HashMap<(SocketAddr, IpAddr), PortCount>,
+    listen_ports: PortSet,
+    /// Per destination, per source address.
+    ports: AddrMap<Vec<PortCount>>,
+    /// Pairs in `ports`.
+    pairs: usize,
 }
 
 /// The process a walk looks at.
@@ -86,8 +90,9 @@ impl<'a> HostWalk<'a> {
             max_listeners: usize::MAX,
             max_ports: usize::MAX,
             found: HostSockets::default(),
-            listen_ports: HashSet::new(),
-            ports: HashMap::new(),
+            listen_ports: PortSet::new(),
+            ports: AddrMap::new(),
+            pairs: 0,
         }
     }
 
@@ -107,7 +112,11 @@ impl<'a> HostWalk<'a> {
     /// Counts local-port use toward these destinations only (compared as
     /// [`canonical_addr`]s). Default: every destination.
     pub fn toward(mut self, destinations: impl IntoIterator<Item = SocketAddr>) -> Self {
-        self.toward = Some(destinations.into_iter().map(canonical_addr).collect());
+        let mut toward = AddrMap::new();
+        for d in destinations {
+            toward.insert(canonical_addr(d), ());
+        }
+        self.toward = Some(toward);
         self
     }
 
@@ -159,32 +168,43 @@ impl<'a> HostWalk<'a> {
 
     fn count_port(&mut self, s: &SockInfo) {
         let Some((lo, hi)) = self.range else { return };
-        let (local, remote) = (canonical_addr(s.local), canonical_addr(s.remote));
-        let port = local.port();
+        let port = s.local.port();
+        if !(lo..=hi).contains(&port) || self.listen_ports.contains(port) {
+            return;
+        }
+        let remote = canonical_addr(s.remote);
         if remote.ip().is_unspecified()
-            || !(lo..=hi).contains(&port)
-            || self.listen_ports.contains(&port)
-            || self.toward.as_ref().is_some_and(|t| !t.contains(&remote))
+            || self
+                .toward
+                .as_ref()
+                .is_some_and(|t| t.get(&remote).is_none())
         {
             return;
         }
+        let source = canonical_addr(s.local).ip();
         let time_wait = u64::from(s.state == TcpState::TimeWait);
-        let len = self.ports.len();
-        match self.ports.get_mut(&(remote, local.ip())) {
-            Some(c) => {
-                c.used += 1;
-                c.time_wait += time_wait;
-            }
-            None if len < self.max_ports => {
-                self.ports.insert(
-                    (remote, local.ip()),
-                    PortCount {
-                        destination: remote,
-                        source: local.ip(),
-                        used: 1,
-                        time_wait,
-                    },
-                );
+        let room = self.pairs < self.max_ports;
+        let count = PortCount {
+            destination: remote,
+            source,
+            used: 1,
+            time_wait,
+        };
+        match self.ports.get_mut(&remote) {
+            Some(sources) => match sources.iter_mut().find(|c| c.source == source) {
+                Some(c) => {
+                    c.used += 1;
+                    c.time_wait += time_wait;
+                }
+                None if room => {
+                    sources.push(count);
+                    self.pairs += 1;
+                }
+                None => {}
+            },
+            None if room => {
+                self.ports.insert(remote, vec![count]);
+                self.pairs += 1;
             }
             None => {}
         }
@@ -192,10 +212,18 @@ impl<'a> HostWalk<'a> {
 
     /// What the walk found. `stats` tells which families were read from `/proc`, whose
     /// listeners' queue maximum is unknown.
+    ///
+    /// A walk that counted its `TIME_WAIT` sockets rather than handing them all over
+    /// ([`WalkStats::timewait_counted`], see
+    /// [`Walker::walk_detailed_keeping_time_wait`](crate::Walker::walk_detailed_keeping_time_wait))
+    /// gives the `TIME_WAIT` count; port use counts the ones it handed over.
     pub fn finish(self, stats: &WalkStats) -> HostSockets {
         let mut found = self.found;
+        if let Some(tw) = stats.timewait_counted {
+            found.states.set(TcpState::TimeWait, tw);
+        }
         Listener::settle(&mut found.listeners, stats);
-        found.ports = self.ports.into_values().collect();
+        found.ports = self.ports.into_values().flatten().collect();
         found.ports.sort_by(|a, b| {
             b.used
                 .cmp(&a.used)

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::netlink::{dump_request, dump_request_both, Extensions};
+use crate::netlink::{append_bytecode, dump_request, dump_request_both, Extensions};
 use crate::{CensusError, Family, StateSet};
 
 /// How long one receive may wait for the kernel. A dump answer is produced on demand by
@@ -66,21 +66,18 @@ impl DiagSocket {
         family: Option<Family>,
         states: StateSet,
         ext: Extensions,
+        bytecode: Option<&[u8]>,
         step: &'static str,
     ) -> Result<u32, CensusError> {
         self.seq = self.seq.wrapping_add(1);
-        let one;
-        let both;
-        let req: &[u8] = match family {
-            Some(family) => {
-                one = dump_request(family, states, ext, self.seq);
-                &one
-            }
-            None => {
-                both = dump_request_both(states, ext, self.seq);
-                &both
-            }
+        let mut req: Vec<u8> = match family {
+            Some(family) => dump_request(family, states, ext, self.seq).to_vec(),
+            None => dump_request_both(states, ext, self.seq).to_vec(),
         };
+        if let Some(bc) = bytecode {
+            append_bytecode(&mut req, bc);
+        }
+        let req = &req[..];
         loop {
             // SAFETY: the pointer and length describe `req`, alive for the call. An unbound,
             // unconnected netlink socket sends to the kernel (port id 0).

@@ -18,6 +18,7 @@ impl DiagSocket {
         _family: Option<Family>,
         _states: StateSet,
         _ext: crate::netlink::Extensions,
+        _bytecode: Option<&[u8]>,
         _step: &'static str,
     ) -> Result<u32, CensusError> {
         match self.never {}

@@ -1,0 +1,277 @@
+//! The walks that count `TIME_WAIT` sockets rather than walk them: [`Walker::count_states`],
+//! and [`Walker::walk_detailed_keeping_time_wait`], which asks the kernel for only the ones a
+//! [`SocketFilter`] keeps.
+
+use super::{Backend, Refusal, WalkStats, Walker};
+use crate::filter::SocketFilter;
+use crate::peers::{parse_detail, SockDetail};
+use crate::{CensusError, Family, SockInfo, StateCounts, StateSet, TcpState};
+
+/// How [`Walker::walk_detailed_keeping_time_wait`] asks for `TIME_WAIT` sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum KeepMode {
+    /// Counted by the kernel; the kept ones asked for with the filter, in a second dump.
+    Filtered,
+    /// All of them in the one dump, because the filter kept most of them last time: a second
+    /// pass over the tables would cost more than the rows it saves.
+    Unfiltered,
+    /// All of them in the one dump: the kernel refused the filter program.
+    Refused,
+}
+
+/// With more than this share of `TIME_WAIT` sockets kept, the next walk takes them all in one
+/// pass rather than a second, filtered one. A pass over the kernel's tables costs about what
+/// copying out and reading the rows of half of their sockets does.
+const KEEP_ALL_ABOVE: f64 = 0.5;
+
+impl Walker {
+    /// Counts sockets by state.
+    ///
+    /// `TIME_WAIT` sockets, often most of a busy host's, are not walked when the kernel's own
+    /// count can stand in for them: over netlink, with both families and `TIME_WAIT` wanted,
+    /// the dump asks for every other wanted state (the kernel passes over the rest without
+    /// copying them out) and `TIME_WAIT` is the `tw` count of `sockstat` for the walking
+    /// thread's network namespace, less the timewait sockets still in `FIN_WAIT2` (an orphaned
+    /// connection whose peer has not closed), which `tw` also counts and the dump shows as
+    /// `FIN_WAIT2` with the timewait timer. [`WalkStats::timewait_counted`] says when it did.
+    /// Anything else walks every wanted socket.
+    pub fn count_states(&mut self) -> Result<(StateCounts, WalkStats), CensusError> {
+        if let Some(done) = self.count_states_with_tw_count()? {
+            return Ok(done);
+        }
+        let mut counts = StateCounts::new();
+        let stats = self.walk(|s| counts.record(s.state))?;
+        Ok((counts, stats))
+    }
+
+    /// [`count_states`](Self::count_states) with `TIME_WAIT` from the kernel's count; `None`
+    /// when that does not apply (then nothing was counted).
+    fn count_states_with_tw_count(
+        &mut self,
+    ) -> Result<Option<(StateCounts, WalkStats)>, CensusError> {
+        let wanted = self.opts.states;
+        if self.opts.backend == Backend::Proc
+            || !self.opts.ipv4
+            || !self.opts.ipv6
+            || !wanted.contains(TcpState::TimeWait)
+        {
+            return Ok(None);
+        }
+        // FIN_WAIT2 always: its timewait sockets come off the `tw` count.
+        let mut asked = wanted.with(TcpState::FinWait2);
+        asked.remove(TcpState::TimeWait);
+        let mut counts = StateCounts::new();
+        let mut timewait_fin_wait2 = 0u64;
+        self.opts.states = asked;
+        let walked = self.walk_raw(&mut |s: &SockInfo, payload: Option<&[u8]>| {
+            if wanted.contains(s.state) {
+                counts.record(s.state);
+            }
+            // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
+            if s.state == TcpState::FinWait2 && payload.and_then(|p| p.get(2)) == Some(&3) {
+                timewait_fin_wait2 += 1;
+            }
+        });
+        self.opts.states = wanted;
+        let mut stats = walked?;
+        let tw = if stats.used_netlink_only() {
+            read_tw_count()
+        } else {
+            None
+        };
+        let Some(tw) = tw else {
+            // `/proc` stood in for netlink, or no count could be read: walk them after all.
+            self.opts.states = StateSet::only(TcpState::TimeWait);
+            let walked = self.walk(|s| counts.record(s.state));
+            self.opts.states = wanted;
+            let more = walked?;
+            stats.sockets += more.sockets;
+            stats.skipped += more.skipped;
+            stats.datagrams += more.datagrams;
+            stats.bytes += more.bytes;
+            stats.interrupted |= more.interrupted;
+            stats.fallback = stats.fallback.or(more.fallback);
+            return Ok(Some((counts, stats)));
+        };
+        let timewait = tw.saturating_sub(timewait_fin_wait2);
+        counts.set(TcpState::TimeWait, timewait);
+        stats.timewait_counted = Some(timewait);
+        Ok(Some((counts, stats)))
+    }
+
+    /// [`walk_detailed`](Self::walk_detailed) for a caller that needs every wanted socket but,
+    /// of the `TIME_WAIT` ones (often most of a busy host's), only those `keep` matches, with
+    /// the number of all of them: the sockets of its own listeners and toward its own
+    /// upstreams, say.
+    ///
+    /// Over netlink, with both families wanted, `TIME_WAIT` among them and `keep` within
+    /// [`filter::MAX_CONDITIONS`](crate::filter::MAX_CONDITIONS), one dump asks for every
+    /// other wanted state (and `FIN_WAIT2`, see [`count_states`](Self::count_states)); a
+    /// second asks for the `TIME_WAIT` sockets `keep` matches, which the kernel picks out with
+    /// the filter program, passing over the others without copying them out; and their
+    /// number is the kernel's count, in [`WalkStats::timewait_counted`]. Then `f` is handed no
+    /// `TIME_WAIT` socket `keep` does not match.
+    ///
+    /// Otherwise, and when the last such walk kept more than half of them (a second pass over
+    /// the kernel's tables would cost more than the rows it saves), every wanted
+    /// socket is handed to `f`, all of them walked, and `timewait_counted` is `None`: the
+    /// caller counts them itself, as from [`walk_detailed`](Self::walk_detailed). Either way
+    /// each `TIME_WAIT` socket `keep` matches is handed to `f` exactly once.
+    pub fn walk_detailed_keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
+        &mut self,
+        keep: &SocketFilter,
+        mut f: F,
+    ) -> Result<WalkStats, CensusError> {
+        let wanted = self.opts.states;
+        let mut f = |s: &SockInfo, payload: Option<&[u8]>| {
+            let detail = payload.and_then(|p| parse_detail(p).ok());
+            f(s, detail.as_ref())
+        };
+        let eligible = self.opts.backend != Backend::Proc
+            && self.opts.ipv4
+            && self.opts.ipv6
+            && wanted.contains(TcpState::TimeWait)
+            && !keep.overflowed();
+        if !eligible || self.keep_mode != KeepMode::Filtered {
+            let (mut seen, mut kept) = (0u64, 0u64);
+            let stats = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
+                if s.state == TcpState::TimeWait {
+                    seen += 1;
+                    kept += u64::from(keep.matches(s));
+                }
+                f(s, p)
+            })?;
+            if eligible && self.keep_mode == KeepMode::Unfiltered {
+                self.keep_mode = keep_mode_after(kept, seen);
+            }
+            return Ok(stats);
+        }
+
+        // Every other wanted state, and FIN_WAIT2: its timewait sockets come off `tw`.
+        let mut asked = wanted.with(TcpState::FinWait2);
+        asked.remove(TcpState::TimeWait);
+        let mut timewait_fin_wait2 = 0u64;
+        self.opts.states = asked;
+        let walked = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
+            if s.state == TcpState::FinWait2 && p.and_then(|p| p.get(2)) == Some(&3) {
+                timewait_fin_wait2 += 1;
+            }
+            if wanted.contains(s.state) {
+                f(s, p)
+            }
+        });
+        self.opts.states = wanted;
+        let mut stats = walked?;
+        let tw = if stats.used_netlink_only() {
+            read_tw_count()
+        } else {
+            None
+        };
+        let Some(tw) = tw else {
+            // `/proc` stood in for netlink, or no count could be read: walk them all.
+            self.walk_time_wait_all(&mut stats, &mut f)?;
+            return Ok(stats);
+        };
+        let kept = match keep.bytecode() {
+            // Nothing to keep: nothing to ask for.
+            None => 0,
+            Some(bc) => match self.dump_time_wait_filtered(&bc, &mut stats, &mut f) {
+                Ok(kept) => kept,
+                // Refused before any socket came: this kernel does not take the program.
+                // Every TIME_WAIT socket then, now and from now on.
+                Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == 0 => {
+                    self.keep_mode = KeepMode::Refused;
+                    self.walk_time_wait_all(&mut stats, &mut f)?;
+                    return Ok(stats);
+                }
+                Err(Refusal::Refused(e) | Refusal::Failed(e)) => return Err(e),
+            },
+        };
+        self.keep_mode = keep_mode_after(kept, tw);
+        stats.timewait_counted = Some(tw.saturating_sub(timewait_fin_wait2));
+        Ok(stats)
+    }
+
+    /// The `TIME_WAIT` sockets the program keeps, in one dump (one per family where the kernel
+    /// refuses the older request). Returns how many came; on a refusal before any came,
+    /// `stats.sockets` is as it was.
+    fn dump_time_wait_filtered<F: FnMut(&SockInfo, Option<&[u8]>)>(
+        &mut self,
+        bytecode: &[u8],
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<u64, Refusal> {
+        let wanted = self.opts.states;
+        let mut part = WalkStats::default();
+        self.opts.states = StateSet::only(TcpState::TimeWait);
+        let families: &[Option<Family>] = if self.one_pass_refused {
+            &[Some(Family::Ipv4), Some(Family::Ipv6)]
+        } else {
+            &[None]
+        };
+        let mut result = Ok(());
+        for &family in families {
+            result = self.netlink_dump_with(
+                family,
+                crate::netlink::Extensions::None,
+                Some(bytecode),
+                &mut part,
+                f,
+            );
+            if result.is_err() {
+                break;
+            }
+        }
+        self.opts.states = wanted;
+        if result.is_ok() || part.sockets > 0 {
+            stats.sockets += part.sockets;
+            stats.skipped += part.skipped;
+            stats.datagrams += part.datagrams;
+            stats.bytes += part.bytes;
+            stats.interrupted |= part.interrupted;
+        }
+        result.map(|()| part.sockets)
+    }
+
+    /// Every `TIME_WAIT` socket, handed to `f`: what a walk does when the kernel cannot count
+    /// or filter them.
+    fn walk_time_wait_all<F: FnMut(&SockInfo, Option<&[u8]>)>(
+        &mut self,
+        stats: &mut WalkStats,
+        f: &mut F,
+    ) -> Result<(), CensusError> {
+        let wanted = self.opts.states;
+        self.opts.states = StateSet::only(TcpState::TimeWait);
+        let walked = self.walk_raw(f);
+        self.opts.states = wanted;
+        let more = walked?;
+        stats.sockets += more.sockets;
+        stats.skipped += more.skipped;
+        stats.datagrams += more.datagrams;
+        stats.bytes += more.bytes;
+        stats.interrupted |= more.interrupted;
+        stats.fallback = stats.fallback.take().or(more.fallback);
+        Ok(())
+    }
+}
+
+/// The mode of the next walk that keeps some `TIME_WAIT` sockets, after one that kept `kept`
+/// of `all`.
+fn keep_mode_after(kept: u64, all: u64) -> KeepMode {
+    if all > 0 && kept as f64 > KEEP_ALL_ABOVE * all as f64 {
+        KeepMode::Unfiltered
+    } else {
+        KeepMode::Filtered
+    }
+}
+
+/// The `tw` count of `/proc/thread-self/net/sockstat`: the walking thread's network namespace,
+/// as the netlink socket it opened.
+fn read_tw_count() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/thread-self/net/sockstat")
+        .or_else(|_| std::fs::read_to_string("/proc/self/net/sockstat"))
+        .ok()?;
+    crate::counters::parse_sockstat(&text, None)
+        .ok()
+        .map(|s| s.tcp_tw)
+}
