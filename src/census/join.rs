@@ -3,9 +3,9 @@
 //!
 //! Kept apart from reading so it can be tested on made-up sockets.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 
+use conn_hygiene_census::lookup::AddrMap;
 use conn_hygiene_census::{canonical_addr as canon, SockInfo, TcpState};
 
 use super::MAX_CLOSE_WAIT_ENTRIES;
@@ -40,10 +40,11 @@ pub(crate) struct UpstreamCounts {
 /// [`MAX_CLOSE_WAIT_ENTRIES`] `CLOSE_WAIT` addresses; nothing per socket.
 #[derive(Debug)]
 pub(crate) struct Join {
-    listener_exact: HashMap<SocketAddr, usize>,
-    /// Listeners bound to an unspecified address, by port; `true` when IPv6 (dual-stack).
-    listener_any: HashMap<u16, (usize, bool)>,
-    upstream_dest: HashMap<SocketAddr, usize>,
+    listener_exact: AddrMap<usize>,
+    /// Listeners bound to an unspecified address, by port (keyed as `0.0.0.0:port`); `true`
+    /// when IPv6 (dual-stack).
+    listener_any: AddrMap<(usize, bool)>,
+    upstream_dest: AddrMap<usize>,
 
     pub(crate) listeners: Vec<ListenerCounts>,
     pub(crate) upstreams: Vec<UpstreamCounts>,
@@ -55,23 +56,21 @@ impl Join {
     /// A join for listeners on `listeners` and upstreams at `upstreams` (destinations per
     /// upstream).
     pub(crate) fn new(listeners: &[SocketAddr], upstreams: &[Vec<SocketAddr>]) -> Self {
-        let mut listener_exact = HashMap::new();
-        let mut listener_any = HashMap::new();
+        let mut listener_exact = AddrMap::new();
+        let mut listener_any = AddrMap::new();
         for (i, addr) in listeners.iter().enumerate() {
             let addr = canon(*addr);
             if addr.ip().is_unspecified() {
-                listener_any
-                    .entry(addr.port())
-                    .or_insert((i, addr.is_ipv6()));
+                listener_any.insert(any_port(addr.port()), (i, addr.is_ipv6()));
             } else {
-                listener_exact.entry(addr).or_insert(i);
+                listener_exact.insert(addr, i);
             }
         }
-        let mut upstream_dest = HashMap::new();
+        let mut upstream_dest = AddrMap::new();
         for (i, dests) in upstreams.iter().enumerate() {
             for d in dests {
                 // A destination shared by two upstreams counts for the first.
-                upstream_dest.entry(canon(*d)).or_insert(i);
+                upstream_dest.insert(canon(*d), i);
             }
         }
         Join {
@@ -89,7 +88,7 @@ impl Join {
         if let Some(i) = self.listener_exact.get(&local) {
             return Some(*i);
         }
-        match self.listener_any.get(&local.port()) {
+        match self.listener_any.get(&any_port(local.port())) {
             Some((i, v6)) if *v6 || local.is_ipv4() => Some(*i),
             _ => None,
         }
@@ -101,6 +100,7 @@ impl Join {
     }
 
     /// Attributes one socket; `ours` when this process holds it.
+    #[inline]
     pub(crate) fn visit(&mut self, s: &SockInfo, ours: bool) {
         if s.state == TcpState::Listen {
             return;
@@ -145,6 +145,11 @@ impl Join {
             _ => {}
         }
     }
+}
+
+/// The key of a listener on every address.
+fn any_port(port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use conn_hygiene_census::findings::{
 };
 use conn_hygiene_census::process::SocketInodes;
 use conn_hygiene_census::{
-    canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, WalkOptions, Walker,
+    canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, SocketFilter, WalkOptions,
+    Walker,
 };
 
 use super::attribution::AttributionSource;
@@ -313,20 +314,30 @@ impl Core {
             .toward(dests.iter().flatten().copied())
             .max_listeners(MAX_HOST_LISTENERS)
             .max_ports(MAX_PORT_KEYS);
-        let mut join = Join::new(&targets.listener_addrs(), &dests);
+        let listener_addrs = targets.listener_addrs();
+        let mut join = Join::new(&listener_addrs, &dests);
+        // Of the TIME_WAIT sockets, often most of the host's, the join and the port counts
+        // need only those on our listeners' ports and toward our upstreams: the kernel picks
+        // them out, and counts the rest.
+        let keep = listener_addrs
+            .iter()
+            .fold(SocketFilter::new(), |f, l| f.local_port(l.port()));
+        let keep = dests.iter().flatten().fold(keep, |f, d| f.remote(*d));
         let mut peers = PeerWalk::new();
         let named = &mut self.named_remotes;
         let mut undetailed = 0u64;
-        let stats = self.walker.walk_detailed(|s, detail| {
-            let ours = host.visit(s);
-            if ours {
-                undetailed += u64::from(detail.is_none());
-                let upstream = join.upstream_of(canon(s.remote));
-                let listener = join.listener_of(s.local);
-                peers.visit(s, detail, upstream, listener, named);
-            }
-            join.visit(s, ours);
-        })?;
+        let stats = self
+            .walker
+            .walk_detailed_keeping_time_wait(&keep, |s, detail| {
+                let ours = host.visit(s);
+                if ours {
+                    undetailed += u64::from(detail.is_none());
+                    let upstream = join.upstream_of(canon(s.remote));
+                    let listener = join.listener_of(s.local);
+                    peers.visit(s, detail, upstream, listener, named);
+                }
+                join.visit(s, ours);
+            })?;
         let upstream_names: Vec<String> =
             targets.upstreams.iter().map(|u| u.name.clone()).collect();
         let listener_names: Vec<String> =
