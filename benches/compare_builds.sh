@@ -10,8 +10,9 @@
 #   benches/compare_builds.sh BEFORE_BIN AFTER_BIN [--variants LIST] [--rounds N] [--secs S]
 #       [--connections N]
 #
-# Defaults: variants no-metrics,own-loop (a comma list of hygienic, own-loop, no-metrics),
-# 10 rounds of 4 s, 32 connections. To build an earlier commit beside the current tree:
+# Defaults: variants no-metrics,own-loop-no-metrics (a comma list of the names in
+# benches/variants.sh but the baselines; a build from before --bare-hyper existed has every
+# variant but that one), 10 rounds of 4 s, 32 connections. To build an earlier commit beside the current tree:
 #
 #   git worktree add /tmp/before REV
 #   CARGO_TARGET_DIR=/tmp/before-target cargo build --release --example axum_server \
@@ -29,7 +30,7 @@ usage() { sed -n '2,21p' "$0"; }
 before=$1
 after=$2
 shift 2
-variants=no-metrics,own-loop
+variants=no-metrics,own-loop-no-metrics
 rounds=10
 secs=4
 connections=32

@@ -4,13 +4,13 @@
 # the instruction. Each variant of examples/axum_server (see benches/wrk.sh) runs under callgrind
 # twice, loaded with `h2load --h1 -c4` for SMALL and then LARGE requests; the difference of the
 # two totals over LARGE - SMALL is what one request costs, start-up and shutdown cancelled out.
-# Prints one line per variant and its ratio to bare.
+# Prints one line per variant and its ratio to its baseline (benches/variants.sh), when that ran.
 #
 #   benches/instructions.sh [--small N] [--large N] [--server-bin PATH] [--variants LIST]
 #
-# Defaults: 2000 and 12000 requests; variants bare,no-metrics,own-loop (a comma list of bare,
-# hygienic, own-loop, no-metrics). `hygienic` runs the exporter and the census sampler, whose
-# ticks follow wall time, which valgrind stretches: its figure moves by a few hundred between
+# Defaults: 2000 and 12000 requests; variants bare,no-metrics,bare-hyper,own-loop-no-metrics (a
+# comma list of the names in benches/variants.sh). `hygienic` and `own-loop` run the exporter and
+# the census sampler, whose ticks follow wall time, which valgrind stretches: their figures move by a few hundred between
 # runs; the others are steady within about 100. Needs valgrind and h2load (Debian:
 # `apt-get install valgrind nghttp2-client`); builds the example first unless --server-bin names
 # one. Loopback only; about 25 s per run.
@@ -21,7 +21,7 @@ set -euo pipefail
 small=2000
 large=12000
 bin=
-variants=bare,no-metrics,own-loop
+variants=bare,no-metrics,bare-hyper,own-loop-no-metrics
 while (($# > 0)); do
     case $1 in
         --small) small=$2; shift 2 ;;
@@ -102,11 +102,13 @@ for v in "${list[@]}"; do
     b=$(count "$v" "$large")
     per_request[$v]=$(((b - a) / (large - small)))
 done
-printf '%-12s %14s %10s\n' variant instr/request 'vs bare'
+printf '%-20s %14s %22s\n' variant instr/request 'vs its baseline'
 for v in "${list[@]}"; do
     ratio=-
-    if [[ -n ${per_request[bare]:-} ]]; then
-        ratio=$(awk -v a="${per_request[$v]}" -v b="${per_request[bare]}" 'BEGIN { printf "%.3fx", a / b }')
+    base=$(variant_baseline "$v")
+    if [[ -n $base && -n ${per_request[$base]:-} ]]; then
+        ratio=$(awk -v a="${per_request[$v]}" -v b="${per_request[$base]}" 'BEGIN { printf "%.3fx", a / b }')
+        ratio="$ratio ($base)"
     fi
-    printf '%-12s %14s %10s\n' "$v" "${per_request[$v]}" "$ratio"
+    printf '%-20s %14s %22s\n' "$v" "${per_request[$v]}" "$ratio"
 done

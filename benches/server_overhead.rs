@@ -1,17 +1,26 @@
-//! What the hygienic server costs over plain `axum::serve`, measured against it in the same run.
+//! What the hygienic server costs over plain `axum::serve` and plain hyper-util, measured against
+//! them in the same run.
 //!
-//! Four servers run the same axum app (`examples/axum_server.rs`, route `/`, a 24-byte body),
+//! Six servers run the same axum app (`examples/axum_server.rs`, route `/`, a 24-byte body),
 //! each in a process of its own so the load generator never shares their runtime:
 //!
 //! - `bare`: `axum::serve(tokio::net::TcpListener, app)` (`axum_server --bare`);
-//! - `hygienic`: `axum::serve(HygienicListener, MakeTrackConnection::new(app))` (`axum_server`);
-//! - `own-loop`: the crate's own `Server` accept loop (`axum_server --hyper-loop`);
-//! - `no-metrics`: `hygienic` without the Prometheus recorder and the census sampler
-//!   (`axum_server --no-metrics`): the listener and layer alone, their metrics going to the
-//!   facade's no-op default. The other two hygienic variants record every metric, as the
-//!   example does by default; `bare` records none.
+//! - `hygienic`: `axum::serve(HygienicListener, MakeTrackConnection::new(app))` (`axum_server`),
+//!   with the Prometheus recorder installed and the census sampler running;
+//! - `no-metrics`: `hygienic` without the recorder and the sampler (`axum_server
+//!   --no-metrics`): the listener and layer alone, their metrics going to the facade's no-op
+//!   default;
+//! - `bare-hyper`: a plain hyper-util accept loop (`auto` builder, one task per connection,
+//!   hyper-util's graceful shutdown; `axum_server --bare-hyper`);
+//! - `own-loop`: the crate's own `Server` accept loop (`axum_server --hyper-loop`), recorder and
+//!   sampler on;
+//! - `own-loop-no-metrics`: the same without them (`axum_server --hyper-loop --no-metrics`).
 //!
-//! The load is keep-alive HTTP/1.1 over loopback from `wrk -t1 -c32 -d5s --latency` when `wrk`
+//! `hygienic` and `no-metrics` are compared with `bare`, the two `own-loop` variants with
+//! `bare-hyper`. Targets: throughput at least 0.98× the baseline, p99 at most 1.05×, CPU per
+//! request at most 1.03× with the recorder and sampler, 1.015× without.
+//!
+//! The load is keep-alive HTTP/1.1 over loopback from `wrk -t1 -c32 -d3s --latency` when `wrk`
 //! is installed (`scripts/install-test-deps.sh` installs it). Without it, an in-process
 //! generator does the same job: 32 connections made with hyper's HTTP/1 client over
 //! hyper-util's `TokioIo`, on one current-thread runtime (like `wrk -t1`), each sending its next
@@ -22,7 +31,6 @@
 //! figures are the medians of its rounds; the ratios are ratios of those medians. The
 //! `per round` columns give the median, lowest and highest of the ratios taken within each
 //! round: a wide range means the machine was busy with something else.
-//! Targets for the hygienic server: throughput at least 0.98× bare, p99 at most 1.05× bare.
 //!
 //! Each server's CPU time per request (user + system over all its threads, from
 //! `/proc/PID/stat`) is reported too. Other work on the machine moves it far less than
@@ -33,7 +41,7 @@
 //!     [--loadgen wrk|hyper] [--server-bin PATH]
 //! ```
 //!
-//! Defaults: 5 rounds of 5 s, 32 connections; the whole run takes about 110 s. The bench builds
+//! Defaults: 20 rounds of 3 s, 32 connections; the whole run takes about 6.5 minutes. The bench builds
 //! the example first (`cargo build --release --example axum_server`) unless `--server-bin`
 //! names one. `benches/wrk.sh` runs the same comparison from the shell.
 
@@ -49,28 +57,56 @@ const THROUGHPUT_TARGET: f64 = 0.98;
 const P99_TARGET: f64 = 1.05;
 const WARM_UP: Duration = Duration::from_secs(1);
 
-/// One server set-up, and the `axum_server` flag that selects it.
+/// One server set-up, the `axum_server` flags that select it, the variant it is compared with
+/// (an index into [`VARIANTS`]; `None` for a baseline) and its CPU per request target.
 struct Variant {
     name: &'static str,
-    flag: Option<&'static str>,
+    flags: &'static [&'static str],
+    baseline: Option<usize>,
+    cpu_target: f64,
 }
 
-const VARIANTS: [Variant; 4] = [
+/// CPU per request, at most, with the recorder installed and the sampler running.
+const CPU_TARGET_METRICS: f64 = 1.03;
+/// CPU per request, at most, without a recorder.
+const CPU_TARGET_NO_RECORDER: f64 = 1.015;
+
+const VARIANTS: [Variant; 6] = [
     Variant {
         name: "bare",
-        flag: Some("--bare"),
+        flags: &["--bare"],
+        baseline: None,
+        cpu_target: 1.0,
     },
     Variant {
         name: "hygienic",
-        flag: None,
-    },
-    Variant {
-        name: "own-loop",
-        flag: Some("--hyper-loop"),
+        flags: &[],
+        baseline: Some(0),
+        cpu_target: CPU_TARGET_METRICS,
     },
     Variant {
         name: "no-metrics",
-        flag: Some("--no-metrics"),
+        flags: &["--no-metrics"],
+        baseline: Some(0),
+        cpu_target: CPU_TARGET_NO_RECORDER,
+    },
+    Variant {
+        name: "bare-hyper",
+        flags: &["--bare-hyper"],
+        baseline: None,
+        cpu_target: 1.0,
+    },
+    Variant {
+        name: "own-loop",
+        flags: &["--hyper-loop"],
+        baseline: Some(3),
+        cpu_target: CPU_TARGET_METRICS,
+    },
+    Variant {
+        name: "own-loop-no-metrics",
+        flags: &["--hyper-loop", "--no-metrics"],
+        baseline: Some(3),
+        cpu_target: CPU_TARGET_NO_RECORDER,
     },
 ];
 
@@ -126,8 +162,8 @@ fn main() {
 
 fn parse_options(args: &[String]) -> Result<Options, String> {
     let mut options = Options {
-        rounds: 5,
-        duration: Duration::from_secs(5),
+        rounds: 20,
+        duration: Duration::from_secs(3),
         connections: 32,
         loadgen: None,
         server_bin: None,
@@ -205,7 +241,7 @@ fn run(options: &Options) {
         options.rounds
     );
     for server in &servers {
-        println!("  {:<9} {}", server.name, server.addr);
+        println!("  {:<19} {}", server.name, server.addr);
         load(loadgen, server.addr, options.connections, WARM_UP);
     }
 
@@ -225,7 +261,7 @@ fn run(options: &Options) {
                 _ => None,
             };
             println!(
-                "round {}/{}  {:<9} {:>9.0} req/s  p99 {:>8.3} ms  cpu {:>6.2} us/req{}",
+                "round {}/{}  {:<19} {:>9.0} req/s  p99 {:>8.3} ms  cpu {:>6.2} us/req{}",
                 round + 1,
                 options.rounds,
                 server.name,
@@ -257,13 +293,13 @@ fn print_summary(results: &[Vec<Round>]) {
 
     println!();
     println!(
-        "{:<16} {:>10} {:>10} {:>12} {:>7}",
+        "{:<19} {:>10} {:>10} {:>12} {:>7}",
         "variant", "req/s", "p99 ms", "cpu us/req", "errors"
     );
     for (i, v) in VARIANTS.iter().enumerate() {
         let errors: u64 = results[i].iter().map(|r| r.load.errors).sum();
         println!(
-            "{:<16} {:>10.0} {:>10.3} {:>12.2} {:>7}",
+            "{:<19} {:>10.0} {:>10.3} {:>12.2} {:>7}",
             v.name,
             med(i, rps),
             med(i, p99),
@@ -273,41 +309,40 @@ fn print_summary(results: &[Vec<Round>]) {
     }
     println!();
     println!(
-        "{:<16} {:<10} {:>7} {:>16}   per round: median [lowest..highest]",
-        "ratio to bare", "", "medians", "target"
+        "{:<31} {:<10} {:>7} {:>16}   per round: median [lowest..highest]",
+        "ratio to its baseline", "", "medians", "target"
     );
-    for i in 1..VARIANTS.len() {
+    for (i, v) in VARIANTS.iter().enumerate() {
+        let Some(base) = v.baseline else { continue };
         let rows: [(&str, Metric, Target); 3] = [
             ("req/s", rps, Target::AtLeast(THROUGHPUT_TARGET)),
             ("p99", p99, Target::AtMost(P99_TARGET)),
-            ("cpu/req", cpu, Target::None),
+            ("cpu/req", cpu, Target::AtMost(v.cpu_target)),
         ];
         for (row, (label, f, target)) in rows.into_iter().enumerate() {
-            let ratio = med(i, f) / med(0, f);
+            let ratio = med(i, f) / med(base, f);
             let target = match target {
-                Target::AtLeast(t) => format!(">= {t:.2}x {}", verdict(ratio >= t)),
-                Target::AtMost(t) => format!("<= {t:.2}x {}", verdict(ratio <= t)),
-                Target::None => String::new(),
+                Target::AtLeast(t) => format!(">= {t:.3}x {}", verdict(ratio >= t)),
+                Target::AtMost(t) => format!("<= {t:.3}x {}", verdict(ratio <= t)),
             };
             let name = if row == 0 {
-                format!("{}/bare", VARIANTS[i].name)
+                format!("{}/{}", v.name, VARIANTS[base].name)
             } else {
                 String::new()
             };
             println!(
-                "{name:<16} {label:<10} {ratio:>6.3}x {target:>16}   {}",
-                per_round(&results[i], &results[0], f)
+                "{name:<31} {label:<10} {ratio:>6.3}x {target:>16}   {}",
+                per_round(&results[i], &results[base], f)
             );
         }
     }
 }
 
-/// The bound a ratio to bare should keep.
+/// The bound a ratio to its baseline should keep.
 #[derive(Clone, Copy)]
 enum Target {
     AtLeast(f64),
     AtMost(f64),
-    None,
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -393,7 +428,7 @@ impl ServerProcess {
     fn start(bin: &std::path::Path, variant: &Variant) -> Self {
         let mut cmd = Command::new(bin);
         cmd.args(["--listen", "127.0.0.1:0"]);
-        cmd.args(variant.flag);
+        cmd.args(variant.flags);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -416,7 +451,7 @@ impl ServerProcess {
             panic!(
                 "{} {:?}: expected `listening on ADDR`, got {:?} ({read} bytes)",
                 bin.display(),
-                variant.flag,
+                variant.flags,
                 line
             );
         };

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The comparison of benches/server_overhead.rs, from the shell: plain axum::serve (bare), the
-# hygienic listener + TrackConnection (hygienic), the crate's own serve loop (own-loop), and the
-# hygienic one without a metrics recorder or sampler (no-metrics), all four served by the
-# release build of examples/axum_server.rs, each in its own process, loaded
-# with `wrk -t1 -cCONNECTIONS -dSECSs --latency` in interleaved rounds (order rotated each
-# round). Prints each round, then the medians and the ratios to bare against the targets
-# (throughput >= 0.98x, p99 <= 1.05x). The `per round` columns give the median, lowest and
+# The comparison of benches/server_overhead.rs, from the shell: the six variants of
+# benches/variants.sh (plain axum::serve, the hygienic listener + TrackConnection with and
+# without a metrics recorder and sampler, plain hyper-util, the crate's own serve loop with and
+# without them), all served by the release build of examples/axum_server.rs, each in its own
+# process, loaded with `wrk -t1 -cCONNECTIONS -dSECSs --latency` in interleaved rounds (order
+# rotated each round). Prints each round, then the medians and the ratios to each variant's
+# baseline against the targets (throughput >= 0.98x, p99 <= 1.05x, CPU per request <= 1.03x
+# with a recorder, 1.015x without). The `per round` columns give the median, lowest and
 # highest of the ratios taken within each round: a wide range means a busy machine. The
 # servers' CPU time per request (user + system, from /proc) is shown too: other work on the
 # machine disturbs it far less than throughput and latency.
@@ -16,6 +17,8 @@
 # (`cargo build --release --example axum_server`) unless --server-bin names one. wrk comes from
 # scripts/install-test-deps.sh.
 set -euo pipefail
+# shellcheck source=benches/variants.sh
+. "$(dirname "${BASH_SOURCE[0]}")/variants.sh"
 
 rounds=5
 secs=5
@@ -54,8 +57,15 @@ if [[ -z $bin ]]; then
 fi
 [[ -x $bin ]] || { echo "wrk.sh: $bin was not built" >&2; exit 1; }
 
-names=(bare hygienic own-loop no-metrics)
-flags=(--bare "" --hyper-loop --no-metrics)
+names=("${all_variants[@]}")
+flags=()
+bases=()
+targets=()
+for v in "${names[@]}"; do
+    flags+=("$(variant_flags "$v")")
+    bases+=("$(variant_baseline "$v")")
+    targets+=("$(variant_cpu_target "$v")")
+done
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -129,7 +139,7 @@ run_wrk() { # ADDR SECS
 
 echo "wrk.sh: wrk -t1 -c$connections -d${secs}s --latency; $rounds rounds, order rotated each round"
 for i in "${!names[@]}"; do
-    printf '  %-9s %s\n' "${names[i]}" "${addrs[i]}"
+    printf '  %-19s %s\n' "${names[i]}" "${addrs[i]}"
     run_wrk "${addrs[i]}" 1 >/dev/null # warm-up
 done
 
@@ -152,7 +162,7 @@ for ((r = 0; r < rounds; r++)); do
         echo "$rps $p99 $errors $cpu" >>"$work/${names[i]}.results"
         note=
         ((errors > 0)) && note="  ($errors errors)"
-        printf 'round %d/%d  %-9s %9.0f req/s  p99 %8.3f ms  cpu %6.2f us/req%s\n' \
+        printf 'round %d/%d  %-19s %9.0f req/s  p99 %8.3f ms  cpu %6.2f us/req%s\n' \
             $((r + 1)) "$rounds" "${names[i]}" "$rps" "$p99" "$cpu" "$note"
     done
 done
@@ -160,7 +170,7 @@ done
 # Medians, ratios of medians, and the per-round ratios, as server_overhead.rs prints them.
 results=()
 for n in "${names[@]}"; do results+=("$work/$n.results"); done
-awk -v t_target=0.98 -v l_target=1.05 '
+awk -v t_target=0.98 -v l_target=1.05 -v bases="${bases[*]/#/=}" -v targets="${targets[*]/#/=}" '
     function median(a, n,   i, j, t) {
         for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) {
             t = a[j]; a[j] = a[j - 1]; a[j - 1] = t
@@ -171,36 +181,42 @@ awk -v t_target=0.98 -v l_target=1.05 '
         for (r = 1; r <= rounds; r++) a[r] = val[i, m, r]
         return median(a, rounds)
     }
-    # One row of the ratio table: metric m of variant i against bare (variant 1).
-    function row(i, m, label, op, target,   ratio, r, x, lo, hi, verdict) {
-        for (r = 1; r <= rounds; r++) if (val[1, m, r] <= 0) {
-            printf "%-16s %-10s %7s\n", m == 1 ? name[i] "/bare" : "", label, "n/a"
+    # One row of the ratio table: metric m of variant i against its baseline, variant b.
+    function row(i, b, m, label, op, target,   ratio, r, x, lo, hi, verdict, title) {
+        title = m == 1 ? name[i] "/" name[b] : ""
+        for (r = 1; r <= rounds; r++) if (val[b, m, r] <= 0) {
+            printf "%-31s %-10s %7s\n", title, label, "n/a"
             return
         }
-        ratio = med(i, m) / med(1, m)
+        ratio = med(i, m) / med(b, m)
         lo = 1e300; hi = -1e300
         for (r = 1; r <= rounds; r++) {
-            x[r] = val[i, m, r] / val[1, m, r]
+            x[r] = val[i, m, r] / val[b, m, r]
             if (x[r] < lo) lo = x[r]
             if (x[r] > hi) hi = x[r]
         }
         verdict = ""
-        if (op == ">=") verdict = sprintf(">= %.2fx %s", target, ratio >= target ? "ok" : "MISS")
-        if (op == "<=") verdict = sprintf("<= %.2fx %s", target, ratio <= target ? "ok" : "MISS")
-        printf "%-16s %-10s %6.3fx %16s   %.3f [%.3f..%.3f]\n", m == 1 ? name[i] "/bare" : "", \
+        if (op == ">=") verdict = sprintf(">= %.3fx %s", target, ratio >= target ? "ok" : "MISS")
+        if (op == "<=") verdict = sprintf("<= %.3fx %s", target, ratio <= target ? "ok" : "MISS")
+        printf "%-31s %-10s %6.3fx %16s   %.3f [%.3f..%.3f]\n", title, \
             label, ratio, verdict, median(x, rounds), lo, hi
     }
     FNR == 1 { v++; name[v] = FILENAME; sub(/.*\//, "", name[v]); sub(/\.results$/, "", name[v]) }
     { val[v, 1, FNR] = $1; val[v, 2, FNR] = $2; err[v] += $3; val[v, 3, FNR] = $4; rounds = FNR }
     END {
-        printf "\n%-16s %10s %10s %12s %7s\n", "variant", "req/s", "p99 ms", "cpu us/req", "errors"
+        nb = split(bases, base, " "); split(targets, cpu_target, " ")
+        for (i = 1; i <= nb; i++) { sub(/^=/, "", base[i]); sub(/^=/, "", cpu_target[i]) }
+        for (i = 1; i <= v; i++) index_of[name[i]] = i
+        printf "\n%-19s %10s %10s %12s %7s\n", "variant", "req/s", "p99 ms", "cpu us/req", "errors"
         for (i = 1; i <= v; i++)
-            printf "%-16s %10.0f %10.3f %12.2f %7d\n", name[i], med(i, 1), med(i, 2), med(i, 3), err[i]
-        printf "\n%-16s %-10s %7s %16s   per round: median [lowest..highest]\n", \
-            "ratio to bare", "", "medians", "target"
-        for (i = 2; i <= v; i++) {
-            row(i, 1, "req/s", ">=", t_target)
-            row(i, 2, "p99", "<=", l_target)
-            row(i, 3, "cpu/req", "", 0)
+            printf "%-19s %10.0f %10.3f %12.2f %7d\n", name[i], med(i, 1), med(i, 2), med(i, 3), err[i]
+        printf "\n%-31s %-10s %7s %16s   per round: median [lowest..highest]\n", \
+            "ratio to its baseline", "", "medians", "target"
+        for (i = 1; i <= v; i++) {
+            if (base[i] == "") continue
+            b = index_of[base[i]]
+            row(i, b, 1, "req/s", ">=", t_target)
+            row(i, b, 2, "p99", "<=", l_target)
+            row(i, b, 3, "cpu/req", "<=", cpu_target[i])
         }
     }' "${results[@]}"

@@ -3,8 +3,8 @@
 //! ```text
 //! cargo run --example axum_server -- [--listen ADDR] [--idle-timeout SECS] [--header-timeout SECS]
 //!     [--max-requests N] [--max-age SECS] [--write-timeout SECS] [--shutdown-deadline SECS]
-//!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare] [--without-layer]
-//!     [--late-exporter] [--tls-cert PEM --tls-key PEM]
+//!     [--sample-interval SECS] [--hyper-loop] [--no-metrics] [--bare] [--bare-hyper]
+//!     [--without-layer] [--late-exporter] [--tls-cert PEM --tls-key PEM]
 //! ```
 //!
 //! The first line on stdout is `listening on ADDR`. Routes: `/` (a small body), `/conn` (which
@@ -26,7 +26,9 @@
 //! listener and no recorder or sampler, for comparisons; `--no-metrics` keeps the hygienic
 //! listener and layer but installs no recorder and starts no sampler (no `/metrics`), so the
 //! crate's metrics go to the facade's no-op default; `--hyper-loop` uses the crate's own
-//! serve loop instead of `axum::serve`; `--without-layer` serves the hygienic listener with
+//! serve loop instead of `axum::serve`; `--bare-hyper` is the baseline of that loop: the same
+//! routes served by a plain hyper-util accept loop (a tokio listener, hyper-util's `auto`
+//! builder with the same timers, one task per connection, hyper-util's graceful shutdown); `--without-layer` serves the hygienic listener with
 //! `axum::serve(listener, app)` and no `MakeTrackConnection`: every connection limit still holds
 //! (enforced from the listener's own I/O), `/conn` reports no connection, and the registry
 //! counts the connections served without the layer (one warning is logged). `--late-exporter`
@@ -67,6 +69,7 @@ struct Args {
     hyper_loop: bool,
     no_metrics: bool,
     bare: bool,
+    bare_hyper: bool,
     without_layer: bool,
     late_exporter: bool,
     tls_cert: Option<String>,
@@ -86,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
         hyper_loop: false,
         no_metrics: false,
         bare: false,
+        bare_hyper: false,
         without_layer: false,
         late_exporter: false,
         tls_cert: None,
@@ -120,6 +124,7 @@ fn parse_args() -> Result<Args, String> {
             "--hyper-loop" => args.hyper_loop = true,
             "--no-metrics" => args.no_metrics = true,
             "--bare" => args.bare = true,
+            "--bare-hyper" => args.bare_hyper = true,
             "--without-layer" => args.without_layer = true,
             "--late-exporter" => args.late_exporter = true,
             "--tls-cert" => args.tls_cert = Some(it.next().ok_or("--tls-cert needs a path")?),
@@ -134,8 +139,11 @@ fn parse_args() -> Result<Args, String> {
     if args.tls_cert.is_some() != args.tls_key.is_some() {
         return Err("--tls-cert and --tls-key go together".into());
     }
-    if args.tls_cert.is_some() && args.bare {
-        return Err("--bare serves plain HTTP only".into());
+    if args.tls_cert.is_some() && (args.bare || args.bare_hyper) {
+        return Err("--bare and --bare-hyper serve plain HTTP only".into());
+    }
+    if args.bare && args.bare_hyper {
+        return Err("--bare and --bare-hyper are two different baselines: one at a time".into());
     }
     Ok(args)
 }
@@ -232,6 +240,47 @@ where
     }
 }
 
+/// The plain hyper-util serve loop the crate's own `Server` is measured against: what a
+/// service without this crate would write, with the builder set as `Server::new` sets it.
+async fn bare_hyper(listener: tokio::net::TcpListener, app: Router) {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo, TokioTimer},
+        server::{conn::auto, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    let app = app.with_state(());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    eprintln!("axum_server: accept: {e}");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let conn = builder.serve_connection_with_upgrades(
+            TokioIo::new(stream),
+            TowerToHyperService::new(app.clone()),
+        );
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    graceful.shutdown().await;
+}
+
 /// A rustls acceptor for a PEM certificate chain and key, offering HTTP/2 and HTTP/1.1 by ALPN.
 #[cfg(feature = "rustls")]
 fn tls_acceptor(cert: &str, key: &str) -> tokio_rustls::TlsAcceptor {
@@ -281,7 +330,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
 
-    if args.bare {
+    if args.bare || args.bare_hyper {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .unwrap_or_else(|e| {
@@ -289,10 +338,14 @@ async fn main() {
                 std::process::exit(1);
             });
         announce(listener.local_addr().expect("bound address"));
-        axum::serve(listener, app())
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .expect("serve");
+        if args.bare {
+            axum::serve(listener, app())
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .expect("serve");
+        } else {
+            bare_hyper(listener, app()).await;
+        }
         return;
     }
 
