@@ -14,7 +14,10 @@
 //!   without what the short keys save.
 //!
 //! All three load the same local server: a minimal hyper HTTP/1 server answering `ok\n`, on a
-//! current-thread runtime of its own OS thread. Each client runs on one current-thread runtime
+//! current-thread runtime of its own OS thread. With `--tls` the server speaks HTTPS (a
+//! certificate made at start-up, HTTP/1.1 by ALPN), the bare client connects through
+//! hyper-rustls's `HttpsConnector` as a user without this crate would, and the hygienic ones
+//! through their own TLS (`ClientTls::from_config`, the same rustls configuration). Each client runs on one current-thread runtime
 //! (like `wrk -t1`) with C tasks sending GETs back to back over keep-alive connections, every
 //! body read to its end. No metrics recorder is installed (the bare client has none either).
 //! The clients are built once and warmed up; each round then loads each, back to back, the
@@ -27,11 +30,12 @@
 //! request (from `/proc/thread-self/schedstat`) is printed too.
 //!
 //! ```text
-//! cargo bench --bench client_overhead [-- --rounds N] [--secs S] [--concurrency C]
+//! cargo bench --bench client_overhead [-- --rounds N] [--secs S] [--concurrency C] [--tls]
 //!                                        [--only bare|hygienic|by-authority]
 //! ```
 //!
-//! `--only` loads one client alone (under a profiler, say) and prints no ratio.
+//! `--only` loads one client alone (under a profiler, say) and prints no ratio, but how many
+//! connections the server accepted.
 //!
 //! Defaults: 100 rounds of 0.2 s, concurrency 16; the run takes about 65 s. Under `cargo test
 //! --benches` (no `--bench` flag) each client sends a few requests and nothing is measured.
@@ -48,7 +52,7 @@ use conn_hygiene::client::{HygienicClient, UpstreamConfig};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::{body::Incoming, Request, Response};
 use hyper_util::{
-    client::legacy::Client,
+    client::legacy::{connect::HttpConnector, Client},
     rt::{TokioExecutor, TokioIo, TokioTimer},
 };
 use tokio::sync::oneshot;
@@ -64,6 +68,8 @@ struct Options {
     concurrency: usize,
     /// Load only this client (for a profiler); no ratio is printed.
     only: Option<String>,
+    /// HTTPS instead of plain HTTP.
+    tls: bool,
 }
 
 /// What one client did in one round.
@@ -86,7 +92,9 @@ type Outcome = Result<(), String>;
 // baseline's requests.
 #[allow(clippy::large_enum_variant)]
 enum Variant {
-    Bare(Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>),
+    Bare(Client<HttpConnector, Empty<Bytes>>),
+    /// hyper-util's client over hyper-rustls, for `--tls`.
+    BareTls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Empty<Bytes>>),
     /// The client's name, and the client.
     Hygienic(&'static str, HygienicClient<Empty<Bytes>>),
 }
@@ -94,7 +102,7 @@ enum Variant {
 impl Variant {
     fn name(&self) -> &'static str {
         match self {
-            Variant::Bare(_) => "bare",
+            Variant::Bare(_) | Variant::BareTls(_) => "bare",
             Variant::Hygienic(name, _) => name,
         }
     }
@@ -102,6 +110,12 @@ impl Variant {
     fn get(&self, uri: http::Uri) -> Pin<Box<dyn Future<Output = Outcome> + Send>> {
         match self.clone() {
             Variant::Bare(c) => Box::pin(async move {
+                let res = c.get(uri).await.map_err(|e| e.to_string())?;
+                check(res.status())?;
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(())
+            }),
+            Variant::BareTls(c) => Box::pin(async move {
                 let res = c.get(uri).await.map_err(|e| e.to_string())?;
                 check(res.status())?;
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
@@ -132,34 +146,60 @@ fn main() {
         eprintln!("client_overhead: {e}");
         std::process::exit(2);
     });
-    let server = ServerThread::start();
+    let tls = options.tls.then(tls::Tls::new);
+    let server = ServerThread::start(tls.as_ref().map(|t| t.acceptor.clone()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("client runtime");
     rt.block_on(async {
-        let hygienic = HygienicClient::builder()
-            .default_upstream(UpstreamConfig::new().max_idle(options.concurrency))
-            .build::<Empty<Bytes>>()
-            .expect("client config");
+        let builder = || {
+            let b = HygienicClient::builder()
+                .default_upstream(UpstreamConfig::new().max_idle(options.concurrency));
+            match &tls {
+                Some(t) => b.tls(conn_hygiene::client::ClientTls::from_config(
+                    t.client.clone(),
+                )),
+                None => b,
+            }
+        };
+        let hygienic = builder().build::<Empty<Bytes>>().expect("client config");
         // The same client with hyper-util's pool keyed by each request's authority, as
         // hyper-util does alone: what the crate adds, without what the short keys save.
-        let by_authority = HygienicClient::builder()
-            .default_upstream(UpstreamConfig::new().max_idle(options.concurrency))
+        let by_authority = builder()
             .upstream_pool_keys(false)
             .build::<Empty<Bytes>>()
             .expect("client config");
-        let variants = [
-            Variant::Bare(
-                Client::builder(TokioExecutor::new())
-                    .pool_timer(TokioTimer::new())
-                    .pool_max_idle_per_host(options.concurrency)
-                    .build_http(),
+        let mut bare = Client::builder(TokioExecutor::new());
+        bare.pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(options.concurrency);
+        let bare = match &tls {
+            None => Variant::Bare(bare.build_http()),
+            Some(t) => Variant::BareTls(
+                bare.build(
+                    // The same configuration, but for ALPN, which hyper-rustls sets itself
+                        // (`http/1.1` alone, from `enable_http1`).
+                    hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config({
+                            let mut c = (*t.client).clone();
+                            c.alpn_protocols.clear();
+                            c
+                        })
+                        .https_only()
+                        .enable_http1()
+                        .build(),
+                ),
             ),
+        };
+        let variants = [
+            bare,
             Variant::Hygienic("hygienic", hygienic.clone()),
             Variant::Hygienic("by-authority", by_authority),
         ];
-        let uri: http::Uri = format!("http://{}/", server.addr).parse().expect("uri");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let uri: http::Uri = format!("{scheme}://{}/", server.addr)
+            .parse()
+            .expect("uri");
         if !measure {
             // `cargo test --benches`: a smoke run only.
             assert_eq!(
@@ -192,6 +232,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         duration: Duration::from_millis(200),
         concurrency: 16,
         only: None,
+        tls: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -224,6 +265,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
                         format!("--concurrency: {v:?} is not a whole number in 1..=1024")
                     })?;
             }
+            "--tls" => options.tls = true,
             "--only" => {
                 let v = value()?;
                 if !["bare", "hygienic", "by-authority"].contains(&v.as_str()) {
@@ -242,14 +284,20 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
 
 async fn run(options: &Options, variants: &[Variant; 3], uri: &http::Uri) {
     println!(
-        "client_overhead: cargo bench --bench client_overhead -- --rounds {} --secs {} --concurrency {}",
+        "client_overhead: cargo bench --bench client_overhead -- --rounds {} --secs {} --concurrency {}{}",
         options.rounds,
         options.duration.as_secs_f64(),
-        options.concurrency
+        options.concurrency,
+        if options.tls { " --tls" } else { "" }
     );
     println!(
-        "  {} keep-alive GETs in flight on one current-thread runtime; server: hyper HTTP/1 on its own thread",
-        options.concurrency
+        "  {} keep-alive GETs in flight on one current-thread runtime; server: hyper HTTP/1{} on its own thread",
+        options.concurrency,
+        if options.tls {
+            " over TLS (rustls, HTTP/1.1 by ALPN; bare client: hyper-rustls)"
+        } else {
+            ""
+        }
     );
     if let Some(only) = &options.only {
         let v = variants
@@ -270,6 +318,10 @@ async fn run(options: &Options, variants: &[Variant; 3], uri: &http::Uri) {
             );
         }
         println!("{total} requests in all, warm-up included");
+        println!(
+            "the server accepted {} connections",
+            ACCEPTED.load(std::sync::atomic::Ordering::Relaxed)
+        );
         return;
     }
     for v in variants {
@@ -469,6 +521,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 // ---- the server ----
 
+/// Connections the server accepted.
+static ACCEPTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A minimal hyper HTTP/1 server on a current-thread runtime of its own thread; stopped and
 /// joined by [`ServerThread::stop`] (or on drop).
 struct ServerThread {
@@ -478,7 +533,7 @@ struct ServerThread {
 }
 
 impl ServerThread {
-    fn start() -> Self {
+    fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("local_addr");
@@ -502,6 +557,8 @@ impl ServerThread {
                             },
                         };
                         let _ = stream.set_nodelay(true);
+                        ACCEPTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let tls = tls.clone();
                         tokio::spawn(async move {
                             let service =
                                 hyper::service::service_fn(|_req: Request<Incoming>| async {
@@ -509,9 +566,16 @@ impl ServerThread {
                                         Bytes::from_static(b"ok\n"),
                                     )))
                                 });
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let http = hyper::server::conn::http1::Builder::new();
+                            let _ = match tls {
+                                None => http.serve_connection(TokioIo::new(stream), service).await,
+                                Some(acceptor) => match acceptor.accept(stream).await {
+                                    Ok(tls) => {
+                                        http.serve_connection(TokioIo::new(tls), service).await
+                                    }
+                                    Err(_) => return,
+                                },
+                            };
                         });
                     }
                 });
@@ -541,5 +605,48 @@ impl ServerThread {
 impl Drop for ServerThread {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+// ---- TLS for `--tls` ----
+
+mod tls {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// A certificate for 127.0.0.1 made at start-up, the server's acceptor, and a client
+    /// configuration trusting it; HTTP/1.1 by ALPN on both sides.
+    pub(crate) struct Tls {
+        pub(crate) acceptor: tokio_rustls::TlsAcceptor,
+        pub(crate) client: Arc<rustls::ClientConfig>,
+    }
+
+    impl Tls {
+        pub(crate) fn new() -> Self {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let key = rcgen::KeyPair::generate().expect("key");
+            let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+                .expect("certificate parameters")
+                .self_signed(&key)
+                .expect("self-signed certificate");
+            let der = CertificateDer::from(cert.der().to_vec());
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+            let mut server = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(vec![der.clone()], key)
+                .expect("server configuration");
+            server.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der).expect("the certificate as a root");
+            let mut client = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            client.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Self {
+                acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+                client: Arc::new(client),
+            }
+        }
     }
 }

@@ -7,7 +7,8 @@
 #   server     cargo bench --bench server_overhead      hygienic axum with and without a
 #                                                       recorder vs bare axum; the crate's own
 #                                                       loop, same, vs bare hyper-util
-#   client     cargo bench --bench client_overhead      HygienicClient vs bare hyper-util
+#   client     cargo bench --bench client_overhead      HygienicClient vs bare hyper-util, over
+#                                                       HTTP, then HTTPS (-- --tls)
 #   census     census bench in a private netns, per size: netlink count vs ss|awk, the procfs
 #              crate and node_exporter's tcpstat collector (CPU per scrape), same sockets
 #   states     crates/conn-hygiene-cli/benches/states_vs_awk.sh 100000 (and 200000)
@@ -369,21 +370,28 @@ if selected server; then
     done
 fi
 
-if selected client; then
-    cmd="cargo bench --bench client_overhead${client_args[*]:+ ${client_args[*]}}"
-    f=$work/client.out
+# client_part NAME LABEL [--tls]: the client comparison over plain HTTP or HTTPS.
+client_part() {
+    local name=$1 label=$2 mode=${3:-}
+    local args=("${client_args[@]}")
+    if [[ -n $mode ]]; then
+        ((${#args[@]} > 0)) || args=(--)
+        args+=("$mode")
+    fi
+    cmd="cargo bench --bench client_overhead${args[*]:+ ${args[*]}}"
+    f=$work/$name.out
     med() { awk -v v="$1" -v c="$2" '$1 == v && NF == 5 { print $c }' "$f"; }
     # `hygienic/bare  req/s 0.968x (target ...`
     # `by-authority/bare  req/s 0.955x   per round: ...`: the client keyed by authority.
     bench_ratio() { awk -v m="$1" -v v="${2:-hygienic}/bare" '$1 == v && $2 == m { r = $3; sub(/x$/, "", r); print r; exit }' "$f"; }
     bench_range() { awk -v m="$1" -v v="${2:-hygienic}/bare" '$1 == v && $2 == m && $NF ~ /^\[.*\]$/ { print $NF; exit }' "$f"; }
     for ((attempt = 1; ; attempt++)); do
-        run_step client "$cmd" cargo bench --bench client_overhead "${client_args[@]}"
+        run_step "$name" "$cmd" cargo bench --bench client_overhead "${args[@]}"
         errors=$(awk '$1 ~ /^(bare|hygienic|by-authority)$/ && NF == 5 { e += $5 } END { print e + 0 }' "$f")
-        ((errors == 0)) || { cat "$f" >&2; die "client: $errors requests failed"; }
+        ((errors == 0)) || { cat "$f" >&2; die "$name: $errors requests failed"; }
         spread=$(noisy "$(bench_range req/s)")
         if [[ -z $spread ]] || ((attempt >= attempts)); then break; fi
-        again client "hygienic/bare req/s per round $(bench_range req/s)"
+        again "$name" "hygienic/bare req/s per round $(bench_range req/s)"
     done
     for m in req/s p99 cpu; do
         case $m in
@@ -392,33 +400,38 @@ if selected client; then
             cpu) col=4 unit=" µs/req" op="" target= ;;
         esac
         b=$(med bare "$col") o=$(med hygienic "$col") r=$(bench_ratio "$m")
-        need_value client "bare $m" "$b"
-        need_value client "hygienic $m" "$o"
-        need_value client "hygienic/bare $m ratio" "$r"
+        need_value "$name" "bare $m" "$b"
+        need_value "$name" "hygienic $m" "$o"
+        need_value "$name" "hygienic/bare $m ratio" "$r"
         range=$(bench_range "$m")
-        label=$m
-        [[ $m == cpu ]] && label="cpu/req"
+        metric=$m
+        [[ $m == cpu ]] && metric="cpu/req"
         if [[ -n $op ]]; then
-            row "client $label: HygienicClient vs bare hyper-util" "" "$cmd" "bare: $b$unit" \
+            row "$label $metric: HygienicClient vs bare hyper-util" "" "$cmd" "bare: $b$unit" \
                 "hygienic: $o$unit" "$r $range" "$op ${target}x" "$(verdict "$r" "$op" "$target")$(noisy "$range")"
         else
-            row "client $label: HygienicClient vs bare hyper-util" "" "$cmd" "bare: $b$unit" \
+            row "$label $metric: HygienicClient vs bare hyper-util" "" "$cmd" "bare: $b$unit" \
                 "hygienic: $o$unit" "$r $range" "—" "—$(noisy "$range")"
         fi
     done
     # The same client keyed by authority: what the crate adds, without what short keys save.
     for m in req/s cpu; do
         case $m in
-            req/s) col=2 unit=" req/s" label=$m ;;
-            cpu) col=4 unit=" µs/req" label=cpu/req ;;
+            req/s) col=2 unit=" req/s" metric=$m ;;
+            cpu) col=4 unit=" µs/req" metric=cpu/req ;;
         esac
         b=$(med bare "$col") o=$(med by-authority "$col") r=$(bench_ratio "$m" by-authority)
-        need_value client "by-authority $m" "$o"
-        need_value client "by-authority/bare $m ratio" "$r"
+        need_value "$name" "by-authority $m" "$o"
+        need_value "$name" "by-authority/bare $m ratio" "$r"
         range=$(bench_range "$m" by-authority)
-        row "client $label: HygienicClient keyed by authority (the crate's additions alone) vs bare" "" "$cmd" \
+        row "$label $metric: HygienicClient keyed by authority (the crate's additions alone) vs bare" "" "$cmd" \
             "bare: $b$unit" "by-authority: $o$unit" "$r $range" "—" "—$(noisy "$range")"
     done
+}
+
+if selected client; then
+    client_part client client
+    client_part client-tls "client (HTTPS, bare: hyper-rustls)" --tls
 fi
 
 # Runs inside a fresh network namespace (the same set-up as census_vs_awk.sh): the census
