@@ -14,6 +14,9 @@
 #   states     crates/conn-hygiene-cli/benches/states_vs_awk.sh 100000 (and 200000)
 #   sampler    cargo bench --bench sampler_tick         the census sampler's full tick vs a full
 #                                                       netlink walk, 100k and 200k TIME_WAIT
+#   peers      cargo bench -p conn-hygiene-census --bench peers   a netlink walk with tcp_info
+#                                                       (the sampler's) vs without
+#   page       cargo bench --bench page                 the connections page's render vs /metrics
 #   memory     benches/census_memory.sh SIZES           peak RSS of a census sample vs ss|awk
 #   time-wait  cargo test --release --test client_time_wait   TIME_WAIT, pooled vs naive client
 #
@@ -33,7 +36,7 @@
 # --attempts runs in all, default 2) when other work visibly disturbed them: their per-round
 # throughput ratios span more than 1.5x. Each part is bounded by --step-timeout (default 300 s);
 # the server part's own bound is three times that, for its 20 rounds of six servers. A full run
-# takes about 12 minutes after the wait, 19 with both parts run again. A part that
+# takes about 15 minutes after the wait, 24 with the server and client parts run again. A part that
 # fails, times out, reports errors or prints something unreadable stops the run with its
 # output, and no file is written.
 #
@@ -47,7 +50,7 @@ die() { log "$*"; exit 1; }
 set -E
 trap 'log "FAILED at line $LINENO: $BASH_COMMAND"' ERR
 
-all_parts=(server client census states sampler memory time-wait)
+all_parts=(server client census states sampler peers page memory time-wait)
 only=
 skip=
 sizes="10000 100000 200000"
@@ -174,6 +177,7 @@ bench_targets=()
 if selected server; then bench_targets+=(--bench server_overhead); fi
 if selected client; then bench_targets+=(--bench client_overhead); fi
 if selected sampler; then bench_targets+=(--bench sampler_tick); fi
+if selected page; then bench_targets+=(--bench page); fi
 if ((${#bench_targets[@]} > 0)); then
     cargo bench --no-run "${bench_targets[@]}" || die "build of the overhead benches failed"
 fi
@@ -182,6 +186,9 @@ if selected census || selected memory; then
     census_bin=$(cargo bench -p conn-hygiene-census --bench census --no-run \
         --message-format=json-render-diagnostics | exe census bench)
     [[ -x $census_bin ]] || die "build of the census bench failed"
+fi
+if selected peers; then
+    cargo bench -p conn-hygiene-census --bench peers --no-run || die "build of the peers bench failed"
 fi
 if selected states; then
     cargo build --release -p conn-hygiene-cli || die "build of conn-hygiene-cli failed"
@@ -597,6 +604,42 @@ if selected sampler; then
     done
 fi
 
+if selected peers; then
+    cmd="cargo bench -p conn-hygiene-census --bench peers -- --rounds $((rounds * 6))"
+    run_step peers "$cmd" cargo bench -p conn-hygiene-census --bench peers -- --rounds $((rounds * 6))
+    f=$work/peers.out
+    # `without tcp_info   2.705`, `with tcp_info (sampler)   3.398`,
+    # `ratio with/without: median 1.195x, p10 1.092x, p90 1.379x`
+    without=$(awk '/^without tcp_info / { print $NF }' "$f")
+    with=$(awk '/^with tcp_info / { print $NF }' "$f")
+    r=$(sed -n 's/^ratio with\/without: median \([0-9.]*\)x.*/\1/p' "$f")
+    spread=$(sed -n 's/^ratio with\/without: median [0-9.]*x, p10 \([0-9.]*\)x, p90 \([0-9.]*\)x.*/[\1..\2]/p' "$f")
+    sockets=$(awk '/ sockets walked, / { print $1 }' "$f")
+    for v in "$without" "$with" "$r"; do need_value peers "a walk's cpu" "$v"; done
+    row "netlink walk cpu with tcp_info (the sampler's) vs without (p10..p90)" "$sockets sockets" "$cmd" \
+        "without: $without ms" "with: $with ms" "$r $spread" "—" "—"
+fi
+
+if selected page; then
+    cmd="cargo bench --bench page"
+    ((quick)) && cmd+=" -- --rounds 10"
+    # shellcheck disable=SC2086 # the command's words
+    run_step page "$cmd" ${cmd}
+    f=$work/page.out
+    # `html   5905   0.138 (0.106-0.179)   0.49x (0.42-0.74)`, `metrics  15834  0.254 (...)  1`
+    field() { awk -v r="$1" -v c="$2" '$1 == r { print $c }' "$f"; }
+    conns=$(sed -n 's/^page bench: \([0-9]*\) connections.*/\1/p' "$f")
+    html=$(field html 3) json=$(field json 3) metrics=$(field metrics 3)
+    for v in "$html" "$json" "$metrics" "$conns"; do need_value page "a render's cpu" "$v"; done
+    r=$(field html 5) spread=$(field html 6)
+    row "connections page: HTML render cpu vs the /metrics render" "$conns conns" "$cmd" \
+        "/metrics: $metrics ms" "HTML: $html ms" "${r%x} $spread" "< 5 ms per render" \
+        "$(verdict "$html" "<" 5)"
+    r=$(field json 5) spread=$(field json 6)
+    row "connections page: JSON render cpu vs the /metrics render" "$conns conns" "$cmd" \
+        "/metrics: $metrics ms" "JSON: $json ms" "${r%x} $spread" "—" "—"
+fi
+
 if selected memory; then
     # shellcheck disable=SC2086 # sizes are words
     cmd="benches/census_memory.sh $sizes"
@@ -693,7 +736,7 @@ cell() { printf '%s' "${1//|/\\|}"; }
     echo
     echo "## Summary"
     echo
-    echo "| what | TIME_WAIT sockets / requests | command | baseline | ours | ratio | target | met |"
+    echo "| what | size | command | baseline | ours | ratio | target | met |"
     echo "|---|---:|---|---:|---:|---:|---|---|"
     # shellcheck disable=SC2016 # the backquotes are Markdown
     while IFS=$'\037' read -r what size command base ours r target met; do
