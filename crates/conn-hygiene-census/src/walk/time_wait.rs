@@ -120,6 +120,17 @@ impl Walker {
     pub fn walk_detailed_keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
         &mut self,
         keep: &SocketFilter,
+        f: F,
+    ) -> Result<WalkStats, CensusError> {
+        self.keeping_time_wait(keep, keep.bytecode(), f)
+    }
+
+    /// [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) with the
+    /// program given (`keep`'s, or in a test one the kernel refuses).
+    fn keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
+        &mut self,
+        keep: &SocketFilter,
+        program: Option<Vec<u8>>,
         mut f: F,
     ) -> Result<WalkStats, CensusError> {
         let wanted = self.opts.states;
@@ -172,14 +183,15 @@ impl Walker {
             self.walk_time_wait_all(&mut stats, &mut f)?;
             return Ok(stats);
         };
-        let kept = match keep.bytecode() {
+        let before = stats.sockets;
+        let kept = match program {
             // Nothing to keep: nothing to ask for.
             None => 0,
             Some(bc) => match self.dump_time_wait_filtered(&bc, &mut stats, &mut f) {
                 Ok(kept) => kept,
                 // Refused before any socket came: this kernel does not take the program.
                 // Every TIME_WAIT socket then, now and from now on.
-                Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == 0 => {
+                Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == before => {
                     self.keep_mode = KeepMode::Refused;
                     self.walk_time_wait_all(&mut stats, &mut f)?;
                     return Ok(stats);
@@ -274,4 +286,56 @@ fn read_tw_count() -> Option<u64> {
     crate::counters::parse_sockstat(&text, None)
         .ok()
         .map(|s| s.tcp_tw)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::WalkOptions;
+
+    /// A kernel that refuses the program: the walk hands over every TIME_WAIT socket instead
+    /// (and counts none), then and from then on.
+    #[test]
+    fn a_refused_program_gives_every_time_wait_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Closed client first: the client's end stays in TIME_WAIT.
+        let client = TcpStream::connect(addr).unwrap();
+        let local = client.local_addr().unwrap();
+        let (server, _) = listener.accept().unwrap();
+        drop(client);
+        drop(server);
+        let mut walker = Walker::new(WalkOptions::new().backend(Backend::Netlink));
+        let keep = SocketFilter::new().remote(addr);
+        let is_ours = |s: &SockInfo| s.state == TcpState::TimeWait && s.local == local;
+        match walker.walk(|_| ()) {
+            Ok(_) => {}
+            // No netlink here (a container without it): nothing to test.
+            Err(e) if e.netlink_refused() || e.is_unsupported() => return,
+            Err(e) => panic!("{e}"),
+        }
+        conn_hygiene_test_support::wait_until(
+            "our TIME_WAIT socket",
+            std::time::Duration::from_secs(10),
+            || {
+                let mut seen = false;
+                walker.walk(|s| seen |= is_ours(s)).unwrap();
+                seen
+            },
+        );
+        // An op code the kernel does not know: its audit refuses the whole program.
+        let refused = vec![200u8, 4, 8, 0];
+        for program in [Some(refused), keep.bytecode()] {
+            let mut ours = 0;
+            let stats = walker
+                .keeping_time_wait(&keep, program, |s, _| ours += u32::from(is_ours(s)))
+                .unwrap();
+            assert_eq!(ours, 1, "our TIME_WAIT socket, once");
+            assert_eq!(stats.timewait_counted, None, "all walked, none counted");
+            assert_eq!(walker.keep_mode, KeepMode::Refused);
+        }
+        drop(listener);
+    }
 }
