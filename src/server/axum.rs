@@ -199,6 +199,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         AxumResponseFuture {
             inner: self.inner.call(req),

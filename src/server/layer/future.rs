@@ -21,22 +21,26 @@ pin_project! {
     }
 }
 
+/// What the layer keeps of a request it tracks.
+pub(crate) struct Tracked {
+    pub(crate) guard: HandlerGuard,
+    pub(crate) request: u64,
+    pub(crate) http1: bool,
+}
+
 impl<F> ResponseFuture<F> {
-    pub(crate) fn tracked(inner: F, guard: HandlerGuard, request: u64, http1: bool) -> Self {
+    /// `tracked`: `None` for a request that passes through.
+    #[inline(always)]
+    pub(crate) fn new(inner: F, tracked: Option<Tracked>) -> Self {
+        let (guard, request, http1) = match tracked {
+            Some(t) => (Some(t.guard), t.request, t.http1),
+            None => (None, 0, false),
+        };
         Self {
             inner,
-            guard: Some(guard),
+            guard,
             request,
             http1,
-        }
-    }
-
-    pub(crate) fn passthrough(inner: F) -> Self {
-        Self {
-            inner,
-            guard: None,
-            request: 0,
-            http1: false,
         }
     }
 }

@@ -3,7 +3,9 @@ use std::task::{Context, Poll};
 use http::{Extensions, Request, Response, Version};
 use tower_service::Service;
 
-use super::{body::HandlerGuard, ResponseBody, ResponseFuture, TrackConnectionLayer};
+use super::{
+    body::HandlerGuard, future::Tracked, ResponseBody, ResponseFuture, TrackConnectionLayer,
+};
 use crate::server::connection::{ConnectionHandle, ConnectionInfo};
 
 /// Ties each request to its tracked connection. See the [module docs](super) for where the
@@ -72,25 +74,36 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if req.extensions().get::<ConnectionInfo>().is_some() {
-            // An outer TrackConnection already tracks this request.
-            return ResponseFuture::passthrough(self.inner.call(req));
-        }
-        let conn = match &self.conn {
-            Some(c) => c.clone(),
-            None => match connection_from(req.extensions()) {
-                Some(c) => c,
-                None => return ResponseFuture::passthrough(self.inner.call(req)),
-            },
-        };
-        let http2 = req.version() == Version::HTTP_2;
-        let request = conn.0.layer_request(http2);
-        let guard = HandlerGuard::new(conn.0.clone());
-        req.extensions_mut().insert(ConnectionInfo {
-            connection: conn,
-            request,
-        });
-        ResponseFuture::tracked(self.inner.call(req), guard, request, !http2)
+        // The request is looked at apart, and the inner service called at one place with the
+        // future built in place: the future (often hundreds of bytes) is not copied from a
+        // temporary of each branch.
+        let tracked = track(self.conn.as_ref(), &mut req);
+        ResponseFuture::new(self.inner.call(req), tracked)
     }
+}
+
+/// Ties `req` to its connection (`None`: the request passes through untouched).
+fn track<ReqBody>(bound: Option<&ConnectionHandle>, req: &mut Request<ReqBody>) -> Option<Tracked> {
+    if req.extensions().get::<ConnectionInfo>().is_some() {
+        // An outer TrackConnection already tracks this request.
+        return None;
+    }
+    let conn = match bound {
+        Some(c) => c.clone(),
+        None => connection_from(req.extensions())?,
+    };
+    let http2 = req.version() == Version::HTTP_2;
+    let request = conn.0.layer_request(http2);
+    let guard = HandlerGuard::new(conn.0.clone());
+    req.extensions_mut().insert(ConnectionInfo {
+        connection: conn,
+        request,
+    });
+    Some(Tracked {
+        guard,
+        request,
+        http1: !http2,
+    })
 }
