@@ -2,7 +2,7 @@
 //! listener shares, and an observer it reports to. The registry implements the observer; a
 //! connection never reaches into it.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::{atomic::AtomicBool, Mutex, PoisonError};
 
 use super::{
     connection::{CloseReason, Closer, ConnShared, ConnState},
@@ -28,14 +28,33 @@ impl ConnConfig {
     pub(crate) fn new(limits: ConnectionLimits, policy: SocketPolicy) -> Self {
         Self {
             core: limits.core(),
-            keep_alive_value: limits
-                .keep_alive_header()
-                .and_then(|v| http::HeaderValue::from_str(&v).ok()),
+            keep_alive_value: limits.keep_alive_header().and_then(|v| static_value(&v)),
             limits,
             policy,
             report_transitions: AtomicBool::new(false),
         }
     }
+}
+
+/// `v` as a header value whose bytes are `'static`: cloning it for every response is a copy of
+/// a pointer and a length, where a value made from a `String` shares its bytes under an atomic
+/// count (an increment per clone, a decrement per drop). Each distinct value is made once per
+/// process and kept for its life: a listener's `Keep-Alive` value is `timeout=N` for its idle
+/// timeout in seconds, and a process uses a handful of them. `None` when `v` is not a valid
+/// header value.
+fn static_value(v: &str) -> Option<http::HeaderValue> {
+    static MADE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    http::HeaderValue::from_str(v).ok()?;
+    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
+    let s = match made.iter().find(|s| **s == v) {
+        Some(s) => *s,
+        None => {
+            let s: &'static str = Box::leak(v.into());
+            made.push(s);
+            s
+        }
+    };
+    Some(http::HeaderValue::from_static(s))
 }
 
 /// What a connection reports, and the one thing it asks (whether the listener is shutting
@@ -64,4 +83,19 @@ pub(crate) trait ConnObserver: Send + Sync {
     fn served_without_layer(&self);
     /// The listener is shutting down: every connection retires.
     fn is_shutting_down(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_values_are_made_once_each_and_refuse_what_a_header_cannot_hold() {
+        let a = static_value("timeout=75").unwrap();
+        let b = static_value("timeout=75").unwrap();
+        assert_eq!(a, "timeout=75");
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr(), "made once");
+        assert_eq!(static_value("timeout=5").unwrap(), "timeout=5");
+        assert!(static_value("a\nb").is_none());
+    }
 }
