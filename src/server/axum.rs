@@ -224,8 +224,9 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let res = ready_poll!(self.project().inner.poll(cx));
-        Poll::Ready(res.map(|r| r.map(|b: ResponseBody<ResBody>| Body::new(b))))
+        self.project()
+            .inner
+            .poll_with(cx, |b: ResponseBody<ResBody>| Body::new(b))
     }
 }
 

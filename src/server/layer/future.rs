@@ -45,13 +45,19 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, B, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<B>, E>>,
-{
-    type Output = Result<Response<ResponseBody<B>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+impl<F> ResponseFuture<F> {
+    /// Polls the inner future; once it is ready, decorates the response and makes its body
+    /// with `wrap` from the tracked one. An adapter that changes the body type again (axum's
+    /// `Body`) passes its own `wrap`: the response is moved once, not once per layer.
+    #[inline]
+    pub(crate) fn poll_with<B, E, B2>(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        wrap: impl FnOnce(ResponseBody<B>) -> B2,
+    ) -> Poll<Result<Response<B2>, E>>
+    where
+        F: Future<Output = Result<Response<B>, E>>,
+    {
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard.take();
@@ -59,8 +65,19 @@ where
             if let Some(g) = &guard {
                 decorate(&g.0, &mut res, *this.request, *this.http1);
             }
-            res.map(|body| ResponseBody::new(body, guard))
+            res.map(|body| wrap(ResponseBody::new(body, guard)))
         }))
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.poll_with(cx, |body| body)
     }
 }
 
