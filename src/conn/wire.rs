@@ -131,7 +131,7 @@ impl Wire {
     }
 
     /// Follows bytes written to the peer.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn sent(&mut self, buf: &[u8]) -> Change {
         match &mut self.proto {
             Proto::H1(h) if self.client => h1_requests(h, buf),
