@@ -488,3 +488,14 @@ fn the_asked_queue_gives_back_what_a_queue_of_every_entry_would() {
         }
     }
 }
+
+#[test]
+fn the_first_bytes_of_a_line_that_matter_are_the_head_end_and_the_initials_of_two_names() {
+    for b in 0..=255u8 {
+        assert_eq!(
+            lines::LINE_MATTERS[usize::from(b)],
+            matches!(b, b'\n' | b'\r' | b'c' | b'C' | b't' | b'T'),
+            "{b:#04x}"
+        );
+    }
+}
