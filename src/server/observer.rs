@@ -36,13 +36,19 @@ impl ConnConfig {
     }
 }
 
+/// Most distinct values [`static_value`] keeps for the life of the process; past them, values
+/// are made the ordinary way.
+const MAX_STATIC_VALUES: usize = 64;
+
 /// `v` as a header value whose bytes are `'static`: cloning it for every response is a copy of
 /// a pointer and a length, where a value made from a `String` shares its bytes under an atomic
 /// count (an increment per clone, a decrement per drop). Each distinct value is made once per
 /// process and kept for its life: a listener's `Keep-Alive` value is `timeout=N` for its idle
-/// timeout in seconds, and a process uses a handful of them. A valid value that
-/// `HeaderValue::from_static` would refuse (bytes past ASCII) is made as before, its bytes
-/// shared under a count. `None` when `v` is not a valid header value.
+/// timeout in seconds, and a process uses a handful of them; at most [`MAX_STATIC_VALUES`] are
+/// kept, so a process that makes listeners with ever new timeouts holds a bounded few bytes. A
+/// value past that bound, or valid but refused by `HeaderValue::from_static` (bytes past
+/// ASCII), is made as before, its bytes shared under a count. `None` when `v` is not a valid
+/// header value.
 fn static_value(v: &str) -> Option<http::HeaderValue> {
     static MADE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let value = http::HeaderValue::from_str(v).ok()?;
@@ -53,11 +59,12 @@ fn static_value(v: &str) -> Option<http::HeaderValue> {
     let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
     let s = match made.iter().find(|s| **s == v) {
         Some(s) => *s,
-        None => {
+        None if made.len() < MAX_STATIC_VALUES => {
             let s: &'static str = Box::leak(v.into());
             made.push(s);
             s
         }
+        None => return Some(value),
     };
     Some(http::HeaderValue::from_static(s))
 }
@@ -106,6 +113,25 @@ mod tests {
         assert_eq!(
             static_value("timeout=5, é").unwrap().as_bytes(),
             "timeout=5, é".as_bytes()
+        );
+        // However many distinct values come, the kept ones stay bounded, and every value is
+        // still right.
+        for n in 0..(MAX_STATIC_VALUES as u32 * 3) {
+            let v = format!("timeout={}", 1_000_000 + n);
+            assert_eq!(static_value(&v).unwrap(), v.as_str());
+        }
+        let first = static_value("timeout=75").unwrap();
+        assert_eq!(
+            first.as_bytes().as_ptr(),
+            a.as_bytes().as_ptr(),
+            "still kept"
+        );
+        let late = format!("timeout={}", 1_000_000 + MAX_STATIC_VALUES as u32 * 3 - 1);
+        let (x, y) = (static_value(&late).unwrap(), static_value(&late).unwrap());
+        assert_ne!(
+            x.as_bytes().as_ptr(),
+            y.as_bytes().as_ptr(),
+            "past the bound: not kept"
         );
     }
 }
