@@ -49,54 +49,64 @@ impl Walker {
     fn count_states_with_tw_count(
         &mut self,
     ) -> Result<Option<(StateCounts, WalkStats)>, CensusError> {
-        let wanted = self.opts.states;
-        if self.opts.backend == Backend::Proc
-            || !self.opts.ipv4
-            || !self.opts.ipv6
-            || !wanted.contains(TcpState::TimeWait)
-        {
+        if !self.can_count_time_wait() {
             return Ok(None);
         }
-        // FIN_WAIT2 always: its timewait sockets come off the `tw` count.
+        let mut counts = StateCounts::new();
+        let mut record = |s: &SockInfo, _: Option<&[u8]>| counts.record(s.state);
+        let (mut stats, timewait) = self.walk_all_but_time_wait(&mut record)?;
+        match timewait {
+            Some(n) => stats.timewait_counted = Some(n),
+            // `/proc` stood in for netlink, or no count could be read: walk them after all.
+            None => self.walk_time_wait_all(&mut stats, &mut record)?,
+        }
+        if let Some(n) = stats.timewait_counted {
+            counts.set(TcpState::TimeWait, n);
+        }
+        Ok(Some((counts, stats)))
+    }
+
+    /// Whether `TIME_WAIT` can be counted rather than walked: over netlink, both families,
+    /// `TIME_WAIT` wanted.
+    fn can_count_time_wait(&self) -> bool {
+        self.opts.backend != Backend::Proc
+            && self.opts.ipv4
+            && self.opts.ipv6
+            && self.opts.states.contains(TcpState::TimeWait)
+    }
+
+    /// Every wanted socket but the `TIME_WAIT` ones, handed to `f`, in a dump that also asks
+    /// for `FIN_WAIT2` (handed over only when wanted): the timewait sockets still in
+    /// `FIN_WAIT2` (an orphaned connection whose peer has not closed) are counted by `tw` too,
+    /// and the dump shows them as `FIN_WAIT2` with the timewait timer. Returns the walk's
+    /// statistics and the number of `TIME_WAIT` sockets, `tw` less those; `None` when `/proc`
+    /// stood in for netlink or `tw` could not be read.
+    fn walk_all_but_time_wait<F: FnMut(&SockInfo, Option<&[u8]>)>(
+        &mut self,
+        f: &mut F,
+    ) -> Result<(WalkStats, Option<u64>), CensusError> {
+        let wanted = self.opts.states;
         let mut asked = wanted.with(TcpState::FinWait2);
         asked.remove(TcpState::TimeWait);
-        let mut counts = StateCounts::new();
         let mut timewait_fin_wait2 = 0u64;
         self.opts.states = asked;
-        let walked = self.walk_raw(&mut |s: &SockInfo, payload: Option<&[u8]>| {
-            if wanted.contains(s.state) {
-                counts.record(s.state);
-            }
+        let walked = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
             // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
-            if s.state == TcpState::FinWait2 && payload.and_then(|p| p.get(2)) == Some(&3) {
+            if s.state == TcpState::FinWait2 && p.and_then(|p| p.get(2)) == Some(&3) {
                 timewait_fin_wait2 += 1;
+            }
+            if wanted.contains(s.state) {
+                f(s, p)
             }
         });
         self.opts.states = wanted;
-        let mut stats = walked?;
+        let stats = walked?;
         let tw = if stats.used_netlink_only() {
             read_tw_count()
         } else {
             None
         };
-        let Some(tw) = tw else {
-            // `/proc` stood in for netlink, or no count could be read: walk them after all.
-            self.opts.states = StateSet::only(TcpState::TimeWait);
-            let walked = self.walk(|s| counts.record(s.state));
-            self.opts.states = wanted;
-            let more = walked?;
-            stats.sockets += more.sockets;
-            stats.skipped += more.skipped;
-            stats.datagrams += more.datagrams;
-            stats.bytes += more.bytes;
-            stats.interrupted |= more.interrupted;
-            stats.fallback = stats.fallback.or(more.fallback);
-            return Ok(Some((counts, stats)));
-        };
-        let timewait = tw.saturating_sub(timewait_fin_wait2);
-        counts.set(TcpState::TimeWait, timewait);
-        stats.timewait_counted = Some(timewait);
-        Ok(Some((counts, stats)))
+        Ok((stats, tw.map(|tw| tw.saturating_sub(timewait_fin_wait2))))
     }
 
     /// [`walk_detailed`](Self::walk_detailed) for a caller that needs every wanted socket but,
@@ -133,16 +143,11 @@ impl Walker {
         program: Option<Vec<u8>>,
         mut f: F,
     ) -> Result<WalkStats, CensusError> {
-        let wanted = self.opts.states;
         let mut f = |s: &SockInfo, payload: Option<&[u8]>| {
             let detail = payload.and_then(|p| parse_detail(p).ok());
             f(s, detail.as_ref())
         };
-        let eligible = self.opts.backend != Backend::Proc
-            && self.opts.ipv4
-            && self.opts.ipv6
-            && wanted.contains(TcpState::TimeWait)
-            && !keep.overflowed();
+        let eligible = self.can_count_time_wait() && !keep.overflowed();
         if !eligible || self.keep_mode != KeepMode::Filtered {
             let (mut seen, mut kept) = (0u64, 0u64);
             let stats = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
@@ -158,27 +163,9 @@ impl Walker {
             return Ok(stats);
         }
 
-        // Every other wanted state, and FIN_WAIT2: its timewait sockets come off `tw`.
-        let mut asked = wanted.with(TcpState::FinWait2);
-        asked.remove(TcpState::TimeWait);
-        let mut timewait_fin_wait2 = 0u64;
-        self.opts.states = asked;
-        let walked = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
-            if s.state == TcpState::FinWait2 && p.and_then(|p| p.get(2)) == Some(&3) {
-                timewait_fin_wait2 += 1;
-            }
-            if wanted.contains(s.state) {
-                f(s, p)
-            }
-        });
-        self.opts.states = wanted;
-        let mut stats = walked?;
-        let tw = if stats.used_netlink_only() {
-            read_tw_count()
-        } else {
-            None
-        };
-        let Some(tw) = tw else {
+        // Every other wanted state; then the kept TIME_WAIT sockets.
+        let (mut stats, timewait) = self.walk_all_but_time_wait(&mut f)?;
+        let Some(timewait) = timewait else {
             // `/proc` stood in for netlink, or no count could be read: walk them all.
             self.walk_time_wait_all(&mut stats, &mut f)?;
             return Ok(stats);
@@ -199,8 +186,8 @@ impl Walker {
                 Err(Refusal::Refused(e) | Refusal::Failed(e)) => return Err(e),
             },
         };
-        self.keep_mode = keep_mode_after(kept, tw);
-        stats.timewait_counted = Some(tw.saturating_sub(timewait_fin_wait2));
+        self.keep_mode = keep_mode_after(kept, timewait);
+        stats.timewait_counted = Some(timewait);
         Ok(stats)
     }
 
