@@ -13,6 +13,18 @@
 //! first, a close reason, an option name. Never a peer address or anything a peer controls, so
 //! the number of series stays bounded whatever peers do.
 
+// With no part of the crate that owns collected gauges, nothing registers a collector.
+#[cfg_attr(
+    not(any(
+        feature = "server",
+        feature = "client",
+        feature = "lease",
+        feature = "deadpool",
+        feature = "bb8",
+        feature = "sqlx"
+    )),
+    allow(dead_code)
+)]
 mod collect;
 // With no part of the crate that takes metric handles, nothing defers them.
 #[cfg_attr(
@@ -28,11 +40,13 @@ mod deferred;
 
 #[cfg(any(
     feature = "server",
+    feature = "client",
+    feature = "lease",
     feature = "deadpool",
     feature = "bb8",
     feature = "sqlx"
 ))]
-pub(crate) use collect::{register as register_collector, Collect};
+pub(crate) use collect::{register as register_collector, Collect, CollectedGauge, Sums};
 #[cfg_attr(
     not(any(
         feature = "server",
@@ -45,7 +59,9 @@ pub(crate) use collect::{register as register_collector, Collect};
 pub(crate) use deferred::resolve;
 
 /// Sets the gauges that are read from live state rather than moved on every change (a
-/// listener's connections by state) to what they are now. The crate's exporter does this
+/// listener's and an upstream's connections by state, leases outstanding, a pool's statistics)
+/// to what they are now: owners of one name add up into one series, and the series of owners
+/// gone since the last collection read zero. The crate's exporter does this
 /// before every render and a running census sampler at every tick: call it before rendering
 /// when you scrape a recorder of your own without either.
 pub fn collect() {
@@ -89,7 +105,8 @@ pub mod names {
     /// Gauge `{listener, kind}`: listen backlog, `requested` and `effective` (capped by somaxconn).
     pub const SERVER_LISTEN_BACKLOG: &str = "conn_hygiene_server_listen_backlog";
 
-    /// Gauge `{upstream, state}`: open outbound connections by state (`idle`, `leased`).
+    /// Gauge `{upstream, state}`: open outbound connections by state (`idle`, `leased`),
+    /// counted when metrics are collected (see [`collect`](super::collect)).
     pub const CLIENT_CONNECTIONS: &str = "conn_hygiene_client_connections";
     /// Gauge `{upstream}`: acquisitions waiting for a connection slot.
     pub const CLIENT_PENDING_ACQUISITIONS: &str = "conn_hygiene_client_pending_acquisitions";
@@ -109,7 +126,7 @@ pub mod names {
     pub const CLIENT_TIMEOUTS_TOTAL: &str = "conn_hygiene_client_timeouts_total";
 
     /// Gauge `{pool, kind}`: leases outstanding (`kind`: `pool`, or `upstream` for an HTTP
-    /// client's upstream).
+    /// client's upstream), counted when metrics are collected (see [`collect`](super::collect)).
     pub const LEASES_OUTSTANDING: &str = "conn_hygiene_leases_outstanding";
     /// Counter `{pool, kind}`: leases taken.
     pub const LEASES_ACQUIRED_TOTAL: &str = "conn_hygiene_leases_acquired_total";

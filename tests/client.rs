@@ -520,7 +520,7 @@ fn per_upstream_metrics_through_the_facade() {
         .enable_all()
         .build()
         .unwrap();
-    let (totals, server_opened, served) = rt.block_on(async {
+    let (up, server_opened, served) = rt.block_on(async {
         let server = start(Mode::Axum, HygienicListener::builder()).await;
         let served = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = served.clone();
@@ -539,17 +539,28 @@ fn per_upstream_metrics_through_the_facade() {
                 .build()
                 .unwrap()
         });
-        for _ in 0..4 {
+        // Five requests, two per connection: the third connection is left idle.
+        for _ in 0..5 {
             get_ok(&client, &server.url("/")).await;
         }
-        let totals = client.view().snapshot()[0].totals.clone();
-        drop(client);
+        // The connection gauges are set from the live connections when metrics are collected.
+        let view = client.view();
+        eventually("no connection leased", LONG, || {
+            view.snapshot()[0].leased == 0
+        })
+        .await;
+        // (The snapshot below is taken after the client is gone, with no collection since:
+        // the gauges hold what this one set.)
+        conn_hygiene::metrics::collect();
+        let up = view.snapshot()[0].clone();
+        drop((client, view));
         let reg = server.registry.clone();
         eventually("closed", LONG, || reg.live() == 0).await;
         server.stop().await;
         let served = served.lock().unwrap().clone();
-        (totals, reg.totals().opened, served)
+        (up, reg.totals().opened, served)
     });
+    let totals = up.totals.clone();
     let metrics = snapshotter.snapshot().into_vec();
     let value = |name: &str, labels: &[(&str, &str)]| {
         metrics
@@ -582,15 +593,20 @@ fn per_upstream_metrics_through_the_facade() {
     );
     assert_eq!(
         value(LEASES_ACQUIRED_TOTAL, &[("pool", "backend")]),
-        &DebugValue::Counter(4)
+        &DebugValue::Counter(5)
     );
-    for state in ["idle", "leased"] {
+    assert_eq!(up.idle, 1, "{up:?}");
+    for (state, n) in [("idle", up.idle), ("leased", 0)] {
         assert_eq!(
             value(CLIENT_CONNECTIONS, &[("state", state)]),
-            &DebugValue::Gauge(0.0.into()),
+            &DebugValue::Gauge((n as f64).into()),
             "{state}"
         );
     }
+    assert_eq!(
+        value(LEASES_OUTSTANDING, &[("pool", "backend")]),
+        &DebugValue::Gauge(0.0.into())
+    );
     // Labels are names, never addresses.
     for (k, ..) in &metrics {
         for l in k.key().labels() {

@@ -20,8 +20,8 @@ use conn_hygiene::{
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::time::sleep;
 
-/// Metric values read from a [`DebuggingRecorder`], accumulated: its snapshots swap values
-/// out, so every read adds what changed since the last one.
+/// Metric values read from a [`DebuggingRecorder`]: its snapshots swap values out, so every
+/// read adds what counters and histograms gained since the last one; gauges are set whole.
 struct Metrics {
     snapshotter: Snapshotter,
     counters: HashMap<String, u64>,
@@ -49,7 +49,10 @@ impl Metrics {
             let name = format!("{}{{{}}}", key.name(), labels.join(","));
             match value {
                 DebugValue::Counter(v) => *self.counters.entry(name).or_default() += v,
-                DebugValue::Gauge(v) => *self.gauges.entry(name).or_default() += v.0,
+                // Set whole at each collection (see `gauge`).
+                DebugValue::Gauge(v) => {
+                    self.gauges.insert(name, v.0);
+                }
                 DebugValue::Histogram(vs) => self
                     .histograms
                     .entry(name)
@@ -67,7 +70,10 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Gauges are counted from the trackers when metrics are collected, as a user with a
+    /// recorder of their own does before rendering it.
     fn gauge(&mut self, name: &str, pool: &str) -> f64 {
+        conn_hygiene::metrics::collect();
         self.refresh();
         self.gauges
             .get(&format!("{name}{{pool={pool},kind=pool}}"))

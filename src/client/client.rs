@@ -363,7 +363,9 @@ where
                 Some(format!("port 0 in request URI {}", req.uri()).into()),
             ));
         }
-        let lease = ClientLease::take(upstream, std::panic::Location::caller());
+        // One clock reading for the lease and the request's deadlines.
+        let now = tokio::time::Instant::now();
+        let lease = ClientLease::take(upstream, std::panic::Location::caller(), now);
         // Retirement must take the connection out of the pool before the pool can hand it out
         // again: capture it, so it can be poisoned when its response says so.
         let cfg = &lease.upstream.config;
@@ -395,6 +397,7 @@ where
                 .and_then(|t| t.response_head)
                 .or(cfg.response_head_timeout),
             overrides.and_then(|t| t.total).or(cfg.timeout),
+            now,
         );
         ResponseFuture {
             state: State::Sending {

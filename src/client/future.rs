@@ -70,11 +70,13 @@ pub(crate) struct ClientLease {
 }
 
 impl ClientLease {
+    /// Takes the lease at `now`.
     pub(crate) fn take(
         upstream: Arc<Upstream>,
         site: &'static std::panic::Location<'static>,
+        now: tokio::time::Instant,
     ) -> Self {
-        let raw = upstream.tracker.lease_raw(site);
+        let raw = upstream.tracker.lease_raw(site, now);
         Self {
             upstream,
             raw: Some(raw),
@@ -148,9 +150,13 @@ pub(crate) struct Deadlines {
 }
 
 impl Deadlines {
-    /// Reads the clock only when there is a timeout to keep.
-    pub(crate) fn new(head: Option<Duration>, total: Option<Duration>) -> Self {
-        let started = (head.is_some() || total.is_some()).then(tokio::time::Instant::now);
+    /// From `now`, the call; no start is kept when there is no timeout.
+    pub(crate) fn new(
+        head: Option<Duration>,
+        total: Option<Duration>,
+        now: tokio::time::Instant,
+    ) -> Self {
+        let started = (head.is_some() || total.is_some()).then_some(now);
         Self {
             started,
             head,

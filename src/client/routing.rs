@@ -4,14 +4,14 @@
 use std::{
     collections::HashMap,
     hash::{BuildHasherDefault, Hasher},
-    sync::{Arc, OnceLock, RwLock},
+    sync::{Arc, OnceLock, RwLock, Weak},
 };
 
 use super::{
     config::{ClientConfigError, UpstreamConfig},
     upstream::{Upstream, MAX_UPSTREAMS},
 };
-use crate::policy::SocketPolicy;
+use crate::{metrics::Collect, policy::SocketPolicy};
 
 /// The client's upstreams, by `host:port`.
 pub(crate) struct Upstreams {
@@ -83,6 +83,7 @@ impl Upstreams {
             up.route = Route::new(routed.len(), &key);
         }
         let up = Arc::new(up);
+        crate::metrics::register_collector(Arc::downgrade(&up) as Weak<dyn Collect>);
         if up.route.is_some() {
             routed.push(up.clone());
         }

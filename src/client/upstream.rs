@@ -21,7 +21,12 @@ use super::{
     routing::Route,
     upstream_metrics::UpstreamMetrics,
 };
-use crate::{close::Closer, lease::LeaseTracker, policy::SocketPolicy};
+use crate::{
+    close::Closer,
+    lease::LeaseTracker,
+    metrics::{Collect, Sums},
+    policy::SocketPolicy,
+};
 
 /// Most upstreams a client tracks by name; further destinations share the `other` upstream so
 /// metric label sets stay bounded.
@@ -328,7 +333,6 @@ impl Upstream {
         self.connects.fetch_add(1, Ordering::Relaxed);
         self.metrics.connects.increment(1);
         self.pool_states.fetch_add(IDLE_ONE, Ordering::AcqRel);
-        self.metrics.idle.increment(1.0);
         {
             let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
             if !remotes.contains(&peer) && remotes.len() < 64 {
@@ -363,16 +367,7 @@ impl Upstream {
         if delta != 0 {
             self.pool_states.fetch_add(delta, Ordering::AcqRel);
         }
-        match from {
-            ConnState::Idle => self.metrics.idle.decrement(1.0),
-            ConnState::Leased => self.metrics.leased.decrement(1.0),
-            _ => {}
-        }
-        match to {
-            ConnState::Idle => self.metrics.idle.increment(1.0),
-            ConnState::Leased => self.metrics.leased.increment(1.0),
-            _ => {}
-        }
+        // The gauges are set from these counts when metrics are collected.
     }
 
     /// (idle, leased) connections.
@@ -533,6 +528,15 @@ impl fmt::Display for AcquireTimeout {
 }
 
 impl std::error::Error for AcquireTimeout {}
+
+impl Collect for Upstream {
+    /// Its connections by state, into the connection gauges.
+    fn collect(&self, sums: &mut Sums) {
+        let (idle, leased) = self.pool_counts();
+        sums.add(&self.metrics.idle, idle as f64);
+        sums.add(&self.metrics.leased, leased as f64);
+    }
+}
 
 impl ConnObserver for Upstream {
     fn name(&self) -> &str {

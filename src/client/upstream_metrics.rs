@@ -1,16 +1,20 @@
 //! An upstream's metric handles: resolved once, when the upstream is made.
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Gauge, Histogram, Label};
 
 use super::{
     conn::CloseReason,
     upstream::{ConnectErrorKind, CLIENT_REASONS},
 };
-use crate::{close::Closer, metrics::names};
+use crate::{
+    close::Closer,
+    metrics::{names, CollectedGauge},
+};
 
 pub(super) struct UpstreamMetrics {
-    pub(super) idle: Gauge,
-    pub(super) leased: Gauge,
+    /// Set from `Upstream::pool_states` when metrics are collected.
+    pub(super) idle: CollectedGauge,
+    pub(super) leased: CollectedGauge,
     pub(super) pending: Gauge,
     pub(super) connects: Counter,
     pub(super) connect_errors: [Counter; 5],
@@ -24,8 +28,8 @@ impl UpstreamMetrics {
     pub(super) fn new(name: &str) -> Self {
         let n = name.to_owned();
         Self {
-            idle: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "idle"),
-            leased: metrics::gauge!(names::CLIENT_CONNECTIONS, "upstream" => n.clone(), "state" => "leased"),
+            idle: connections(&n, "idle"),
+            leased: connections(&n, "leased"),
             pending: metrics::gauge!(names::CLIENT_PENDING_ACQUISITIONS, "upstream" => n.clone()),
             connects: metrics::counter!(names::CLIENT_CONNECTS_TOTAL, "upstream" => n.clone()),
             connect_errors: ConnectErrorKind::ALL.map(|k| {
@@ -49,4 +53,14 @@ impl UpstreamMetrics {
             timeouts: metrics::counter!(names::CLIENT_TIMEOUTS_TOTAL, "upstream" => n),
         }
     }
+}
+
+fn connections(upstream: &str, state: &'static str) -> CollectedGauge {
+    CollectedGauge::new(
+        names::CLIENT_CONNECTIONS,
+        vec![
+            Label::new("upstream", upstream.to_owned()),
+            Label::new("state", state),
+        ],
+    )
 }

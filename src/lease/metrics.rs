@@ -1,8 +1,8 @@
 //! A tracker's metric handles, and the kind of pool they are labelled with.
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Histogram, Label};
 
-use crate::metrics::names;
+use crate::metrics::{names, CollectedGauge};
 
 /// What a tracker's leases are taken from: the `kind` label of its metrics, so that an HTTP
 /// client's upstream and a pool of the same name never share a series.
@@ -24,7 +24,8 @@ impl PoolKind {
 }
 
 pub(super) struct LeaseMetrics {
-    pub(super) outstanding: Gauge,
+    /// Set from the tracker's totals when metrics are collected.
+    pub(super) outstanding: CollectedGauge,
     pub(super) acquired: Counter,
     pub(super) duration: Histogram,
     pub(super) leaks: Counter,
@@ -38,7 +39,10 @@ impl LeaseMetrics {
         let p = pool.to_owned();
         let k = kind.as_str();
         Self {
-            outstanding: metrics::gauge!(names::LEASES_OUTSTANDING, "pool" => p.clone(), "kind" => k),
+            outstanding: CollectedGauge::new(
+                names::LEASES_OUTSTANDING,
+                vec![Label::new("pool", p.clone()), Label::new("kind", k)],
+            ),
             acquired: metrics::counter!(names::LEASES_ACQUIRED_TOTAL, "pool" => p.clone(), "kind" => k),
             duration: metrics::histogram!(names::LEASE_DURATION_SECONDS, "pool" => p.clone(), "kind" => k),
             leaks: metrics::counter!(names::LEASE_LEAKS_TOTAL, "pool" => p.clone(), "kind" => k),

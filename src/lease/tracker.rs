@@ -4,7 +4,7 @@ use std::{
     panic::Location,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, MutexGuard,
+        Arc, Mutex, MutexGuard, Weak,
     },
     time::{Duration, SystemTime},
 };
@@ -18,6 +18,7 @@ use super::{
     slab::{Entry, Slot, State},
     LeaseConfigError, LeaseInfo, LeaseSnapshot, LeaseTotals,
 };
+use crate::metrics::{Collect, Sums};
 
 /// Default [`leak_threshold`](LeaseTrackerBuilder::leak_threshold): 30 seconds.
 pub const DEFAULT_LEAK_THRESHOLD: Duration = Duration::from_secs(30);
@@ -143,6 +144,7 @@ impl LeaseTracker {
             metrics,
             state: Mutex::new(State::default()),
         });
+        crate::metrics::register_collector(Arc::downgrade(&core) as Weak<dyn Collect>);
         LeaseTracker {
             shared: Arc::new(Shared {
                 core,
@@ -180,9 +182,10 @@ impl LeaseTracker {
     #[cfg_attr(not(feature = "client"), allow(dead_code))]
     /// Takes a lease at `site` that the caller must end with [`release`](Self::release),
     /// exactly once. It starts awaiting (a request waiting for its response, which is not a
-    /// leak however long it takes) until [`holding`](Self::holding).
-    pub(crate) fn lease_raw(&self, site: &'static Location<'static>) -> RawLease {
-        let lease = self.shared.core.acquire_raw(site, false);
+    /// leak however long it takes) until [`holding`](Self::holding). `taken` is now, read by
+    /// the caller (which has a use for the same reading).
+    pub(crate) fn lease_raw(&self, site: &'static Location<'static>, taken: Instant) -> RawLease {
+        let lease = self.shared.core.acquire_raw(site, false, taken);
         self.shared.ensure_detector();
         lease
     }
@@ -340,6 +343,14 @@ pub(super) struct Core {
     state: Mutex<State>,
 }
 
+impl Collect for Core {
+    /// Its leases outstanding, into the outstanding gauge.
+    fn collect(&self, sums: &mut Sums) {
+        let outstanding = self.lock().totals.outstanding();
+        sums.add(&self.metrics.outstanding, outstanding as f64);
+    }
+}
+
 /// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]). Neither `Clone`
 /// nor `Copy`: it is ended by moving it into [`LeaseTracker::release`], once.
 #[derive(Debug)]
@@ -361,15 +372,19 @@ impl Core {
     }
 
     fn acquire(self: &Arc<Self>, site: &'static Location<'static>) -> Lease {
-        let raw = self.acquire_raw(site, true);
+        let raw = self.acquire_raw(site, true, Instant::now());
         Lease::new(self.clone(), raw.id, raw.slot, site, raw.taken)
     }
 
     /// Takes a lease without a handle on the tracker: the caller ends it with
     /// [`release`](Self::release) (the HTTP client, whose response holds its upstream, and
     /// so its tracker, already).
-    pub(super) fn acquire_raw(&self, site: &'static Location<'static>, held: bool) -> RawLease {
-        let taken = Instant::now();
+    pub(super) fn acquire_raw(
+        &self,
+        site: &'static Location<'static>,
+        held: bool,
+        taken: Instant,
+    ) -> RawLease {
         let backtrace = self
             .config
             .backtraces
@@ -397,7 +412,6 @@ impl Core {
             }
         };
         self.metrics.acquired.increment(1);
-        self.metrics.outstanding.increment(1.0);
         if slot == UNTRACKED {
             self.metrics.untracked.increment(1);
             if first_untracked {
@@ -445,7 +459,6 @@ impl Core {
             }
             entry
         };
-        self.metrics.outstanding.decrement(1.0);
         // Computed only by a recorder that records it.
         self.metrics.duration.record(Held { taken, now });
         if entry.is_some_and(|e| e.leaked) {

@@ -14,8 +14,8 @@ async fn a_lease_waiting_for_its_response_is_a_slow_wait_never_a_leak() {
         .leak_threshold(Duration::from_secs(1))
         .build()
         .expect("valid");
-    let waiting = tracker.lease_raw(Location::caller());
-    let held = tracker.lease_raw(Location::caller());
+    let waiting = tracker.lease_raw(Location::caller(), tokio::time::Instant::now());
+    let held = tracker.lease_raw(Location::caller(), tokio::time::Instant::now());
     tokio::time::advance(Duration::from_millis(500)).await;
     // The response of `held` arrives after half a second; `waiting` never gets one.
     tracker.holding(&held, Instant::now());
@@ -77,6 +77,7 @@ fn a_pool_and_an_upstream_of_the_same_name_never_share_a_series() {
     let _a = pool.lease();
     let _b = upstream.lease();
     let _c = upstream.lease();
+    crate::metrics::collect();
     let mut outstanding: Vec<(String, f64)> = snapshotter
         .snapshot()
         .into_vec()

@@ -7,16 +7,20 @@ use std::sync::{
     Arc,
 };
 
-use metrics::{Counter, Gauge};
+use metrics::{Counter, Label};
 
 pub(crate) use super::view::{PoolStats, ReadStats};
-use crate::metrics::{names, Collect};
+use crate::metrics::{names, Collect, CollectedGauge, Sums};
+
+fn gauge(name: &'static str, pool: &str) -> CollectedGauge {
+    CollectedGauge::new(name, vec![Label::new("pool", pool.to_owned())])
+}
 
 struct PoolGauges {
-    size: Gauge,
-    idle: Gauge,
-    max_size: Gauge,
-    waiters: Gauge,
+    size: CollectedGauge,
+    idle: CollectedGauge,
+    max_size: CollectedGauge,
+    waiters: CollectedGauge,
     timeouts: Counter,
 }
 
@@ -34,10 +38,10 @@ impl<R: ReadStats> StatsExport<R> {
         let gauges = crate::metrics::resolve(|| {
             let p = pool.to_owned();
             PoolGauges {
-                size: metrics::gauge!(names::POOL_CONNECTIONS, "pool" => p.clone()),
-                idle: metrics::gauge!(names::POOL_IDLE_CONNECTIONS, "pool" => p.clone()),
-                max_size: metrics::gauge!(names::POOL_MAX_CONNECTIONS, "pool" => p.clone()),
-                waiters: metrics::gauge!(names::POOL_WAITERS, "pool" => p.clone()),
+                size: gauge(names::POOL_CONNECTIONS, &p),
+                idle: gauge(names::POOL_IDLE_CONNECTIONS, &p),
+                max_size: gauge(names::POOL_MAX_CONNECTIONS, &p),
+                waiters: gauge(names::POOL_WAITERS, &p),
                 timeouts: metrics::counter!(names::POOL_GET_TIMEOUTS_TOTAL, "pool" => p),
             }
         });
@@ -60,12 +64,12 @@ impl<R: ReadStats> StatsExport<R> {
 }
 
 impl<R: ReadStats> Collect for StatsExport<R> {
-    fn collect(&self) {
+    fn collect(&self, sums: &mut Sums) {
         let s = self.reader.read();
-        self.gauges.size.set(s.size as f64);
-        self.gauges.idle.set(s.idle as f64);
-        self.gauges.max_size.set(s.max_size as f64);
-        self.gauges.waiters.set(s.waiters as f64);
+        sums.add(&self.gauges.size, s.size as f64);
+        sums.add(&self.gauges.idle, s.idle as f64);
+        sums.add(&self.gauges.max_size, s.max_size as f64);
+        sums.add(&self.gauges.waiters, s.waiters as f64);
         if let Some(t) = s.timeouts {
             self.gauges.timeouts.absolute(t);
         }

@@ -17,7 +17,7 @@ pub(super) struct ReqwestLease {
 
 impl ReqwestLease {
     pub(super) fn take(shared: Arc<Shared>, site: &'static Location<'static>) -> Self {
-        let raw = shared.tracker.lease_raw(site);
+        let raw = shared.tracker.lease_raw(site, tokio::time::Instant::now());
         Self {
             shared,
             raw: Some(raw),

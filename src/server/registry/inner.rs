@@ -16,7 +16,7 @@ use super::{
     report::{AcceptErrorKind, ConnectionEvent, REASONS},
 };
 use crate::{
-    metrics::Collect,
+    metrics::{Collect, Sums},
     server::{
         connection::{CloseInfo, CloseReason, Closer, ConnShared, ConnState},
         observer::{ConnConfig, ConnObserver},
@@ -198,9 +198,9 @@ impl RegistryInner {
 
 impl Collect for RegistryInner {
     /// Counts the live connections by state into the state gauges.
-    fn collect(&self) {
+    fn collect(&self, sums: &mut Sums) {
         for (n, gauge) in self.count_by_state().iter().zip(&self.metrics.state) {
-            gauge.set(*n as f64);
+            sums.add(gauge, *n as f64);
         }
     }
 }

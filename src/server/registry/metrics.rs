@@ -1,10 +1,10 @@
 //! The registry's metric handles, resolved once per listener.
 
-use metrics::{Counter, Gauge, Histogram};
+use metrics::{Counter, Histogram, Label};
 
 use super::report::{AcceptErrorKind, REASONS};
 use crate::{
-    metrics::names,
+    metrics::{names, CollectedGauge},
     server::connection::{CloseReason, Closer, ConnState},
 };
 
@@ -12,7 +12,7 @@ pub(super) struct ServerMetrics {
     pub(super) opened: Counter,
     pub(super) closed: [[Counter; REASONS]; 5],
     /// Set from the live connections when metrics are collected.
-    pub(super) state: [Gauge; 5],
+    pub(super) state: [CollectedGauge; 5],
     pub(super) requests_per_connection: Histogram,
     pub(super) duration: Histogram,
     pub(super) accept_errors: [Counter; 5],
@@ -38,7 +38,13 @@ impl ServerMetrics {
                 })
             }),
             state: ConnState::LIVE.map(|s| {
-                metrics::gauge!(names::SERVER_CONNECTIONS, "listener" => l.clone(), "state" => s.as_str())
+                CollectedGauge::new(
+                    names::SERVER_CONNECTIONS,
+                    vec![
+                        Label::new("listener", l.clone()),
+                        Label::new("state", s.as_str()),
+                    ],
+                )
             }),
             requests_per_connection: metrics::histogram!(
                 names::SERVER_REQUESTS_PER_CONNECTION, "listener" => l.clone()),
