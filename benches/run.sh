@@ -123,7 +123,7 @@ mkdir -p "$(dirname "$out")"
 ((quick)) && rounds=3 || rounds=5
 ((quick)) && sampler_rounds=5 || sampler_rounds=15
 if ((quick)); then
-    server_args=(-- --rounds 3 --secs 2)
+    server_args=(-- --rounds 3 --secs 2 --rate-rounds 2 --rate-secs 1)
     client_args=(-- --rounds 20 --secs 0.2)
     scrape_secs=2
 else
@@ -331,6 +331,10 @@ if selected server; then
     f=$work/server.out
     # Variant medians: name req/s p99_ms cpu_us errors.
     med() { awk -v v="$1" -v c="$2" '$1 == v && NF == 5 { print $c }' "$f"; }
+    # The fixed-rate part's medians: name p50_ms p99_ms late errors (fixed-rate).
+    rate_med() { awk -v v="$1" '$1 == v && $NF == "(fixed-rate)" { print $3 }' "$f"; }
+    # The fixed rate, from `fixed-rate latency: 38000 req/s open loop ...`.
+    rate_of() { awk '/^fixed-rate latency: / { print $3 " req/s"; exit }' "$f"; }
     # The ratio table: `hygienic/bare   req/s   0.828x ...`, then `   p99   0.973x ...` and
     # `   cpu/req   1.020x ...` (cpu/req holds a slash too).
     bench_ratio() {
@@ -348,7 +352,7 @@ if selected server; then
     }
     for ((attempt = 1; ; attempt++)); do
         run_step server "$cmd" cargo bench --bench server_overhead "${server_args[@]}"
-        errors=$(awk -v names=" ${all_variants[*]} " 'index(names, " " $1 " ") && NF == 5 { e += $5 } END { print e + 0 }' "$f")
+        errors=$(awk -v names=" ${all_variants[*]} " 'index(names, " " $1 " ") && (NF == 5 || $NF == "(fixed-rate)") { e += $5 } END { print e + 0 }' "$f")
         ((errors == 0)) || { cat "$f" >&2; die "server: the load generator reported $errors errors"; }
         spread="$(noisy "$(bench_range hygienic req/s)")$(noisy "$(bench_range own-loop req/s)")"
         if [[ -z $spread ]] || ((attempt >= attempts)); then break; fi
@@ -360,19 +364,34 @@ if selected server; then
             bare) base_name="bare axum" ;;
             *) base_name="bare hyper-util" ;;
         esac
-        for m in req/s p99 cpu/req; do
+        # The p99 of the saturating load is the queue (it repeats the throughput ratio): shown,
+        # and the p99 target judged at a fixed rate below saturation (p99@rate).
+        for m in req/s p99 cpu/req p99@rate; do
             case $m in
                 req/s) col=2 unit=" req/s" op=">=" target=0.98 ;;
-                p99) col=3 unit=" ms" op="<=" target=1.05 ;;
+                p99) col=3 unit=" ms" op="" target= ;;
                 cpu/req) col=4 unit=" µs/req" op="<=" target=$(variant_cpu_target "$v") ;;
+                p99@rate) col=3 unit=" ms" op="<=" target=1.05 ;;
             esac
-            b=$(med "$base" "$col") o=$(med "$v" "$col") r=$(bench_ratio "$v" "$m")
+            if [[ $m == p99@rate ]]; then
+                b=$(rate_med "$base") o=$(rate_med "$v")
+            else
+                b=$(med "$base" "$col") o=$(med "$v" "$col")
+            fi
+            r=$(bench_ratio "$v" "$m")
             need_value server "$base $m" "$b"
             need_value server "$v $m" "$o"
             need_value server "$v/$base $m ratio" "$r"
             range=$(bench_range "$v" "$m")
-            row "server $m: $v vs $base_name" "" "$cmd" "$base: $b$unit" "$v: $o$unit" "$r $range" \
-                "$op ${target}x" "$(verdict "$r" "$op" "$target")$(noisy "$range")"
+            label="server $m: $v vs $base_name"
+            [[ $m == p99 ]] && label="server p99 at saturation: $v vs $base_name"
+            [[ $m == p99@rate ]] && label="server p99 at a fixed rate ($(rate_of)): $v vs $base_name"
+            if [[ -n $op ]]; then
+                row "$label" "" "$cmd" "$base: $b$unit" "$v: $o$unit" "$r $range" \
+                    "$op ${target}x" "$(verdict "$r" "$op" "$target")$(noisy "$range")"
+            else
+                row "$label" "" "$cmd" "$base: $b$unit" "$v: $o$unit" "$r $range" "—" "—$(noisy "$range")"
+            fi
         done
     done
 fi
@@ -749,7 +768,10 @@ cell() { printf '%s' "${1//|/\\|}"; }
     echo "Targets: server and client throughput, p99 and server CPU per request are the benches'"
     echo "own (printed in their output): the hygienic listener is compared with bare axum, the"
     echo "crate's own serve loop with a plain hyper-util loop, each with the recorder and sampler"
-    echo "(CPU at most 1.03x) and without a recorder (1.015x); \`states\` holds the README's"
+    echo "(CPU at most 1.03x) and without a recorder (1.015x). The server's p99 target is judged at"
+    echo "a fixed rate below saturation (an open-loop load at a quarter of bare's throughput,"
+    echo "latency from each request's write): under the saturating load the p99 is the queue,"
+    echo "connections over throughput, and is shown without a target. \`states\` holds the README's"
     echo "\"~5x less CPU than ss | awk\" and, like the sampler's tick, a bound against a full netlink"
     echo "walk (one dump per family, as \`ss\` walks); the census and memory rows ask only to beat"
     echo "the baseline; the TIME_WAIT rows are the bounds the test asserts. The sampler's tick is"
