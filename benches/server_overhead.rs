@@ -44,8 +44,8 @@
 //! `--rate-rounds` rounds of `--rate-secs` seconds, order rotated, latency from each request's
 //! write to the end of its response; the ratio is of the medians of the rounds' p99s, with the
 //! per-round ratios' spread. Sends that start more than 1 ms after their time are counted as
-//! late: a few in a thousand come from the generator's own threads waiting for a CPU on a
-//! small machine; many more mean the server fell behind the rate.
+//! late: about one in a hundred come from the generator's own threads waiting for a CPU on
+//! a 2-core machine; many more mean the server fell behind the rate.
 //!
 //! ```text
 //! cargo bench --bench server_overhead [-- --rounds N] [--secs S] [--connections N]

@@ -11,7 +11,8 @@
 //!
 //! A request's latency runs from the moment it is written to the end of its response body.
 //! A send that starts more than [`LATE`] after its time is counted as late: either its
-//! thread waited for a CPU (a few in a thousand on a small, busy machine), or the previous
+//! thread waited for a CPU (about one send in a hundred on a 2-core machine that also runs
+//! the server), or the previous
 //! response ended after it (the server fell behind the rate, and latencies from the write
 //! understate the wait: coordinated omission). Many late sends mean the rate is too high.
 //!
