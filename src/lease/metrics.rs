@@ -2,7 +2,8 @@
 
 use metrics::{Counter, Histogram, Label};
 
-use crate::metrics::{names, CollectedGauge};
+use super::tracker::Core;
+use crate::metrics::{names, Collect, CollectedGauge, Sums};
 
 /// What a tracker's leases are taken from: the `kind` label of its metrics, so that an HTTP
 /// client's upstream and a pool of the same name never share a series.
@@ -51,5 +52,13 @@ impl LeaseMetrics {
             slow_waits: metrics::counter!(names::LEASE_SLOW_WAITS_TOTAL, "pool" => p.clone(), "kind" => k),
             untracked: metrics::counter!(names::LEASES_UNTRACKED_TOTAL, "pool" => p, "kind" => k),
         }
+    }
+}
+
+impl Collect for Core {
+    /// Its leases outstanding, into the outstanding gauge.
+    fn collect(&self, sums: &mut Sums) {
+        let outstanding = self.lock().totals.outstanding();
+        sums.add(&self.metrics.outstanding, outstanding as f64);
     }
 }

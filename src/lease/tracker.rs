@@ -18,7 +18,7 @@ use super::{
     slab::{Entry, Slot, State},
     LeaseConfigError, LeaseInfo, LeaseSnapshot, LeaseTotals,
 };
-use crate::metrics::{Collect, Sums};
+use crate::metrics::Collect;
 
 /// Default [`leak_threshold`](LeaseTrackerBuilder::leak_threshold): 30 seconds.
 pub const DEFAULT_LEAK_THRESHOLD: Duration = Duration::from_secs(30);
@@ -339,16 +339,8 @@ impl metrics::IntoF64 for Held {
 pub(super) struct Core {
     pub(super) pool: Arc<str>,
     config: Config,
-    metrics: LeaseMetrics,
+    pub(super) metrics: LeaseMetrics,
     state: Mutex<State>,
-}
-
-impl Collect for Core {
-    /// Its leases outstanding, into the outstanding gauge.
-    fn collect(&self, sums: &mut Sums) {
-        let outstanding = self.lock().totals.outstanding();
-        sums.add(&self.metrics.outstanding, outstanding as f64);
-    }
 }
 
 /// A lease without a handle on its tracker (see [`LeaseTracker::lease_raw`]). Neither `Clone`
@@ -366,7 +358,7 @@ pub(crate) struct RawLease {
 pub(super) const UNTRACKED: usize = usize::MAX;
 
 impl Core {
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding this lock; recover anyway rather than spread a panic.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
