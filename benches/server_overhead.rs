@@ -43,9 +43,11 @@
 //! 0.25× bare's median throughput above) over `--rate-connections` keep-alive connections,
 //! `--rate-rounds` rounds of `--rate-secs` seconds, order rotated, latency from each request's
 //! write to the end of its response; the ratio is of the medians of the rounds' p99s, with the
-//! per-round ratios' spread. Sends that start more than 1 ms after their time are counted as
-//! late: about one in a hundred come from the generator's own threads waiting for a CPU on
-//! a 2-core machine; many more mean the server fell behind the rate.
+//! per-round ratios' spread. Each server's CPU time per request at that rate is shown beside it
+//! (`cpu/req@rate`), without a target: the CPU targets are the saturating load's. Sends that
+//! start more than 1 ms after their time are counted as late: about one in a hundred come
+//! from the generator's own threads waiting for a CPU on a 2-core machine; many more mean the
+//! server fell behind the rate.
 //!
 //! ```text
 //! cargo bench --bench server_overhead [-- --rounds N] [--secs S] [--connections N]
@@ -342,67 +344,89 @@ fn fixed_rate_part(servers: &[ServerProcess], options: &Options, rate: f64) {
     // p99s[variant][round], in milliseconds.
     let mut p50s: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     let mut p99s: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    // CPU per request in µs, [variant][round]: below saturation each request finds the
+    // server's caches colder than under a saturating load, so it may cost more.
+    let mut cpus: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let ticks_per_sec = clock_ticks_per_sec();
     let mut late = vec![0u64; VARIANTS.len()];
     let mut errors = vec![0u64; VARIANTS.len()];
     for round in 0..options.rate_rounds {
         for k in 0..VARIANTS.len() {
             let i = (round + k) % VARIANTS.len();
+            let cpu_before = servers[i].cpu_ticks();
             let l = fixed_rate::run(
                 servers[i].addr,
                 rate,
                 options.rate_connections,
                 options.rate_duration,
             );
+            let answered = l.sorted.len();
+            let cpu = match (cpu_before, servers[i].cpu_ticks()) {
+                (Some(before), Some(after)) if answered > 0 => {
+                    after.saturating_sub(before) as f64 / ticks_per_sec / answered as f64 * 1e6
+                }
+                _ => f64::NAN,
+            };
             let (p50, p99) = (millis(l.quantile(0.5)), millis(l.quantile(0.99)));
             println!(
-                "rate round {}/{}  {:<19} p50 {p50:>7.3} ms  p99 {p99:>7.3} ms  {} requests  late {}  errors {}",
+                "rate round {}/{}  {:<19} p50 {p50:>7.3} ms  p99 {p99:>7.3} ms  cpu {cpu:>6.2} us/req  {} requests  late {}  errors {}",
                 round + 1,
                 options.rate_rounds,
                 servers[i].name,
-                l.sorted.len(),
+                answered,
                 l.late,
                 l.errors
             );
             p50s[i].push(p50);
             p99s[i].push(p99);
+            cpus[i].push(cpu);
             late[i] += l.late;
             errors[i] += l.errors;
         }
     }
     println!();
     println!(
-        "{:<19} {:>10} {:>10} {:>7} {:>7}  (fixed rate)",
-        "variant", "p50 ms", "p99 ms", "late", "errors"
+        "{:<19} {:>10} {:>10} {:>7} {:>7} {:>12}  (fixed rate)",
+        "variant", "p50 ms", "p99 ms", "late", "errors", "cpu us/req"
     );
     for (i, v) in VARIANTS.iter().enumerate() {
         println!(
-            "{:<19} {:>10.3} {:>10.3} {:>7} {:>7}  (fixed-rate)",
+            "{:<19} {:>10.3} {:>10.3} {:>7} {:>7} {:>12.2}  (fixed-rate)",
             v.name,
             median(p50s[i].clone()),
             median(p99s[i].clone()),
             late[i],
-            errors[i]
+            errors[i],
+            median(cpus[i].clone())
         );
     }
     println!();
     for (i, v) in VARIANTS.iter().enumerate() {
         let Some(base) = v.baseline else { continue };
-        let ratio = median(p99s[i].clone()) / median(p99s[base].clone());
-        let ratios: Vec<f64> = p99s[i]
-            .iter()
-            .zip(&p99s[base])
-            .map(|(a, b)| a / b)
-            .collect();
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let pair = format!("{}/{}", v.name, VARIANTS[base].name);
+        let (ratio, per_round, lo, hi) = rate_ratio(&p99s[i], &p99s[base]);
         println!(
-            "{:<31} {:<10} {ratio:>6.3}x {:>16}   {:.3} [{lo:.3}..{hi:.3}]",
-            format!("{}/{}", v.name, VARIANTS[base].name),
+            "{pair:<31} {:<10} {ratio:>6.3}x {:>16}   {per_round:.3} [{lo:.3}..{hi:.3}]",
             "p99@rate",
             format!("<= {P99_TARGET:.3}x {}", verdict(ratio <= P99_TARGET)),
-            median(ratios.clone()),
+        );
+        // Shown, not judged: the CPU targets are the saturating load's.
+        let (ratio, per_round, lo, hi) = rate_ratio(&cpus[i], &cpus[base]);
+        println!(
+            "{pair:<31} {:<10} {ratio:>6.3}x {:>16}   {per_round:.3} [{lo:.3}..{hi:.3}]",
+            "cpu/req@rate", "-",
         );
     }
+}
+
+/// The ratio of the medians of two variants' per-round figures, and the median, lowest and
+/// highest of the ratios taken within each round.
+fn rate_ratio(ours: &[f64], base: &[f64]) -> (f64, f64, f64, f64) {
+    let ratio = median(ours.to_vec()) / median(base.to_vec());
+    let ratios: Vec<f64> = ours.iter().zip(base).map(|(a, b)| a / b).collect();
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (ratio, median(ratios), lo, hi)
 }
 
 fn print_summary(results: &[Vec<Round>]) {
