@@ -279,3 +279,66 @@ async fn bb8_checkouts_are_leases_with_their_sockets() {
     let stats = pool_series(&snapshotter, "tcp-bb8");
     assert_eq!(stats.get(names::POOL_IDLE_CONNECTIONS), Some(&2.0));
 }
+
+/// A bb8 pool whose one connection is held, and a checkout of it that timed out (bb8 counts
+/// it).
+async fn bb8_with_one_timeout(
+    server: &HoldingServer,
+    recorder: &DebuggingRecorder,
+    name: &str,
+) -> (
+    TrackedBb8<Tcp>,
+    conn_hygiene::pools::Bb8Checkout<'static, Tcp>,
+) {
+    let pool = bb8::Pool::builder()
+        .max_size(1)
+        .connection_timeout(Duration::from_millis(100))
+        .build(Tcp(server.addr))
+        .await
+        .unwrap();
+    let pool = metrics::with_local_recorder(recorder, || {
+        TrackedBb8::new(pool, LeaseTracker::new(name.to_owned()))
+    });
+    let held = pool.get_owned().await.unwrap();
+    let err = pool.get().await.unwrap_err();
+    assert!(matches!(err, bb8::RunError::TimedOut), "{err:?}");
+    (pool, held)
+}
+
+/// Two bb8 pools of one name make one counter of timed-out checkouts, their sum; a pool
+/// dropped keeps what it counted, whether collected before or not: the series never goes
+/// back (a Prometheus `rate` would read a counter reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_of_pools_of_one_name_add_up_and_stay() {
+    let server = HoldingServer::start().await;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let name = "tcp-bb8-twins";
+    let (first, first_held) = bb8_with_one_timeout(&server, &recorder, name).await;
+    let (second, second_held) = bb8_with_one_timeout(&server, &recorder, name).await;
+    // The debugging recorder hands over a counter's growth since the last look.
+    let grown = || {
+        pool_series(&snapshotter, name)
+            .get(names::POOL_GET_TIMEOUTS_TOTAL)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(grown(), 2.0, "one timeout in each pool");
+    assert_eq!(grown(), 0.0, "nothing new");
+
+    // The first pool goes, collected already: nothing is taken back.
+    drop(first_held);
+    drop(first);
+    assert_eq!(grown(), 0.0);
+
+    // A timeout of the second pool, then one of a third, dropped before any collection.
+    assert!(matches!(
+        second.get().await.unwrap_err(),
+        bb8::RunError::TimedOut
+    ));
+    let (third, third_held) = bb8_with_one_timeout(&server, &recorder, name).await;
+    drop(third_held);
+    drop(third);
+    assert_eq!(grown(), 2.0, "the second pool's, and the dropped third's");
+    drop(second_held);
+}

@@ -27,7 +27,9 @@
 //! exporter, each census sampler tick, [`crate::metrics::collect`]) and exported labelled with
 //! the pool's name only: `conn_hygiene_pool_connections`, `conn_hygiene_pool_idle_connections`,
 //! `conn_hygiene_pool_max_connections`, `conn_hygiene_pool_waiters` and
-//! `conn_hygiene_pool_get_timeouts_total` (see [`crate::metrics::names`]).
+//! `conn_hygiene_pool_get_timeouts_total` (see [`crate::metrics::names`]). Pools of one name
+//! make one series: their gauges and their timed-out checkouts add up, and a dropped pool's
+//! count of those stays in the counter.
 //!
 //! # Example
 //!

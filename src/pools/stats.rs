@@ -26,9 +26,18 @@ struct PoolGauges {
 
 /// A pool's statistics exporter: registered as a collector for as long as it lives (the
 /// adapter holds it), it sets the gauges from the pool when metrics are collected.
+///
+/// A pool that counts its timed-out checkouts itself (bb8) has the counter moved by what its
+/// count grew since the last collection, never set to the count: two pools of one name add
+/// up, and a pool dropped keeps what it counted (its last growth is added when it goes), so
+/// the series never goes back, which a Prometheus `rate` would read as a counter reset.
 pub(crate) struct StatsExport<R> {
     reader: R,
     gauges: PoolGauges,
+    /// The pool's own count of timed-out checkouts, as far as the counter has it.
+    timeouts_counted: AtomicU64,
+    /// Reads that count, for the drop (whose impl cannot ask `R` to read).
+    own_count: fn(&R) -> Option<u64>,
 }
 
 impl<R: ReadStats> StatsExport<R> {
@@ -45,7 +54,12 @@ impl<R: ReadStats> StatsExport<R> {
                 timeouts: metrics::counter!(names::POOL_GET_TIMEOUTS_TOTAL, "pool" => p),
             }
         });
-        let export = Arc::new(StatsExport { reader, gauges });
+        let export = Arc::new(StatsExport {
+            reader,
+            gauges,
+            timeouts_counted: AtomicU64::new(0),
+            own_count: |r: &R| r.read().timeouts,
+        });
         let weak = Arc::downgrade(&export);
         crate::metrics::register_collector(weak as std::sync::Weak<dyn Collect>);
         export
@@ -63,6 +77,26 @@ impl<R: ReadStats> StatsExport<R> {
     }
 }
 
+impl<R> StatsExport<R> {
+    /// Moves the counter by what the pool's own count `t` grew since it was last looked at
+    /// (collections may run at once: each growth is added once).
+    fn own_timeouts(&self, t: u64) {
+        let before = self.timeouts_counted.fetch_max(t, Ordering::AcqRel);
+        if t > before {
+            self.gauges.timeouts.increment(t - before);
+        }
+    }
+}
+
+impl<R> Drop for StatsExport<R> {
+    fn drop(&mut self) {
+        // What the pool counted since the last collection.
+        if let Some(t) = (self.own_count)(&self.reader) {
+            self.own_timeouts(t);
+        }
+    }
+}
+
 impl<R: ReadStats> Collect for StatsExport<R> {
     fn collect(&self, sums: &mut Sums) {
         let s = self.reader.read();
@@ -71,7 +105,7 @@ impl<R: ReadStats> Collect for StatsExport<R> {
         sums.add(&self.gauges.max_size, s.max_size as f64);
         sums.add(&self.gauges.waiters, s.waiters as f64);
         if let Some(t) = s.timeouts {
-            self.gauges.timeouts.absolute(t);
+            self.own_timeouts(t);
         }
     }
 }
