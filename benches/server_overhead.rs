@@ -55,10 +55,11 @@
 //!     [--rate-rounds N] [--rate-secs S] [--rate R] [--rate-connections N]
 //! ```
 //!
-//! Defaults: 20 rounds of 3 s, 32 connections, then 12 fixed-rate rounds of 2 s over 16
-//! connections; the whole run takes about 9 minutes. The bench builds
-//! the example first (`cargo build --release --example axum_server`) unless `--server-bin`
-//! names one. `benches/wrk.sh` runs the same comparison from the shell.
+//! Defaults: 20 rounds of 3 s, 32 connections, then 20 fixed-rate rounds of 2 s over 16
+//! connections (each target is judged on medians over at least 20 interleaved rounds); the
+//! whole run takes about 11 minutes. The bench builds the example first (`cargo build --release
+//! --example axum_server`) unless `--server-bin` names one. `benches/wrk.sh` runs the same
+//! comparison from the shell.
 
 #[path = "support/fixed_rate.rs"]
 mod fixed_rate;
@@ -192,7 +193,7 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
         connections: 32,
         loadgen: None,
         server_bin: None,
-        rate_rounds: 12,
+        rate_rounds: 20,
         rate_duration: Duration::from_secs(2),
         rate: None,
         rate_connections: 16,
