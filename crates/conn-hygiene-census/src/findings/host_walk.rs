@@ -59,7 +59,8 @@ pub struct PortCount {
 pub struct HostWalk<'a> {
     range: Option<(u16, u16)>,
     process: Option<Process<'a>>,
-    toward: Option<AddrMap<()>>,
+    /// Local-port use is counted toward the destinations in `ports` from the start only.
+    toward_only: bool,
     max_listeners: usize,
     max_ports: usize,
     found: HostSockets,
@@ -86,7 +87,7 @@ impl<'a> HostWalk<'a> {
         HostWalk {
             range: port_range.filter(|(lo, hi)| lo <= hi),
             process: None,
-            toward: None,
+            toward_only: false,
             max_listeners: usize::MAX,
             max_ports: usize::MAX,
             found: HostSockets::default(),
@@ -112,11 +113,15 @@ impl<'a> HostWalk<'a> {
     /// Counts local-port use toward these destinations only (compared as
     /// [`canonical_addr`]s). Default: every destination.
     pub fn toward(mut self, destinations: impl IntoIterator<Item = SocketAddr>) -> Self {
-        let mut toward = AddrMap::new();
+        // Each destination starts with no source: one lookup per socket then both says whether
+        // it goes toward one and finds its counts.
+        let mut ports = AddrMap::new();
         for d in destinations {
-            toward.insert(canonical_addr(d), ());
+            ports.insert(canonical_addr(d), Vec::new());
         }
-        self.toward = Some(toward);
+        self.ports = ports;
+        self.pairs = 0;
+        self.toward_only = true;
         self
     }
 
@@ -173,12 +178,11 @@ impl<'a> HostWalk<'a> {
             return;
         }
         let remote = canonical_addr(s.remote);
-        if remote.ip().is_unspecified()
-            || self
-                .toward
-                .as_ref()
-                .is_some_and(|t| t.get(&remote).is_none())
-        {
+        if remote.ip().is_unspecified() {
+            return;
+        }
+        let sources = self.ports.get_mut(&remote);
+        if sources.is_none() && self.toward_only {
             return;
         }
         let source = canonical_addr(s.local).ip();
@@ -190,7 +194,7 @@ impl<'a> HostWalk<'a> {
             used: 1,
             time_wait,
         };
-        match self.ports.get_mut(&remote) {
+        match sources {
             Some(sources) => match sources.iter_mut().find(|c| c.source == source) {
                 Some(c) => {
                     c.used += 1;

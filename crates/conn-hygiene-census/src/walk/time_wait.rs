@@ -24,6 +24,12 @@ pub(super) enum KeepMode {
 /// copying out and reading the rows of half of their sockets does.
 const KEEP_ALL_ABOVE: f64 = 0.5;
 
+/// A walk that takes every `TIME_WAIT` socket tells how many the filter keeps from each of its
+/// first this many...
+const KEEP_LOOKED_AT_ALL: u64 = 1024;
+/// ...then from one in this many.
+const KEEP_SAMPLE: u64 = 16;
+
 impl Walker {
     /// Counts sockets by state.
     ///
@@ -149,16 +155,22 @@ impl Walker {
         };
         let eligible = self.can_count_time_wait() && !keep.overflowed();
         if !eligible || self.keep_mode != KeepMode::Filtered {
-            let (mut seen, mut kept) = (0u64, 0u64);
+            // How many the filter keeps, for the next walk's mode: from every socket up to
+            // `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an estimate is enough to
+            // choose by, and a host with many looks at few).
+            let (mut seen, mut looked, mut kept) = (0u64, 0u64, 0u64);
             let stats = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
                 if s.state == TcpState::TimeWait {
+                    if seen < KEEP_LOOKED_AT_ALL || seen % KEEP_SAMPLE == 0 {
+                        looked += 1;
+                        kept += u64::from(keep.matches(s));
+                    }
                     seen += 1;
-                    kept += u64::from(keep.matches(s));
                 }
                 f(s, p)
             })?;
             if eligible && self.keep_mode == KeepMode::Unfiltered {
-                self.keep_mode = keep_mode_after(kept, seen);
+                self.keep_mode = keep_mode_after(kept, looked);
             }
             return Ok(stats);
         }
