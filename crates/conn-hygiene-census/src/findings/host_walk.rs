@@ -418,4 +418,62 @@ mod tests {
             assert!(walk.finish(&netlink()).ports.is_empty());
         }
     }
+
+    /// Toward some destinations, the port counts are exactly those of a walk toward every
+    /// destination, kept to them: made-up sockets over a few destinations, sources, ports in
+    /// and out of the range and states, IPv4-mapped ones among them.
+    #[test]
+    fn toward_some_is_every_destination_kept_to_them() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let states = [
+            TcpState::Established,
+            TcpState::TimeWait,
+            TcpState::CloseWait,
+            TcpState::FinWait2,
+        ];
+        let mut socks = vec![sock(TcpState::Listen, "0.0.0.0:40010", "0.0.0.0:0", 1)];
+        for _ in 0..2000 {
+            let (src, dst) = (next(3), next(5));
+            let port = 39_990 + next(120); // around the range 40000..=40099
+            let (local, remote) = if next(4) == 0 {
+                (
+                    format!("[::ffff:10.0.0.{src}]:{port}"),
+                    format!("[::ffff:10.0.1.{dst}]:5432"),
+                )
+            } else {
+                (format!("10.0.0.{src}:{port}"), format!("10.0.1.{dst}:5432"))
+            };
+            let state = states[next(4) as usize];
+            socks.push(sock(state, &local, &remote, 0));
+        }
+        let run = |walk: HostWalk<'_>| {
+            let mut walk = walk;
+            for s in &socks {
+                walk.visit(s);
+            }
+            walk.finish(&netlink()).ports
+        };
+        let every = run(HostWalk::new(Some((40_000, 40_099))));
+        assert!(every.len() > 10, "{} pairs", every.len());
+        let some: Vec<SocketAddr> = ["10.0.1.1:5432", "[::ffff:10.0.1.3]:5432", "10.0.1.9:5432"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        let kept: Vec<PortCount> = every
+            .iter()
+            .filter(|p| some.iter().any(|d| canonical_addr(*d) == p.destination))
+            .copied()
+            .collect();
+        assert!(!kept.is_empty());
+        assert_eq!(
+            run(HostWalk::new(Some((40_000, 40_099))).toward(some)),
+            kept
+        );
+    }
 }
