@@ -326,18 +326,19 @@ impl Core {
         let mut peers = PeerWalk::new();
         let named = &mut self.named_remotes;
         let mut undetailed = 0u64;
-        let stats = self
-            .walker
-            .walk_detailed_keeping_time_wait(&keep, |s, detail| {
-                let ours = host.visit(s);
-                if ours {
-                    undetailed += u64::from(detail.is_none());
-                    let upstream = join.upstream_of(canon(s.remote));
-                    let listener = join.listener_of(s.local);
-                    peers.visit(s, detail, upstream, listener, named);
-                }
-                join.visit(s, ours);
-            })?;
+        let stats = self.walker.walk_keeping_time_wait(&keep, |s, raw| {
+            let ours = host.visit(s);
+            // The kernel's detail is read for our own sockets only: most of a walk's
+            // rows (other processes' sockets, every TIME_WAIT one) need none.
+            if ours {
+                let detail = raw.parse();
+                undetailed += u64::from(detail.is_none());
+                let upstream = join.upstream_of(canon(s.remote));
+                let listener = join.listener_of(s.local);
+                peers.visit(s, detail.as_ref(), upstream, listener, named);
+            }
+            join.visit(s, ours);
+        })?;
         let upstream_names: Vec<String> =
             targets.upstreams.iter().map(|u| u.name.clone()).collect();
         let listener_names: Vec<String> =

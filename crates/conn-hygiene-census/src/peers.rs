@@ -111,6 +111,27 @@ impl SockDetail {
     }
 }
 
+/// One socket's kernel detail as a walk received it, read only when asked
+/// ([`Walker::walk_keeping_time_wait`](crate::Walker::walk_keeping_time_wait)): a walk
+/// that needs the detail of a few of its sockets passes over the others' without reading
+/// them.
+#[derive(Debug, Clone, Copy)]
+pub struct RawDetail<'a> {
+    payload: Option<&'a [u8]>,
+}
+
+impl<'a> RawDetail<'a> {
+    pub(crate) fn new(payload: Option<&'a [u8]>) -> Self {
+        RawDetail { payload }
+    }
+
+    /// The detail, read now: `None` from the `/proc` tables, or for an answer that cannot be
+    /// read, as [`Walker::walk_detailed`](crate::Walker::walk_detailed) hands it over.
+    pub fn parse(&self) -> Option<SockDetail> {
+        self.payload.and_then(|p| parse_detail(p).ok())
+    }
+}
+
 /// Reads one socket's `inet_diag_msg` payload, its attributes included. Bad input is an
 /// error, never a panic; a `tcp_info` shorter than a field leaves that field `None`.
 pub fn parse_detail(payload: &[u8]) -> Result<SockDetail, String> {

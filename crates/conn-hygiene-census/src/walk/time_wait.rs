@@ -4,7 +4,7 @@
 
 use super::{Backend, Refusal, WalkStats, Walker};
 use crate::filter::SocketFilter;
-use crate::peers::{parse_detail, SockDetail};
+use crate::peers::{parse_detail, RawDetail, SockDetail};
 use crate::{CensusError, Family, SockInfo, StateCounts, StateSet, TcpState};
 
 /// How [`Walker::walk_detailed_keeping_time_wait`] asks for `TIME_WAIT` sockets.
@@ -136,23 +136,49 @@ impl Walker {
     pub fn walk_detailed_keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
         &mut self,
         keep: &SocketFilter,
-        f: F,
+        mut f: F,
     ) -> Result<WalkStats, CensusError> {
-        self.keeping_time_wait(keep, keep.bytecode(), f)
+        self.keeping_time_wait(keep, keep.bytecode(), |s, p| {
+            let detail = p.and_then(|p| parse_detail(p).ok());
+            f(s, detail.as_ref())
+        })
     }
 
-    /// [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) with the
-    /// program given (`keep`'s, or in a test one the kernel refuses).
-    fn keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
+    /// [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) with each
+    /// socket's detail read only when `f` asks ([`RawDetail::parse`]): a caller that needs
+    /// the detail of a few sockets (its own, say) passes over the others' without reading
+    /// it.
+    ///
+    /// ```no_run
+    /// use conn_hygiene_census::{SocketFilter, TcpState, WalkOptions, Walker};
+    ///
+    /// let mut walker = Walker::new(WalkOptions::new().tcp_info(true));
+    /// let keep = SocketFilter::new().local_port(8080);
+    /// let mut established_with_info = 0;
+    /// walker.walk_keeping_time_wait(&keep, |s, raw| {
+    ///     if s.state == TcpState::Established && raw.parse().is_some_and(|d| d.idle().is_some()) {
+    ///         established_with_info += 1;
+    ///     }
+    /// })?;
+    /// # Ok::<(), conn_hygiene_census::CensusError>(())
+    /// ```
+    pub fn walk_keeping_time_wait<F: FnMut(&SockInfo, RawDetail<'_>)>(
+        &mut self,
+        keep: &SocketFilter,
+        mut f: F,
+    ) -> Result<WalkStats, CensusError> {
+        self.keeping_time_wait(keep, keep.bytecode(), |s, p| f(s, RawDetail::new(p)))
+    }
+
+    /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait) with the program given
+    /// (`keep`'s, or in a test one the kernel refuses), each socket handed over with its
+    /// payload as received.
+    fn keeping_time_wait<F: FnMut(&SockInfo, Option<&[u8]>)>(
         &mut self,
         keep: &SocketFilter,
         program: Option<Vec<u8>>,
         mut f: F,
     ) -> Result<WalkStats, CensusError> {
-        let mut f = |s: &SockInfo, payload: Option<&[u8]>| {
-            let detail = payload.and_then(|p| parse_detail(p).ok());
-            f(s, detail.as_ref())
-        };
         let eligible = self.can_count_time_wait() && !keep.overflowed();
         if !eligible || self.keep_mode != KeepMode::Filtered {
             // How many the filter keeps, for the next walk's mode: from every socket up to
