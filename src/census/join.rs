@@ -45,6 +45,9 @@ pub(crate) struct Join {
     /// when IPv6 (dual-stack).
     listener_any: AddrMap<(usize, bool)>,
     upstream_dest: AddrMap<usize>,
+    /// The last destination looked up (as the socket gave it, not canonical), and its
+    /// upstream: sockets toward one destination (a busy upstream's) often come in runs.
+    last_upstream: Option<(SocketAddr, Option<usize>)>,
 
     pub(crate) listeners: Vec<ListenerCounts>,
     pub(crate) upstreams: Vec<UpstreamCounts>,
@@ -77,6 +80,7 @@ impl Join {
             listener_exact,
             listener_any,
             upstream_dest,
+            last_upstream: None,
             listeners: vec![ListenerCounts::default(); listeners.len()],
             upstreams: vec![UpstreamCounts::default(); upstreams.len()],
             close_wait: Vec::new(),
@@ -84,6 +88,7 @@ impl Join {
         }
     }
 
+    #[inline]
     pub(crate) fn listener_of(&self, local: SocketAddr) -> Option<usize> {
         if let Some(i) = self.listener_exact.get(&local) {
             return Some(*i);
@@ -102,15 +107,30 @@ impl Join {
     /// Attributes one socket; `ours` when this process holds it.
     #[inline]
     pub(crate) fn visit(&mut self, s: &SockInfo, ours: bool) {
-        if s.state == TcpState::Listen {
-            return;
+        // Only these states are attributed; the others (most of a host's established
+        // connections among them) pass without a lookup.
+        match s.state {
+            TcpState::TimeWait | TcpState::SynRecv | TcpState::CloseWait => {}
+            TcpState::Established if s.inode == 0 => {}
+            _ => return,
         }
-        let local = canon(s.local);
-        let remote = canon(s.remote);
-        let listener = self.listener_of(local);
-        let upstream = match listener {
-            Some(_) => None,
-            None => self.upstream_of(remote),
+        // The ports first: most sockets are on no listener's port, and toward no upstream's.
+        let local_port = s.local.port();
+        let listener =
+            if self.listener_exact.has_port(local_port) || self.listener_any.has_port(local_port) {
+                self.listener_of(canon(s.local))
+            } else {
+                None
+            };
+        let upstream = match (listener, &self.last_upstream) {
+            (Some(_), _) => None,
+            (None, _) if !self.upstream_dest.has_port(s.remote.port()) => None,
+            (None, Some((last, u))) if *last == s.remote => *u,
+            (None, _) => {
+                let u = self.upstream_of(canon(s.remote));
+                self.last_upstream = Some((s.remote, u));
+                u
+            }
         };
         match (s.state, listener, upstream) {
             (TcpState::TimeWait, Some(l), _) => self.listeners[l].time_wait += 1,
@@ -136,7 +156,8 @@ impl Join {
                         OwnerIdx::Untracked => {}
                     }
                     if self.close_wait.len() < MAX_CLOSE_WAIT_ENTRIES {
-                        self.close_wait.push((local, remote, owner));
+                        self.close_wait
+                            .push((canon(s.local), canon(s.remote), owner));
                     } else {
                         self.close_wait_unlisted += 1;
                     }
@@ -215,6 +236,57 @@ mod tests {
         assert_eq!(j.upstream_of(canon(dest)), Some(0));
         assert_eq!(j.close_wait.len(), 2, "the foreign CLOSE_WAIT is not ours");
         assert_eq!(j.close_wait[1].2, OwnerIdx::Upstream(0));
+    }
+
+    /// Runs of sockets toward one destination (which the join attributes without looking the
+    /// destination up again), the IPv4-mapped form of a destination beside its plain one, and
+    /// sockets on a listener's port in between: each TIME_WAIT socket is counted where a
+    /// lookup of its own says.
+    #[test]
+    fn runs_toward_one_destination_count_as_each_socket_alone() {
+        let upstreams = vec![
+            vec!["10.0.0.5:5432".parse().unwrap()],
+            vec!["10.0.0.6:6379".parse().unwrap()],
+        ];
+        let listeners = ["0.0.0.0:8080".parse().unwrap()];
+        let mut j = Join::new(&listeners, &upstreams);
+        let remotes = [
+            "10.0.0.5:5432",
+            "[::ffff:10.0.0.5]:5432",
+            "10.0.0.6:6379",
+            "10.0.0.7:5432",
+            "10.0.0.5:5433",
+        ];
+        let mut expected = ([0u64; 2], 0u64);
+        let mut seed = 0x853c_49e6_748f_ea9bu64;
+        for i in 0..600u32 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let remote = remotes[(seed % 5) as usize];
+            let run = 1 + (seed >> 8) % 4;
+            for k in 0..run {
+                // Now and then a socket on the listener's port, between two of a run.
+                let on_listener = (seed >> 16) % 7 == k;
+                let local = if on_listener {
+                    "10.0.0.1:8080".to_owned()
+                } else {
+                    format!("10.0.0.1:{}", 40_000 + i)
+                };
+                j.visit(&sock(TcpState::TimeWait, &local, remote, 0), false);
+                if on_listener {
+                    expected.1 += 1;
+                } else if let Some(u) = j.upstream_of(canon(remote.parse().unwrap())) {
+                    expected.0[u] += 1;
+                }
+            }
+        }
+        assert!(expected.0[0] > 0 && expected.0[1] > 0 && expected.1 > 0);
+        assert_eq!(
+            [j.upstreams[0].time_wait, j.upstreams[1].time_wait],
+            expected.0
+        );
+        assert_eq!(j.listeners[0].time_wait, expected.1);
     }
 
     #[test]

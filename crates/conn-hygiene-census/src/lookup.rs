@@ -86,9 +86,21 @@ const SCAN_UP_TO: usize = 16;
 pub struct AddrMap<V> {
     ports: PortSet,
     list: Vec<(SocketAddr, V)>,
+    /// Each key of `list` as one number ([`v4_key`]; none for an IPv6 key), scanned for an
+    /// IPv4 address without comparing whole socket addresses.
+    v4_keys: Vec<u64>,
     /// Positions in `list`, once it is longer than [`SCAN_UP_TO`].
     index: Option<HashMap<SocketAddr, usize>>,
 }
+
+/// An IPv4 socket address as one number: the address, then the port. Never [`NOT_V4`].
+#[inline(always)]
+fn v4_key(addr: &std::net::SocketAddrV4) -> u64 {
+    (u64::from(addr.ip().to_bits()) << 16) | u64::from(addr.port())
+}
+
+/// What [`AddrMap::v4_keys`] holds for an IPv6 key: above any [`v4_key`].
+const NOT_V4: u64 = u64::MAX;
 
 impl<V> AddrMap<V> {
     /// An empty map.
@@ -96,6 +108,7 @@ impl<V> AddrMap<V> {
         AddrMap {
             ports: PortSet::new(),
             list: Vec::new(),
+            v4_keys: Vec::new(),
             index: None,
         }
     }
@@ -107,6 +120,10 @@ impl<V> AddrMap<V> {
         }
         self.ports.insert(addr.port());
         self.list.push((addr, value));
+        self.v4_keys.push(match &addr {
+            SocketAddr::V4(v4) => v4_key(v4),
+            SocketAddr::V6(_) => NOT_V4,
+        });
         let at = self.list.len() - 1;
         match &mut self.index {
             Some(index) => {
@@ -127,28 +144,66 @@ impl<V> AddrMap<V> {
     }
 
     /// The value at `addr`.
-    #[inline]
+    ///
+    /// Inlined to its port test, which passes over most sockets of a walk; the lookup
+    /// proper is a call.
+    #[inline(always)]
     pub fn get(&self, addr: &SocketAddr) -> Option<&V> {
         if !self.ports.contains(addr.port()) {
             return None;
         }
-        match &self.index {
-            Some(index) => index.get(addr).map(|&i| &self.list[i].1),
-            None => self.list.iter().find(|(a, _)| a == addr).map(|(_, v)| v),
-        }
+        self.position(addr).map(|at| &self.list[at].1)
     }
 
     /// The value at `addr`, to change.
-    #[inline]
+    #[inline(always)]
     pub fn get_mut(&mut self, addr: &SocketAddr) -> Option<&mut V> {
         if !self.ports.contains(addr.port()) {
             return None;
         }
-        let at = match &self.index {
-            Some(index) => *index.get(addr)?,
-            None => self.list.iter().position(|(a, _)| a == addr)?,
-        };
+        let at = self.position(addr)?;
         Some(&mut self.list[at].1)
+    }
+
+    /// Where `addr` is among the entries (their insertion order), for
+    /// [`value_at_mut`](Self::value_at_mut): a caller that meets one key many times in a row
+    /// keeps its place rather than looking it up again.
+    #[inline(always)]
+    pub fn index_of(&self, addr: &SocketAddr) -> Option<usize> {
+        if !self.ports.contains(addr.port()) {
+            return None;
+        }
+        self.position(addr)
+    }
+
+    /// The value of the entry at `index` ([`index_of`](Self::index_of)), to change.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not below [`len`](Self::len).
+    #[inline]
+    pub fn value_at_mut(&mut self, index: usize) -> &mut V {
+        &mut self.list[index].1
+    }
+
+    /// Where `addr` is in the list, once its port is known to be a key's.
+    #[inline]
+    fn position(&self, addr: &SocketAddr) -> Option<usize> {
+        match (&self.index, addr) {
+            (None, SocketAddr::V4(v4)) => {
+                let key = v4_key(v4);
+                self.v4_keys.iter().position(|&k| k == key)
+            }
+            _ => self.position_hashed_or_v6(addr),
+        }
+    }
+
+    #[inline(never)]
+    fn position_hashed_or_v6(&self, addr: &SocketAddr) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(addr).copied(),
+            None => self.list.iter().position(|(a, _)| a == addr),
+        }
     }
 
     /// Whether a key has this port: a socket whose port is no key's matches none.
@@ -226,5 +281,41 @@ mod tests {
         assert!(m.has_port(1000) && !m.has_port(999));
         assert_eq!(m.iter().next(), Some((&addr(0), &0)));
         assert_eq!(m.into_values().count(), 100);
+    }
+
+    /// IPv4 keys are scanned as numbers, IPv6 ones as addresses: keys of both families on one
+    /// port, an IPv4 address that is an IPv6 key's low bits, and the IPv4-mapped form of an
+    /// IPv4 key (a different key: keys compare as given) are each found as themselves only.
+    #[test]
+    fn addr_map_keys_of_both_families_on_one_port() {
+        let v4: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let v4b: SocketAddr = "0.0.0.1:443".parse().unwrap();
+        let v6: SocketAddr = "[::1]:443".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:443".parse().unwrap();
+        let other_port: SocketAddr = "10.0.0.1:444".parse().unwrap();
+        let mut m = AddrMap::new();
+        assert!(m.insert(v6, "v6"));
+        assert!(m.insert(v4, "v4"));
+        assert_eq!(m.get(&v4), Some(&"v4"));
+        assert_eq!(m.get(&v6), Some(&"v6"));
+        assert_eq!(
+            m.get(&v4b),
+            None,
+            "the IPv6 key's low bits are not an IPv4 key"
+        );
+        assert_eq!(m.get(&mapped), None, "keys compare as given");
+        assert_eq!(m.get(&other_port), None);
+        assert!(m.insert(mapped, "mapped"));
+        assert_eq!(m.get(&mapped), Some(&"mapped"));
+        assert_eq!(m.get(&v4), Some(&"v4"));
+        assert_eq!(m.index_of(&v4), Some(1));
+        assert_eq!(m.index_of(&mapped), Some(2));
+        assert_eq!(m.index_of(&other_port), None);
+        *m.value_at_mut(1) = "changed";
+        assert_eq!(m.get(&v4), Some(&"changed"));
+        assert_eq!(
+            m.iter().map(|(_, v)| *v).collect::<Vec<_>>(),
+            ["v6", "changed", "mapped"]
+        );
     }
 }

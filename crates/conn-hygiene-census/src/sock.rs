@@ -119,6 +119,7 @@ impl Default for SockInfo {
 /// let v6 = "[2001:db8::1]:443".parse().unwrap();
 /// assert_eq!(canonical_addr(v6), v6);
 /// ```
+#[inline]
 pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
     match addr {
         SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {

@@ -69,6 +69,21 @@ pub struct HostWalk<'a> {
     ports: AddrMap<Vec<PortCount>>,
     /// Pairs in `ports`.
     pairs: usize,
+    /// Where the last socket counted went: sockets toward one destination from one source
+    /// (a busy upstream's) often come in runs, which then skip the lookups.
+    last: Option<LastPair>,
+}
+
+/// A (destination, source) pair's place in [`HostWalk`]'s counts.
+#[derive(Debug, Clone, Copy)]
+struct LastPair {
+    /// As the socket gave them (not canonical): a socket with the same is of the pair.
+    remote: SocketAddr,
+    local: IpAddr,
+    /// Index of the destination in `ports`.
+    at: usize,
+    /// Index of the source among the destination's.
+    within: usize,
 }
 
 /// The process a walk looks at.
@@ -94,6 +109,7 @@ impl<'a> HostWalk<'a> {
             listen_ports: PortSet::new(),
             ports: AddrMap::new(),
             pairs: 0,
+            last: None,
         }
     }
 
@@ -121,6 +137,7 @@ impl<'a> HostWalk<'a> {
         }
         self.ports = ports;
         self.pairs = 0;
+        self.last = None;
         self.toward_only = true;
         self
     }
@@ -177,37 +194,65 @@ impl<'a> HostWalk<'a> {
         if !(lo..=hi).contains(&port) || self.listen_ports.contains(port) {
             return;
         }
-        let remote = canonical_addr(s.remote);
+        let time_wait = u64::from(s.state == TcpState::TimeWait);
+        if let Some(last) = &self.last {
+            if last.remote == s.remote && last.local == s.local.ip() {
+                let c = &mut self.ports.value_at_mut(last.at)[last.within];
+                c.used += 1;
+                c.time_wait += time_wait;
+                return;
+            }
+        }
+        // Canonical, copied only when IPv4-mapped.
+        let mapped;
+        let remote = match s.remote {
+            SocketAddr::V4(_) => &s.remote,
+            SocketAddr::V6(_) => {
+                mapped = canonical_addr(s.remote);
+                &mapped
+            }
+        };
         if remote.ip().is_unspecified() {
             return;
         }
-        let sources = self.ports.get_mut(&remote);
-        if sources.is_none() && self.toward_only {
+        let at = self.ports.index_of(remote);
+        if at.is_none() && self.toward_only {
             return;
         }
         let source = canonical_addr(s.local).ip();
-        let time_wait = u64::from(s.state == TcpState::TimeWait);
         let room = self.pairs < self.max_ports;
-        let count = PortCount {
-            destination: remote,
+        let count = || PortCount {
+            destination: *remote,
             source,
             used: 1,
             time_wait,
         };
-        match sources {
-            Some(sources) => match sources.iter_mut().find(|c| c.source == source) {
-                Some(c) => {
-                    c.used += 1;
-                    c.time_wait += time_wait;
-                }
-                None if room => {
-                    sources.push(count);
-                    self.pairs += 1;
-                }
-                None => {}
-            },
+        match at {
+            Some(at) => {
+                let sources = self.ports.value_at_mut(at);
+                let within = match sources.iter().position(|c| c.source == source) {
+                    Some(within) => {
+                        let c = &mut sources[within];
+                        c.used += 1;
+                        c.time_wait += time_wait;
+                        within
+                    }
+                    None if room => {
+                        sources.push(count());
+                        self.pairs += 1;
+                        sources.len() - 1
+                    }
+                    None => return,
+                };
+                self.last = Some(LastPair {
+                    remote: s.remote,
+                    local: s.local.ip(),
+                    at,
+                    within,
+                });
+            }
             None if room => {
-                self.ports.insert(remote, vec![count]);
+                self.ports.insert(*remote, vec![count()]);
                 self.pairs += 1;
             }
             None => {}
@@ -475,5 +520,69 @@ mod tests {
             run(HostWalk::new(Some((40_000, 40_099))).toward(some)),
             kept
         );
+    }
+
+    /// The port counts are those counted one socket at a time with a map, whatever the order:
+    /// runs of sockets of one pair (which the walk counts without looking the pair up again),
+    /// a pair's IPv4-mapped and plain forms next to each other, listening ports and ports out
+    /// of the range in between.
+    #[test]
+    fn port_counts_are_a_plain_count_of_each_pair() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut socks = vec![sock(TcpState::Listen, "0.0.0.0:40010", "0.0.0.0:0", 1)];
+        while socks.len() < 3000 {
+            let (src, dst, run) = (next(3), next(4), 1 + next(6));
+            for _ in 0..run {
+                let port = 39_995 + next(110);
+                let (local, remote) = if next(3) == 0 {
+                    (
+                        format!("[::ffff:10.0.0.{src}]:{port}"),
+                        format!("[::ffff:10.0.1.{dst}]:5432"),
+                    )
+                } else {
+                    (format!("10.0.0.{src}:{port}"), format!("10.0.1.{dst}:5432"))
+                };
+                let state = if next(2) == 0 {
+                    TcpState::TimeWait
+                } else {
+                    TcpState::Established
+                };
+                socks.push(sock(state, &local, &remote, 0));
+            }
+        }
+        let mut plain: HashMap<(SocketAddr, IpAddr), (u64, u64)> = HashMap::new();
+        for s in &socks[1..] {
+            if !(40_000..=40_099).contains(&s.local.port()) || s.local.port() == 40_010 {
+                continue;
+            }
+            let c = plain
+                .entry((canonical_addr(s.remote), canonical_addr(s.local).ip()))
+                .or_default();
+            c.0 += 1;
+            c.1 += u64::from(s.state == TcpState::TimeWait);
+        }
+        for walk in [
+            HostWalk::new(Some((40_000, 40_099))),
+            HostWalk::new(Some((40_000, 40_099)))
+                .toward((0..4).map(|d| SocketAddr::from(([10, 0, 1, d as u8], 5432)))),
+        ] {
+            let mut walk = walk;
+            for s in &socks {
+                walk.visit(s);
+            }
+            let counted: HashMap<(SocketAddr, IpAddr), (u64, u64)> = walk
+                .finish(&netlink())
+                .ports
+                .iter()
+                .map(|p| ((p.destination, p.source), (p.used, p.time_wait)))
+                .collect();
+            assert_eq!(counted, plain);
+        }
     }
 }
