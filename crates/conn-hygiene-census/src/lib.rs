@@ -5,6 +5,8 @@
 //!   `/proc/net/tcp6` when netlink is refused. See the [`walk` module](mod@walk).
 //! - [`Walker::walk_detailed_keeping_time_wait`]: every socket but only the `TIME_WAIT` ones a
 //!   [`SocketFilter`] keeps, which the kernel picks out; the rest are counted, not walked.
+//!   [`Walker::walk_keeping_time_wait`] is the same walk with each socket's detail read only
+//!   when asked ([`peers::RawDetail`]).
 //! - [`listeners()`]: each listener's accept queue, length and maximum.
 //! - [`process`]: the sockets one process holds, and which process holds a socket;
 //!   [`peers`]: them by remote endpoint, with keepalive timers, idle times and retransmits.
