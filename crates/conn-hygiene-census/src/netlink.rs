@@ -258,7 +258,9 @@ pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
 }
 
 /// One `inet_diag_msg`; attributes after it are ignored. `Ok(None)` for a family or state
-/// this crate does not report.
+/// this crate does not report. Inlined into the loop over a datagram's messages, which builds
+/// each socket in place.
+#[inline(always)]
 fn parse_inet_diag_msg(p: &[u8]) -> Result<Option<SockInfo>, String> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(format!(

@@ -160,6 +160,12 @@ impl<'a> HostWalk<'a> {
     pub fn visit(&mut self, s: &SockInfo) -> bool {
         let found = &mut self.found;
         found.states.record(s.state);
+        if s.inode == 0 && s.state != TcpState::Listen {
+            // No descriptor holds it (every TIME_WAIT socket, often most of a walk): no
+            // process's, no inode to keep, only its port.
+            self.count_port(s);
+            return false;
+        }
         let held = self
             .process
             .as_ref()
