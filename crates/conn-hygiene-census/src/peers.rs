@@ -340,6 +340,21 @@ mod tests {
     }
 
     #[test]
+    fn raw_detail_reads_as_parse_detail_does_when_asked() {
+        let info = tcp_info(1500, 700, 3);
+        let payload = msg(2, &[(INET_DIAG_INFO, &info)]);
+        let raw = RawDetail::new(Some(&payload));
+        assert_eq!(raw.parse(), parse_detail(&payload).ok());
+        assert_eq!(
+            raw.parse().and_then(|d| d.idle()),
+            Some(Duration::from_millis(700))
+        );
+        // From the /proc tables, and from an answer that cannot be read: nothing.
+        assert_eq!(RawDetail::new(None).parse(), None);
+        assert_eq!(RawDetail::new(Some(&payload[..10])).parse(), None);
+    }
+
+    #[test]
     fn reads_the_timer_and_tcp_info() {
         let info = tcp_info(1500, 700, 3);
         let d = parse_detail(&msg(2, &[(1, &[0; 8]), (INET_DIAG_INFO, &info)])).unwrap();
