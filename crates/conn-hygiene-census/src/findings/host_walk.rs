@@ -470,18 +470,22 @@ mod tests {
         }
     }
 
+    /// Made-up numbers below `n`, the same from one run to the next (xorshift from `seed`).
+    fn below(mut seed: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        }
+    }
+
     /// Toward some destinations, the port counts are exactly those of a walk toward every
     /// destination, kept to them: made-up sockets over a few destinations, sources, ports in
     /// and out of the range and states, IPv4-mapped ones among them.
     #[test]
     fn toward_some_is_every_destination_kept_to_them() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = below(0x9e37_79b9_7f4a_7c15u64);
         let states = [
             TcpState::Established,
             TcpState::TimeWait,
@@ -534,13 +538,7 @@ mod tests {
     /// of the range in between.
     #[test]
     fn port_counts_are_a_plain_count_of_each_pair() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut next = below(0x2545_f491_4f6c_dd1du64);
         let mut socks = vec![sock(TcpState::Listen, "0.0.0.0:40010", "0.0.0.0:0", 1)];
         while socks.len() < 3000 {
             let (src, dst, run) = (next(3), next(4), 1 + next(6));
