@@ -6,7 +6,9 @@
 //! - [`Walker::walk_detailed_keeping_time_wait`]: every socket but only the `TIME_WAIT` ones a
 //!   [`SocketFilter`] keeps, which the kernel picks out; the rest are counted, not walked.
 //!   [`Walker::walk_keeping_time_wait`] is the same walk with each socket's detail read only
-//!   when asked ([`peers::RawDetail`]).
+//!   when asked ([`peers::RawDetail`]); [`Walker::walk_runs_keeping_time_wait`] hands over
+//!   the `TIME_WAIT` sockets that differ only in their local port as one [`WalkItem`] each
+//!   run, read once.
 //! - [`listeners()`]: each listener's accept queue, length and maximum.
 //! - [`process`]: the sockets one process holds, and which process holds a socket;
 //!   [`peers`]: them by remote endpoint, with keepalive timers, idle times and retransmits.
@@ -86,5 +88,5 @@ pub use sock::{canonical_addr, Family, SockInfo};
 pub use state::{ParseStateError, StateCounts, StateSet, TcpState};
 pub use sysctl::Sysctls;
 pub use walk::{
-    count_states, walk, Backend, FallbackReason, Source, WalkOptions, WalkStats, Walker,
+    count_states, walk, Backend, FallbackReason, Source, WalkItem, WalkOptions, WalkStats, Walker,
 };

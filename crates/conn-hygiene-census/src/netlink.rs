@@ -53,7 +53,7 @@ const IPPROTO_TCP: u8 = 6;
 /// `struct inet_diag_req_v2` size.
 const INET_DIAG_REQ_V2_LEN: usize = 56;
 /// `struct inet_diag_msg` size.
-const INET_DIAG_MSG_LEN: usize = 72;
+pub(crate) const INET_DIAG_MSG_LEN: usize = 72;
 
 /// Size of a dump request: header plus `inet_diag_req_v2`.
 pub(crate) const DUMP_REQUEST_LEN: usize = NLMSG_HDRLEN + INET_DIAG_REQ_V2_LEN;
@@ -165,13 +165,34 @@ pub(crate) fn parse_messages<F: FnMut(&SockInfo)>(
     parse_messages_with(buf, seq, step, &mut |info: &SockInfo, _: &[u8]| f(info))
 }
 
+/// What [`parse_messages_with`] hands each socket message to.
+pub(crate) trait MessageSink {
+    /// Offered each socket message's whole payload before it is read: `true` when the sink
+    /// took it as it is (it then counts as a socket and is not read here). Only a payload of
+    /// at least an `inet_diag_msg` may be taken.
+    #[inline(always)]
+    fn take_raw(&mut self, _payload: &[u8]) -> bool {
+        false
+    }
+
+    /// One socket, with its message's whole payload, attributes included.
+    fn socket(&mut self, info: &SockInfo, payload: &[u8]);
+}
+
+impl<F: FnMut(&SockInfo, &[u8])> MessageSink for F {
+    #[inline(always)]
+    fn socket(&mut self, info: &SockInfo, payload: &[u8]) {
+        self(info, payload)
+    }
+}
+
 /// [`parse_messages`] that also hands over each socket's whole `inet_diag_msg` payload, its
-/// attributes included.
-pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
+/// attributes included, and lets the sink take a message unread.
+pub(crate) fn parse_messages_with<S: MessageSink>(
     buf: &[u8],
     seq: Option<u32>,
     step: &'static str,
-    f: &mut F,
+    f: &mut S,
 ) -> Result<DatagramSummary, CensusError> {
     let mut summary = DatagramSummary::default();
     let mut rest = buf;
@@ -237,10 +258,11 @@ pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
             NLMSG_OVERRUN => {
                 return Err(CensusError::netlink_malformed(step, "NLMSG_OVERRUN"));
             }
+            SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK if f.take_raw(payload) => summary.sockets += 1,
             SOCK_DIAG_BY_FAMILY | TCPDIAG_GETSOCK => match parse_inet_diag_msg(payload) {
                 Ok(Some(info)) => {
                     summary.sockets += 1;
-                    f(&info, payload);
+                    f.socket(&info, payload);
                 }
                 Ok(None) => summary.skipped += 1,
                 Err(detail) => return Err(CensusError::netlink_malformed(step, detail)),
@@ -261,7 +283,7 @@ pub(crate) fn parse_messages_with<F: FnMut(&SockInfo, &[u8])>(
 /// this crate does not report. Inlined into the loop over a datagram's messages, which builds
 /// each socket in place.
 #[inline(always)]
-fn parse_inet_diag_msg(p: &[u8]) -> Result<Option<SockInfo>, String> {
+pub(crate) fn parse_inet_diag_msg(p: &[u8]) -> Result<Option<SockInfo>, String> {
     if p.len() < INET_DIAG_MSG_LEN {
         return Err(format!(
             "inet_diag_msg of {} bytes, expected at least {INET_DIAG_MSG_LEN}",

@@ -281,6 +281,11 @@ impl StateCounts {
         self.counts[state.index()] += 1;
     }
 
+    /// Counts `n` more sockets in `state`.
+    pub fn record_many(&mut self, state: TcpState, n: u64) {
+        self.counts[state.index()] += n;
+    }
+
     /// Every state with its count, zeros included, in kernel number order.
     pub fn iter(&self) -> impl Iterator<Item = (TcpState, u64)> + '_ {
         TcpState::ALL.iter().map(|s| (*s, self.get(*s)))

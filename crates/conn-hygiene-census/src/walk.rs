@@ -25,7 +25,7 @@
 
 use std::fmt;
 
-use crate::netlink::{dump_step, parse_messages_with};
+use crate::netlink::{dump_step, parse_messages_with, MessageSink};
 use crate::peers::{parse_detail, SockDetail};
 use crate::proc_net::{read_table, table_file};
 use crate::sys::DiagSocket;
@@ -36,8 +36,51 @@ pub(crate) const DEFAULT_BUFFER: usize = 128 * 1024;
 /// Smallest receive buffer accepted.
 pub(crate) const MIN_BUFFER: usize = 16 * 1024;
 
+mod runs;
 mod time_wait;
+pub use runs::WalkItem;
 use time_wait::KeepMode;
+
+/// What a walk hands its sockets to, inside the crate: a closure taking each socket with its
+/// netlink payload (`None` from `/proc`), or a visitor that also takes netlink messages unread
+/// and holds some back until the dump ends.
+pub(crate) trait Visit {
+    /// One socket, read.
+    fn socket(&mut self, s: &SockInfo, payload: Option<&[u8]>);
+
+    /// Offered each netlink socket message before it is read: `true` when taken as it is
+    /// (see [`MessageSink::take_raw`]).
+    #[inline(always)]
+    fn take_raw(&mut self, _payload: &[u8]) -> bool {
+        false
+    }
+
+    /// A dump or table ended, or failed: hand over anything held back.
+    #[inline(always)]
+    fn flush(&mut self) {}
+}
+
+impl<F: FnMut(&SockInfo, Option<&[u8]>)> Visit for F {
+    #[inline(always)]
+    fn socket(&mut self, s: &SockInfo, payload: Option<&[u8]>) {
+        self(s, payload)
+    }
+}
+
+/// A [`Visit`] as the netlink parser's sink.
+struct Netlink<'a, V>(&'a mut V);
+
+impl<V: Visit> MessageSink for Netlink<'_, V> {
+    #[inline(always)]
+    fn take_raw(&mut self, payload: &[u8]) -> bool {
+        self.0.take_raw(payload)
+    }
+
+    #[inline(always)]
+    fn socket(&mut self, info: &SockInfo, payload: &[u8]) {
+        self.0.socket(info, Some(payload))
+    }
+}
 
 /// Where a walk reads sockets from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -267,18 +310,14 @@ impl Walker {
         })
     }
 
-    fn walk_raw<F: FnMut(&SockInfo, Option<&[u8]>)>(
-        &mut self,
-        f: &mut F,
-    ) -> Result<WalkStats, CensusError> {
-        let mut f = f;
+    fn walk_raw<V: Visit>(&mut self, f: &mut V) -> Result<WalkStats, CensusError> {
         let mut stats = WalkStats::default();
         if self.opts.ipv4
             && self.opts.ipv6
             && self.opts.backend != Backend::Proc
             && !self.one_pass_refused
         {
-            match self.netlink_dump(None, &mut stats, &mut f) {
+            match self.netlink_dump(None, &mut stats, f) {
                 Ok(()) => {
                     stats.ipv4 = Some(Source::Netlink);
                     stats.ipv6 = Some(Source::Netlink);
@@ -298,7 +337,7 @@ impl Walker {
             if !self.opts.wants(family) {
                 continue;
             }
-            let source = self.walk_family(family, &mut stats, &mut f)?;
+            let source = self.walk_family(family, &mut stats, f)?;
             match family {
                 Family::Ipv4 => stats.ipv4 = Some(source),
                 Family::Ipv6 => stats.ipv6 = Some(source),
@@ -307,11 +346,11 @@ impl Walker {
         Ok(stats)
     }
 
-    fn walk_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn walk_family<V: Visit>(
         &mut self,
         family: Family,
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<Source, CensusError> {
         if self.opts.backend != Backend::Proc && stats.fallback.is_none() {
             match self.netlink_dump(Some(family), stats, f) {
@@ -327,11 +366,11 @@ impl Walker {
     }
 
     /// One netlink dump: of `family`, or of both in one pass (`None`).
-    fn netlink_dump<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn netlink_dump<V: Visit>(
         &mut self,
         family: Option<Family>,
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<(), Refusal> {
         let ext = if self.opts.tcp_info {
             crate::netlink::Extensions::TcpInfo
@@ -342,13 +381,13 @@ impl Walker {
     }
 
     /// One netlink dump with these extensions and, if given, the kernel's filter program.
-    fn netlink_dump_with<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn netlink_dump_with<V: Visit>(
         &mut self,
         family: Option<Family>,
         ext: crate::netlink::Extensions,
         bytecode: Option<&[u8]>,
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<(), Refusal> {
         let sock = match &mut self.netlink {
             Some(sock) => sock,
@@ -370,12 +409,7 @@ impl Walker {
             };
             stats.datagrams += 1;
             stats.bytes += n as u64;
-            match parse_messages_with(
-                &self.buf[..n],
-                Some(seq),
-                step,
-                &mut |s: &SockInfo, p: &[u8]| f(s, Some(p)),
-            ) {
+            match parse_messages_with(&self.buf[..n], Some(seq), step, &mut Netlink(f)) {
                 Ok(summary) => {
                     stats.sockets += summary.sockets;
                     stats.skipped += summary.skipped;
@@ -390,6 +424,7 @@ impl Walker {
             }
             first = false;
         };
+        f.flush();
         if result.is_err() {
             // The kernel may still hold the rest of this dump; start afresh next time.
             self.netlink = None;
@@ -397,17 +432,19 @@ impl Walker {
         result
     }
 
-    fn proc_family<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn proc_family<V: Visit>(
         &mut self,
         family: Family,
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<(), CensusError> {
         let path = self.opts.proc_root.join(table_file(family));
         crate::root::check_supported(&path)?;
-        match read_table(&path, family, self.opts.states, &mut self.buf, &mut |s| {
-            f(s, None)
-        }) {
+        let read = read_table(&path, family, self.opts.states, &mut self.buf, &mut |s| {
+            f.socket(s, None)
+        });
+        f.flush();
+        match read {
             Ok(summary) => {
                 stats.sockets += summary.sockets;
                 stats.skipped += summary.skipped;

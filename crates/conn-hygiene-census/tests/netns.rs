@@ -10,7 +10,7 @@ use std::time::Duration;
 use conn_hygiene_census::findings::HostWalk;
 use conn_hygiene_census::{
     count_states, listeners, process, walk, Backend, Family, ProcRoot, SockInfo, SocketFilter,
-    Source, StateCounts, TcpState, WalkOptions, Walker,
+    Source, StateCounts, TcpState, WalkItem, WalkOptions, Walker,
 };
 use conn_hygiene_test_support::{in_netns, run_in_netns, wait_until};
 use support::{ss_counts, Mix, MixSpec};
@@ -194,7 +194,10 @@ fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
             f.remote(mix.listeners[i].local_addr().unwrap())
         })
     };
-    let mut walker = Walker::new(WalkOptions::new().backend(Backend::Netlink).tcp_info(true));
+    let opts = WalkOptions::new().backend(Backend::Netlink).tcp_info(true);
+    let mut walker = Walker::new(opts.clone());
+    // The same walks by runs, beside: the same sockets, each TIME_WAIT one in a run.
+    let mut by_runs = Walker::new(opts);
     let mut walk_keeping = |keep: &SocketFilter| {
         let mut got = Vec::new();
         let stats = walker
@@ -204,6 +207,20 @@ fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
             })
             .unwrap();
         got.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+        let (mut in_runs, mut time_wait_alone) = (Vec::new(), 0);
+        let run_stats = by_runs
+            .walk_runs_keeping_time_wait(keep, |item| {
+                if let WalkItem::Socket(s, _) = item {
+                    time_wait_alone += u32::from(s.state == TcpState::TimeWait);
+                }
+                item.each(|s, _| in_runs.push(*s));
+            })
+            .unwrap();
+        in_runs.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+        assert_eq!(in_runs, got, "by runs");
+        assert_eq!(time_wait_alone, 0, "every TIME_WAIT socket in a run");
+        assert_eq!(run_stats.timewait_counted, stats.timewait_counted);
+        assert_eq!(run_stats.sockets, stats.sockets);
         (got, stats)
     };
     let others: Vec<SockInfo> = all

@@ -194,17 +194,52 @@ impl<'a> HostWalk<'a> {
         held
     }
 
+    /// Takes into account sockets that differ from `like` only in their local ports, one per
+    /// port of `local_ports`: a [`WalkItem::TimeWaitRun`](crate::WalkItem::TimeWaitRun) of
+    /// a walk by runs. The same as [`visit`](Self::visit) of each, the pair they go toward
+    /// and from looked up once. Returns how many of them the process looked at holds.
+    pub fn visit_run(&mut self, like: &SockInfo, local_ports: &[u16]) -> u64 {
+        if like.inode != 0 || like.state == TcpState::Listen {
+            // Held, or listening: each its own.
+            let mut s = *like;
+            let mut held = 0;
+            for &port in local_ports {
+                s.local.set_port(port);
+                held += u64::from(self.visit(&s));
+            }
+            return held;
+        }
+        self.found
+            .states
+            .record_many(like.state, local_ports.len() as u64);
+        let Some((lo, hi)) = self.range else { return 0 };
+        let listen_ports = &self.listen_ports;
+        let counted = local_ports
+            .iter()
+            .filter(|&&port| (lo..=hi).contains(&port) && !listen_ports.contains(port))
+            .count() as u64;
+        if counted > 0 {
+            self.count_pair(like, counted);
+        }
+        0
+    }
+
     fn count_port(&mut self, s: &SockInfo) {
         let Some((lo, hi)) = self.range else { return };
         let port = s.local.port();
         if !(lo..=hi).contains(&port) || self.listen_ports.contains(port) {
             return;
         }
-        let time_wait = u64::from(s.state == TcpState::TimeWait);
+        self.count_pair(s, 1);
+    }
+
+    /// Counts `n` sockets like `s`, whose local ports lie in the range, toward its pair.
+    fn count_pair(&mut self, s: &SockInfo, n: u64) {
+        let time_wait = if s.state == TcpState::TimeWait { n } else { 0 };
         if let Some(last) = &self.last {
             if last.remote == s.remote && last.local == s.local.ip() {
                 let c = &mut self.ports.value_at_mut(last.at)[last.within];
-                c.used += 1;
+                c.used += n;
                 c.time_wait += time_wait;
                 return;
             }
@@ -230,7 +265,7 @@ impl<'a> HostWalk<'a> {
         let count = || PortCount {
             destination: *remote,
             source,
-            used: 1,
+            used: n,
             time_wait,
         };
         match at {
@@ -239,7 +274,7 @@ impl<'a> HostWalk<'a> {
                 let within = match sources.iter().position(|c| c.source == source) {
                     Some(within) => {
                         let c = &mut sources[within];
-                        c.used += 1;
+                        c.used += n;
                         c.time_wait += time_wait;
                         within
                     }
@@ -588,5 +623,84 @@ mod tests {
                 .collect();
             assert_eq!(counted, plain);
         }
+    }
+
+    /// A walk fed runs ([`HostWalk::visit_run`]) finds what one fed each socket does: made-up
+    /// sockets in runs toward a few pairs, in and out of the port range, on the listener's
+    /// port, held and not, IPv4-mapped ones among them, cut into runs as a walk by runs cuts
+    /// them (and the rest handed over as runs of one).
+    #[test]
+    fn a_run_counts_as_each_of_its_sockets() {
+        let mut next = below(0x9e37_79b9_7f4a_7c15u64);
+        let mut socks = vec![sock(TcpState::Listen, "0.0.0.0:40010", "0.0.0.0:0", 1)];
+        while socks.len() < 3000 {
+            let (src, dst, run) = (next(3), next(3), 1 + next(30));
+            let mapped = next(4) == 0;
+            let (state, inode) = match next(8) {
+                0 => (TcpState::Established, 0),
+                1 => (TcpState::Established, 7),
+                2 => (TcpState::TimeWait, 9), // never from the kernel: still its own
+                _ => (TcpState::TimeWait, 0),
+            };
+            for _ in 0..run {
+                let port = 39_995 + next(110);
+                let (local, remote) = if mapped {
+                    (
+                        format!("[::ffff:10.0.0.{src}]:{port}"),
+                        format!("[::ffff:10.0.1.{dst}]:5432"),
+                    )
+                } else {
+                    (format!("10.0.0.{src}:{port}"), format!("10.0.1.{dst}:5432"))
+                };
+                socks.push(sock(state, &local, &remote, inode));
+            }
+        }
+        // Runs as a walk by runs makes them: unheld TIME_WAIT sockets alike but for the port.
+        let mut runs: Vec<(SockInfo, Vec<u16>)> = Vec::new();
+        for s in &socks {
+            match runs.last_mut() {
+                Some((like, ports))
+                    if s.state == TcpState::TimeWait
+                        && s.inode == 0
+                        && like.state == TcpState::TimeWait
+                        && like.inode == 0
+                        && like.remote == s.remote
+                        && like.local.ip() == s.local.ip() =>
+                {
+                    ports.push(s.local.port())
+                }
+                _ => runs.push((*s, vec![s.local.port()])),
+            }
+        }
+        assert!(runs.len() < socks.len() / 2, "long runs: {}", runs.len());
+        let own = SocketInodes::new(vec![7]);
+        let walk = || {
+            HostWalk::new(Some((40_000, 40_099)))
+                .process(1, "t", &own)
+                .toward((0..2).map(|d| SocketAddr::from(([10, 0, 1, d as u8], 5432))))
+        };
+        let (mut each, mut by_runs) = (walk(), walk());
+        let mut held = (0u64, 0u64);
+        for s in &socks {
+            held.0 += u64::from(each.visit(s));
+        }
+        for (like, ports) in &runs {
+            held.1 += by_runs.visit_run(like, ports);
+        }
+        assert_eq!(held.0, held.1);
+        assert!(held.0 > 0);
+        let (each, by_runs) = (each.finish(&netlink()), by_runs.finish(&netlink()));
+        assert_eq!(each.states, by_runs.states);
+        assert_eq!(each.held, by_runs.held);
+        assert_eq!(each.listeners.len(), by_runs.listeners.len());
+        let counts = |found: &HostSockets| {
+            found
+                .ports
+                .iter()
+                .map(|p| ((p.destination, p.source), (p.used, p.time_wait)))
+                .collect::<HashMap<_, _>>()
+        };
+        assert_eq!(counts(&each), counts(&by_runs));
+        assert!(each.ports.iter().any(|p| p.time_wait > 100));
     }
 }

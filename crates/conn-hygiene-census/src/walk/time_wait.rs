@@ -2,8 +2,10 @@
 //! and [`Walker::walk_detailed_keeping_time_wait`], which asks the kernel for only the ones a
 //! [`SocketFilter`] keeps.
 
-use super::{Backend, Refusal, WalkStats, Walker};
+use super::runs::{Runs, WalkItem};
+use super::{Backend, Refusal, Visit, WalkStats, Walker};
 use crate::filter::SocketFilter;
+use crate::netlink::parse_inet_diag_msg;
 use crate::peers::{parse_detail, RawDetail, SockDetail};
 use crate::{CensusError, Family, SockInfo, StateCounts, StateSet, TcpState};
 
@@ -87,24 +89,21 @@ impl Walker {
     /// and the dump shows them as `FIN_WAIT2` with the timewait timer. Returns the walk's
     /// statistics and the number of `TIME_WAIT` sockets, `tw` less those; `None` when `/proc`
     /// stood in for netlink or `tw` could not be read.
-    fn walk_all_but_time_wait<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn walk_all_but_time_wait<V: Visit>(
         &mut self,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<(WalkStats, Option<u64>), CensusError> {
         let wanted = self.opts.states;
         let mut asked = wanted.with(TcpState::FinWait2);
         asked.remove(TcpState::TimeWait);
-        let mut timewait_fin_wait2 = 0u64;
         self.opts.states = asked;
-        let walked = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
-            // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
-            if s.state == TcpState::FinWait2 && p.and_then(|p| p.get(2)) == Some(&3) {
-                timewait_fin_wait2 += 1;
-            }
-            if wanted.contains(s.state) {
-                f(s, p)
-            }
-        });
+        let mut but = AllButTimeWait {
+            inner: f,
+            wanted,
+            timewait_fin_wait2: 0,
+        };
+        let walked = self.walk_raw(&mut but);
+        let timewait_fin_wait2 = but.timewait_fin_wait2;
         self.opts.states = wanted;
         let stats = walked?;
         let tw = if stats.used_netlink_only() {
@@ -138,10 +137,14 @@ impl Walker {
         keep: &SocketFilter,
         mut f: F,
     ) -> Result<WalkStats, CensusError> {
-        self.keeping_time_wait(keep, keep.bytecode(), |s, p| {
-            let detail = p.and_then(|p| parse_detail(p).ok());
-            f(s, detail.as_ref())
-        })
+        self.keeping_time_wait(
+            keep,
+            keep.bytecode(),
+            &mut |s: &SockInfo, p: Option<&[u8]>| {
+                let detail = p.and_then(|p| parse_detail(p).ok());
+                f(s, detail.as_ref())
+            },
+        )
     }
 
     /// [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) with each
@@ -167,58 +170,95 @@ impl Walker {
         keep: &SocketFilter,
         mut f: F,
     ) -> Result<WalkStats, CensusError> {
-        self.keeping_time_wait(keep, keep.bytecode(), |s, p| f(s, RawDetail::new(p)))
+        self.keeping_time_wait(
+            keep,
+            keep.bytecode(),
+            &mut |s: &SockInfo, p: Option<&[u8]>| f(s, RawDetail::new(p)),
+        )
+    }
+
+    /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait) for a caller that treats
+    /// `TIME_WAIT` sockets toward one place alike: each run of them that the kernel lists one
+    /// after another and that differ only in their local port comes as one
+    /// [`WalkItem::TimeWaitRun`], read once, the others one by one as
+    /// [`WalkItem::Socket`]. A service's own `TIME_WAIT` sockets toward its upstream (often
+    /// most of a busy host's) come in long runs. Which sockets are handed over is as in
+    /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait); memory is one run's ports,
+    /// at most [`MAX_RUN`](crate::walk::WalkItem::MAX_RUN) of them.
+    ///
+    /// ```no_run
+    /// use conn_hygiene_census::walk::WalkItem;
+    /// use conn_hygiene_census::{SocketFilter, TcpState, WalkOptions, Walker};
+    ///
+    /// let upstream = "10.0.0.5:5432".parse()?;
+    /// let mut walker = Walker::new(WalkOptions::new());
+    /// let keep = SocketFilter::new().remote(upstream);
+    /// let mut toward_upstream = 0;
+    /// walker.walk_runs_keeping_time_wait(&keep, |item| match item {
+    ///     WalkItem::TimeWaitRun { like, local_ports } if like.remote == upstream => {
+    ///         toward_upstream += local_ports.len()
+    ///     }
+    ///     WalkItem::Socket(s, _) if s.state == TcpState::TimeWait && s.remote == upstream => {
+    ///         toward_upstream += 1
+    ///     }
+    ///     _ => {}
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn walk_runs_keeping_time_wait<F: FnMut(WalkItem<'_>)>(
+        &mut self,
+        keep: &SocketFilter,
+        f: F,
+    ) -> Result<WalkStats, CensusError> {
+        self.keeping_time_wait(keep, keep.bytecode(), &mut Runs::new(f))
     }
 
     /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait) with the program given
     /// (`keep`'s, or in a test one the kernel refuses), each socket handed over with its
     /// payload as received.
-    fn keeping_time_wait<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn keeping_time_wait<V: Visit>(
         &mut self,
         keep: &SocketFilter,
         program: Option<Vec<u8>>,
-        mut f: F,
+        f: &mut V,
     ) -> Result<WalkStats, CensusError> {
         let eligible = self.can_count_time_wait() && !keep.overflowed();
         if !eligible || self.keep_mode != KeepMode::Filtered {
             // How many the filter keeps, for the next walk's mode: from every socket up to
             // `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an estimate is enough to
             // choose by, and a host with many looks at few).
-            let (mut seen, mut looked, mut kept) = (0u64, 0u64, 0u64);
-            let stats = self.walk_raw(&mut |s: &SockInfo, p: Option<&[u8]>| {
-                if s.state == TcpState::TimeWait {
-                    if seen < KEEP_LOOKED_AT_ALL || seen % KEEP_SAMPLE == 0 {
-                        looked += 1;
-                        kept += u64::from(keep.matches(s));
-                    }
-                    seen += 1;
-                }
-                f(s, p)
-            })?;
+            let mut sampled = Sampled {
+                inner: f,
+                keep,
+                seen: 0,
+                looked: 0,
+                kept: 0,
+            };
+            let stats = self.walk_raw(&mut sampled)?;
             if eligible && self.keep_mode == KeepMode::Unfiltered {
-                self.keep_mode = keep_mode_after(kept, looked);
+                self.keep_mode = keep_mode_after(sampled.kept, sampled.looked);
             }
             return Ok(stats);
         }
 
         // Every other wanted state; then the kept TIME_WAIT sockets.
-        let (mut stats, timewait) = self.walk_all_but_time_wait(&mut f)?;
+        let (mut stats, timewait) = self.walk_all_but_time_wait(f)?;
         let Some(timewait) = timewait else {
             // `/proc` stood in for netlink, or no count could be read: walk them all.
-            self.walk_time_wait_all(&mut stats, &mut f)?;
+            self.walk_time_wait_all(&mut stats, f)?;
             return Ok(stats);
         };
         let before = stats.sockets;
         let kept = match program {
             // Nothing to keep: nothing to ask for.
             None => 0,
-            Some(bc) => match self.dump_time_wait_filtered(&bc, &mut stats, &mut f) {
+            Some(bc) => match self.dump_time_wait_filtered(&bc, &mut stats, f) {
                 Ok(kept) => kept,
                 // Refused before any socket came: this kernel does not take the program.
                 // Every TIME_WAIT socket then, now and from now on.
                 Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == before => {
                     self.keep_mode = KeepMode::Refused;
-                    self.walk_time_wait_all(&mut stats, &mut f)?;
+                    self.walk_time_wait_all(&mut stats, f)?;
                     return Ok(stats);
                 }
                 Err(Refusal::Refused(e) | Refusal::Failed(e)) => return Err(e),
@@ -232,11 +272,11 @@ impl Walker {
     /// The `TIME_WAIT` sockets the program keeps, in one dump (one per family where the kernel
     /// refuses the older request). Returns how many came; on a refusal before any came,
     /// `stats.sockets` is as it was.
-    fn dump_time_wait_filtered<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn dump_time_wait_filtered<V: Visit>(
         &mut self,
         bytecode: &[u8],
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<u64, Refusal> {
         let wanted = self.opts.states;
         let mut part = WalkStats::default();
@@ -272,10 +312,10 @@ impl Walker {
 
     /// Every `TIME_WAIT` socket, handed to `f`: what a walk does when the kernel cannot count
     /// or filter them.
-    fn walk_time_wait_all<F: FnMut(&SockInfo, Option<&[u8]>)>(
+    fn walk_time_wait_all<V: Visit>(
         &mut self,
         stats: &mut WalkStats,
-        f: &mut F,
+        f: &mut V,
     ) -> Result<(), CensusError> {
         let wanted = self.opts.states;
         self.opts.states = StateSet::only(TcpState::TimeWait);
@@ -289,6 +329,81 @@ impl Walker {
         stats.interrupted |= more.interrupted;
         stats.fallback = stats.fallback.take().or(more.fallback);
         Ok(())
+    }
+}
+
+/// The pass of [`Walker::walk_all_but_time_wait`]: counts the timewait sockets still in
+/// `FIN_WAIT2`, and hands over the wanted states only. Takes no message unread: every one is
+/// looked at.
+struct AllButTimeWait<'a, V> {
+    inner: &'a mut V,
+    wanted: StateSet,
+    timewait_fin_wait2: u64,
+}
+
+impl<V: Visit> Visit for AllButTimeWait<'_, V> {
+    fn socket(&mut self, s: &SockInfo, p: Option<&[u8]>) {
+        // Byte 2 of `inet_diag_msg` is the timer; 3 is only ever a timewait socket's.
+        if s.state == TcpState::FinWait2 && p.and_then(|p| p.get(2)) == Some(&3) {
+            self.timewait_fin_wait2 += 1;
+        }
+        if self.wanted.contains(s.state) {
+            self.inner.socket(s, p)
+        }
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush()
+    }
+}
+
+/// A walk that takes every `TIME_WAIT` socket, telling how many `keep` matches: of each of
+/// the first [`KEEP_LOOKED_AT_ALL`], then of one in [`KEEP_SAMPLE`] (read for it when the
+/// visitor took its message unread).
+struct Sampled<'a, V> {
+    inner: &'a mut V,
+    keep: &'a SocketFilter,
+    seen: u64,
+    looked: u64,
+    kept: u64,
+}
+
+impl<V> Sampled<'_, V> {
+    /// Whether the next `TIME_WAIT` socket is looked at; counts it seen.
+    #[inline(always)]
+    fn look(&mut self) -> bool {
+        let look = self.seen < KEEP_LOOKED_AT_ALL || self.seen % KEEP_SAMPLE == 0;
+        self.seen += 1;
+        self.looked += u64::from(look);
+        look
+    }
+}
+
+impl<V: Visit> Visit for Sampled<'_, V> {
+    #[inline(always)]
+    fn socket(&mut self, s: &SockInfo, p: Option<&[u8]>) {
+        if s.state == TcpState::TimeWait && self.look() {
+            self.kept += u64::from(self.keep.matches(s));
+        }
+        self.inner.socket(s, p)
+    }
+
+    #[inline(always)]
+    fn take_raw(&mut self, p: &[u8]) -> bool {
+        if !self.inner.take_raw(p) {
+            return false;
+        }
+        // Only `TIME_WAIT` sockets are taken unread.
+        if self.look() {
+            if let Ok(Some(s)) = parse_inet_diag_msg(p) {
+                self.kept += u64::from(self.keep.matches(&s));
+            }
+        }
+        true
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush()
     }
 }
 
@@ -355,7 +470,9 @@ mod tests {
         for program in [Some(refused), keep.bytecode()] {
             let mut ours = 0;
             let stats = walker
-                .keeping_time_wait(&keep, program, |s, _| ours += u32::from(is_ours(s)))
+                .keeping_time_wait(&keep, program, &mut |s: &SockInfo, _: Option<&[u8]>| {
+                    ours += u32::from(is_ours(s))
+                })
                 .unwrap();
             assert_eq!(ours, 1, "our TIME_WAIT socket, once");
             assert_eq!(stats.timewait_counted, None, "all walked, none counted");
