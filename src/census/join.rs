@@ -122,15 +122,9 @@ impl Join {
             } else {
                 None
             };
-        let upstream = match (listener, &self.last_upstream) {
-            (Some(_), _) => None,
-            (None, _) if !self.upstream_dest.has_port(s.remote.port()) => None,
-            (None, Some((last, u))) if *last == s.remote => *u,
-            (None, _) => {
-                let u = self.upstream_of(canon(s.remote));
-                self.last_upstream = Some((s.remote, u));
-                u
-            }
+        let upstream = match listener {
+            Some(_) => None,
+            None => self.upstream_toward(s.remote),
         };
         match (s.state, listener, upstream) {
             (TcpState::TimeWait, Some(l), _) => self.listeners[l].time_wait += 1,
@@ -164,6 +158,54 @@ impl Join {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Join {
+    /// The upstream of a destination as a socket gives it (not canonical): the port first,
+    /// then the last destination looked up, then the lookup.
+    #[inline]
+    fn upstream_toward(&mut self, remote: SocketAddr) -> Option<usize> {
+        if !self.upstream_dest.has_port(remote.port()) {
+            return None;
+        }
+        match &self.last_upstream {
+            Some((last, u)) if *last == remote => *u,
+            _ => {
+                let u = self.upstream_of(canon(remote));
+                self.last_upstream = Some((remote, u));
+                u
+            }
+        }
+    }
+
+    /// Attributes sockets no process holds that differ from `like` only in their local ports,
+    /// one per port of `local_ports` (a walk's run of `TIME_WAIT` sockets): as
+    /// [`visit`](Self::visit) of each, the destination looked up once for all those on no
+    /// listener's port.
+    pub(crate) fn visit_run(&mut self, like: &SockInfo, local_ports: &[u16]) {
+        let mut s = *like;
+        if like.state != TcpState::TimeWait || like.inode != 0 {
+            for &port in local_ports {
+                s.local.set_port(port);
+                self.visit(&s, false);
+            }
+            return;
+        }
+        let mut elsewhere = 0u64;
+        for &port in local_ports {
+            if self.listener_exact.has_port(port) || self.listener_any.has_port(port) {
+                s.local.set_port(port);
+                self.visit(&s, false);
+            } else {
+                elsewhere += 1;
+            }
+        }
+        if elsewhere > 0 {
+            if let Some(u) = self.upstream_toward(like.remote) {
+                self.upstreams[u].time_wait += elsewhere;
+            }
         }
     }
 }
@@ -287,6 +329,64 @@ mod tests {
             expected.0
         );
         assert_eq!(j.listeners[0].time_wait, expected.1);
+    }
+
+    /// Runs of TIME_WAIT sockets (as a walk by runs hands them over), with ports of a
+    /// listener among their local ports, toward upstreams, a mapped destination and others:
+    /// attributed as each socket visited alone.
+    #[test]
+    fn a_run_is_attributed_as_each_of_its_sockets() {
+        let upstreams = vec![
+            vec!["10.0.0.5:5432".parse().unwrap()],
+            vec!["10.0.0.6:6379".parse().unwrap()],
+        ];
+        let listeners = [
+            "0.0.0.0:8080".parse().unwrap(),
+            "10.0.0.1:8081".parse().unwrap(),
+        ];
+        let remotes = [
+            "10.0.0.5:5432",
+            "[::ffff:10.0.0.5]:5432",
+            "10.0.0.6:6379",
+            "10.0.0.7:5432",
+        ];
+        let (mut each, mut by_runs) = (
+            Join::new(&listeners, &upstreams),
+            Join::new(&listeners, &upstreams),
+        );
+        let mut seed = 0xda94_2042_e4dd_58b5u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let remote: SocketAddr = remotes[next(4) as usize].parse().unwrap();
+            let local: SocketAddr = if remote.is_ipv4() {
+                "10.0.0.1:0".parse().unwrap()
+            } else {
+                "[::ffff:10.0.0.1]:0".parse().unwrap()
+            };
+            let like = SockInfo::new(TcpState::TimeWait, local, remote);
+            let ports: Vec<u16> = (0..1 + next(30))
+                .map(|_| match next(10) {
+                    0 => 8080,
+                    1 => 8081,
+                    _ => 40_000 + next(1000) as u16,
+                })
+                .collect();
+            let mut s = like;
+            for &p in &ports {
+                s.local.set_port(p);
+                each.visit(&s, false);
+            }
+            by_runs.visit_run(&like, &ports);
+        }
+        assert_eq!(each.upstreams, by_runs.upstreams);
+        assert_eq!(each.listeners, by_runs.listeners);
+        assert!(each.upstreams.iter().all(|u| u.time_wait > 0));
+        assert!(each.listeners.iter().all(|l| l.time_wait > 0));
     }
 
     #[test]

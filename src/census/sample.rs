@@ -11,8 +11,8 @@ use conn_hygiene_census::findings::{
 };
 use conn_hygiene_census::process::SocketInodes;
 use conn_hygiene_census::{
-    canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, SocketFilter, WalkOptions,
-    Walker,
+    canonical_addr as canon, Backend, CensusError, ProcRoot, Severity, SocketFilter, WalkItem,
+    WalkOptions, Walker,
 };
 
 use super::attribution::AttributionSource;
@@ -326,19 +326,30 @@ impl Core {
         let mut peers = PeerWalk::new();
         let named = &mut self.named_remotes;
         let mut undetailed = 0u64;
-        let stats = self.walker.walk_keeping_time_wait(&keep, |s, raw| {
-            let ours = host.visit(s);
-            // The kernel's detail is read for our own sockets only: most of a walk's
-            // rows (other processes' sockets, every TIME_WAIT one) need none.
-            if ours {
-                let detail = raw.parse();
-                undetailed += u64::from(detail.is_none());
-                let upstream = join.upstream_of(canon(s.remote));
-                let listener = join.listener_of(s.local);
-                peers.visit(s, detail.as_ref(), upstream, listener, named);
-            }
-            join.visit(s, ours);
-        })?;
+        // TIME_WAIT sockets toward one destination from one source come as runs, each
+        // looked up once: a service's own toward its upstream, often most of a busy host's.
+        let stats = self
+            .walker
+            .walk_runs_keeping_time_wait(&keep, |item| match item {
+                WalkItem::Socket(s, raw) => {
+                    let ours = host.visit(s);
+                    // The kernel's detail is read for our own sockets only: most of a walk's
+                    // rows (other processes' sockets) need none.
+                    if ours {
+                        let detail = raw.parse();
+                        undetailed += u64::from(detail.is_none());
+                        let upstream = join.upstream_of(canon(s.remote));
+                        let listener = join.listener_of(s.local);
+                        peers.visit(s, detail.as_ref(), upstream, listener, named);
+                    }
+                    join.visit(s, ours);
+                }
+                // No process holds them: none is ours.
+                WalkItem::TimeWaitRun { like, local_ports } => {
+                    host.visit_run(like, local_ports);
+                    join.visit_run(like, local_ports);
+                }
+            })?;
         let upstream_names: Vec<String> =
             targets.upstreams.iter().map(|u| u.name.clone()).collect();
         let listener_names: Vec<String> =
