@@ -36,10 +36,11 @@ pub(crate) const DEFAULT_BUFFER: usize = 128 * 1024;
 /// Smallest receive buffer accepted.
 pub(crate) const MIN_BUFFER: usize = 16 * 1024;
 
+mod keep_way;
 mod runs;
 mod time_wait;
+use keep_way::KeepWay;
 pub use runs::WalkItem;
-use time_wait::KeepMode;
 
 /// What a walk hands its sockets to, inside the crate: a closure taking each socket with its
 /// netlink payload (`None` from `/proc`), or a visitor that also takes netlink messages unread
@@ -269,9 +270,9 @@ pub struct Walker {
     buf: Vec<u8>,
     /// The kernel refused the dump of both families in one pass: one dump per family.
     one_pass_refused: bool,
-    /// How [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) walks
-    /// next time.
-    keep_mode: KeepMode,
+    /// How [`walk_detailed_keeping_time_wait`](Self::walk_detailed_keeping_time_wait) asks
+    /// for `TIME_WAIT` sockets next time.
+    keep_way: KeepWay,
 }
 
 impl Walker {
@@ -283,7 +284,7 @@ impl Walker {
             netlink: None,
             buf: vec![0; size],
             one_pass_refused: false,
-            keep_mode: KeepMode::Filtered,
+            keep_way: KeepWay::default(),
         }
     }
 

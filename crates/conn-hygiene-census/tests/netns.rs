@@ -183,9 +183,11 @@ fn inner_exact_counts() {
     drop(held);
 }
 
-/// `Walker::walk_detailed_keeping_time_wait`: every other socket as a full walk gives it, the
-/// `TIME_WAIT` sockets the filter keeps (picked out by the kernel, or in one pass when it keeps
-/// most of them), each once, and the count of all of them.
+/// `Walker::walk_detailed_keeping_time_wait`, and the same walk by runs: every other socket as
+/// a full walk gives it and the `TIME_WAIT` sockets the filter keeps, each once, with the
+/// count of all of them (asked for with the kernel's filter); or every socket (in one pass).
+/// A walker's first walk takes the filter, its second the one pass, then the one that cost
+/// less: each walk is checked by the way it took.
 fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
     let all = sockets(&WalkOptions::new());
     let tw_total = expected[TcpState::TimeWait];
@@ -194,11 +196,44 @@ fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
             f.remote(mix.listeners[i].local_addr().unwrap())
         })
     };
+    let others: Vec<SockInfo> = all
+        .iter()
+        .filter(|s| s.state != TcpState::TimeWait)
+        .copied()
+        .collect();
+    let sort = |v: &mut Vec<SockInfo>| {
+        v.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+    };
+    // What a walk keeping `keep` handed over, by the way it took: `true` for the filter.
+    let check = |keep: &SocketFilter, got: &[SockInfo], counted: Option<u64>, what: &str| {
+        let (rest, tw): (Vec<SockInfo>, Vec<SockInfo>) =
+            got.iter().partition(|s| s.state != TcpState::TimeWait);
+        match counted {
+            Some(n) => {
+                assert_eq!(n, tw_total, "{what}: all counted");
+                assert_eq!(rest, others, "{what}: every other socket");
+                let want: Vec<SockInfo> = all
+                    .iter()
+                    .filter(|s| s.state == TcpState::TimeWait && keep.matches(s))
+                    .copied()
+                    .collect();
+                assert_eq!(tw, want, "{what}: the kept TIME_WAIT sockets, each once");
+            }
+            None => assert_eq!(got, all, "{what}: one pass, every socket"),
+        }
+        let mut host = HostWalk::new(None);
+        got.iter().for_each(|s| {
+            host.visit(s);
+        });
+        let mut stats = conn_hygiene_census::WalkStats::default();
+        stats.timewait_counted = counted;
+        assert_eq!(host.finish(&stats).states, *expected, "{what}");
+        counted.is_some()
+    };
     let opts = WalkOptions::new().backend(Backend::Netlink).tcp_info(true);
-    let mut walker = Walker::new(opts.clone());
-    // The same walks by runs, beside: the same sockets, each TIME_WAIT one in a run.
-    let mut by_runs = Walker::new(opts);
-    let mut walk_keeping = |keep: &SocketFilter| {
+    let (mut walker, mut by_runs) = (Walker::new(opts.clone()), Walker::new(opts.clone()));
+    let mut walk_none = Walker::new(opts);
+    let mut walk_keeping = |keep: &SocketFilter, what: &str| {
         let mut got = Vec::new();
         let stats = walker
             .walk_detailed_keeping_time_wait(keep, |s, detail| {
@@ -206,7 +241,9 @@ fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
                 got.push(*s)
             })
             .unwrap();
-        got.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
+        sort(&mut got);
+        let filtered = check(keep, &got, stats.timewait_counted, what);
+        // The same by runs: every TIME_WAIT socket in a run.
         let (mut in_runs, mut time_wait_alone) = (Vec::new(), 0);
         let run_stats = by_runs
             .walk_runs_keeping_time_wait(keep, |item| {
@@ -216,74 +253,43 @@ fn keeping_time_wait(mix: &Mix, expected: &StateCounts) {
                 item.each(|s, _| in_runs.push(*s));
             })
             .unwrap();
-        in_runs.sort_by_key(|s| (s.family, s.state, s.local, s.remote, s.inode));
-        assert_eq!(in_runs, got, "by runs");
-        assert_eq!(time_wait_alone, 0, "every TIME_WAIT socket in a run");
-        assert_eq!(run_stats.timewait_counted, stats.timewait_counted);
-        assert_eq!(run_stats.sockets, stats.sockets);
-        (got, stats)
-    };
-    let others: Vec<SockInfo> = all
-        .iter()
-        .filter(|s| s.state != TcpState::TimeWait)
-        .copied()
-        .collect();
-    let split = |got: &[SockInfo]| -> (Vec<SockInfo>, Vec<SockInfo>) {
-        got.iter().partition(|s| s.state != TcpState::TimeWait)
+        sort(&mut in_runs);
+        check(keep, &in_runs, run_stats.timewait_counted, what);
+        assert_eq!(
+            time_wait_alone, 0,
+            "{what}: every TIME_WAIT socket in a run"
+        );
+        filtered
     };
 
     // Two of the four listeners (one IPv6, one IPv4): 12 of the 25 TIME_WAIT sockets.
     let two = toward(&[1, 2]);
-    let want: Vec<SockInfo> = all
-        .iter()
-        .filter(|s| s.state == TcpState::TimeWait && two.matches(s))
-        .copied()
-        .collect();
-    assert_eq!(want.len(), 12);
-    for round in 0..2 {
-        let (got, stats) = walk_keeping(&two);
-        let (rest, tw) = split(&got);
-        assert_eq!(rest, others, "round {round}: every other socket");
-        assert_eq!(
-            tw, want,
-            "round {round}: the kept TIME_WAIT sockets, each once"
-        );
-        assert_eq!(stats.timewait_counted, Some(tw_total), "round {round}");
-        let mut host = HostWalk::new(None);
-        got.iter().for_each(|s| {
-            host.visit(s);
-        });
-        assert_eq!(host.finish(&stats).states, *expected, "round {round}");
-    }
-
-    // Nothing to keep: no TIME_WAIT socket comes, all are counted.
-    let (got, stats) = walk_keeping(&SocketFilter::new());
-    assert_eq!(got, others);
-    assert_eq!(stats.timewait_counted, Some(tw_total));
-
-    // Keeping more than half of them: this walk filters, the next takes them all in one pass
-    // (and counts none), until a walk keeps half or fewer again.
-    let every = toward(&[0, 1, 2, 3]);
-    let (got, stats) = walk_keeping(&every);
     assert_eq!(
-        (split(&got).1.len() as u64, stats.timewait_counted),
-        (tw_total, Some(tw_total))
+        all.iter()
+            .filter(|s| s.state == TcpState::TimeWait && two.matches(s))
+            .count(),
+        12
     );
-    for _ in 0..2 {
-        let (got, stats) = walk_keeping(&every);
-        assert_eq!(got, all, "one pass, every socket");
-        assert_eq!(stats.timewait_counted, None);
+    assert!(walk_keeping(&two, "first walk"), "the filter first");
+    assert!(!walk_keeping(&two, "second walk"), "then one pass");
+    // Nothing to keep: no TIME_WAIT socket comes, all are counted, whatever the costs.
+    for _ in 0..3 {
+        let mut got = Vec::new();
+        let stats = walk_none
+            .walk_detailed_keeping_time_wait(&SocketFilter::new(), |s, _| got.push(*s))
+            .unwrap();
+        sort(&mut got);
+        assert_eq!((&got, stats.timewait_counted), (&others, Some(tw_total)));
     }
-    let one = toward(&[0]);
-    let (got, stats) = walk_keeping(&one);
-    assert_eq!(
-        (got.len(), stats.timewait_counted),
-        (all.len(), None),
-        "still one pass"
-    );
-    let (got, stats) = walk_keeping(&one);
-    assert_eq!(split(&got).1.len(), 7, "filtered again");
-    assert_eq!(stats.timewait_counted, Some(tw_total));
+    // Then the cheaper way, and after 16 walks the other: both come up in 20 walks, with
+    // every filter, each handing over what its way does.
+    let (every, one) = (toward(&[0, 1, 2, 3]), toward(&[0]));
+    let mut ways = Vec::new();
+    for round in 0..20 {
+        let keep = [&two, &every, &one][round % 3];
+        ways.push(walk_keeping(keep, &format!("round {round}")));
+    }
+    assert!(ways.contains(&true) && ways.contains(&false), "{ways:?}");
 
     // From /proc: every socket, none counted.
     let mut from_proc = Walker::new(WalkOptions::new().backend(Backend::Proc));

@@ -34,3 +34,8 @@ pub(crate) fn nofile_limit() -> Result<(Option<u64>, Option<u64>), CensusError> 
 }
 
 pub(crate) const SUPPORTED: bool = false;
+
+/// No thread clock read off Linux.
+pub(crate) fn thread_cpu_time() -> Option<std::time::Duration> {
+    None
+}

@@ -2,29 +2,15 @@
 //! and [`Walker::walk_detailed_keeping_time_wait`], which asks the kernel for only the ones a
 //! [`SocketFilter`] keeps.
 
+use super::keep_way::Way;
 use super::runs::{Runs, WalkItem};
 use super::{Backend, Refusal, Visit, WalkStats, Walker};
 use crate::filter::SocketFilter;
 use crate::netlink::parse_inet_diag_msg;
 use crate::peers::{parse_detail, RawDetail, SockDetail};
+use std::time::Duration;
+
 use crate::{CensusError, Family, SockInfo, StateCounts, StateSet, TcpState};
-
-/// How [`Walker::walk_detailed_keeping_time_wait`] asks for `TIME_WAIT` sockets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum KeepMode {
-    /// Counted by the kernel; the kept ones asked for with the filter, in a second dump.
-    Filtered,
-    /// All of them in the one dump, because the filter kept most of them last time: a second
-    /// pass over the tables would cost more than the rows it saves.
-    Unfiltered,
-    /// All of them in the one dump: the kernel refused the filter program.
-    Refused,
-}
-
-/// With more than this share of `TIME_WAIT` sockets kept, the next walk takes them all in one
-/// pass rather than a second, filtered one. A pass over the kernel's tables costs about what
-/// copying out and reading the rows of half of their sockets does.
-const KEEP_ALL_ABOVE: f64 = 0.5;
 
 /// A walk that takes every `TIME_WAIT` socket tells how many the filter keeps from each of its
 /// first this many...
@@ -127,11 +113,18 @@ impl Walker {
     /// number is the kernel's count, in [`WalkStats::timewait_counted`]. Then `f` is handed no
     /// `TIME_WAIT` socket `keep` does not match.
     ///
-    /// Otherwise, and when the last such walk kept more than half of them (a second pass over
-    /// the kernel's tables would cost more than the rows it saves), every wanted
-    /// socket is handed to `f`, all of them walked, and `timewait_counted` is `None`: the
-    /// caller counts them itself, as from [`walk_detailed`](Self::walk_detailed). Either way
-    /// each `TIME_WAIT` socket `keep` matches is handed to `f` exactly once.
+    /// Otherwise, and when taking all of them in the one pass costs less (a second pass over
+    /// the kernel's tables can cost more than the rows it saves), every wanted socket is
+    /// handed to `f`, all of them walked, and `timewait_counted` is `None`: the caller counts
+    /// them itself, as from [`walk_detailed`](Self::walk_detailed). Either way each
+    /// `TIME_WAIT` socket `keep` matches is handed to `f` exactly once.
+    ///
+    /// Which costs less depends on how many `keep` matches and on the machine, so the walker
+    /// times both ways in this thread's CPU time: its first such walk asks with the filter,
+    /// its second takes them all in one pass, then each walk takes the way that cost less
+    /// lately, and now and then the other again (after 16 walks, then twice as many each time
+    /// it is still the dearer, up to 256). Where no thread clock can be read, the last walk's
+    /// share of kept sockets decides: more than half, one pass.
     pub fn walk_detailed_keeping_time_wait<F: FnMut(&SockInfo, Option<&SockDetail>)>(
         &mut self,
         keep: &SocketFilter,
@@ -223,10 +216,26 @@ impl Walker {
         f: &mut V,
     ) -> Result<WalkStats, CensusError> {
         let eligible = self.can_count_time_wait() && !keep.overflowed();
-        if !eligible || self.keep_mode != KeepMode::Filtered {
-            // How many the filter keeps, for the next walk's mode: from every socket up to
-            // `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an estimate is enough to
-            // choose by, and a host with many looks at few).
+        let way = match (eligible, &program) {
+            (false, _) => Way::OnePass,
+            // Nothing to keep: nothing to ask for, the cheapest walk there is.
+            (true, None) => Way::Filtered,
+            (true, Some(_)) => self.keep_way.next(),
+        };
+        // What each way costs is timed when there is a choice to make by it.
+        let timed = eligible && program.is_some() && !self.keep_way.is_refused();
+        let started = if timed {
+            crate::sys::thread_cpu_time()
+        } else {
+            None
+        };
+        let cost = |started: Option<Duration>| {
+            Some(crate::sys::thread_cpu_time()?.saturating_sub(started?))
+        };
+        if way == Way::OnePass {
+            // How many the filter keeps, for the choice of the next walk's way: from every
+            // socket up to `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an estimate
+            // is enough to choose by, and a host with many looks at few).
             let mut sampled = Sampled {
                 inner: f,
                 keep,
@@ -235,8 +244,10 @@ impl Walker {
                 kept: 0,
             };
             let stats = self.walk_raw(&mut sampled)?;
-            if eligible && self.keep_mode == KeepMode::Unfiltered {
-                self.keep_mode = keep_mode_after(sampled.kept, sampled.looked);
+            if timed {
+                let (kept, looked) = (sampled.kept, sampled.looked);
+                self.keep_way
+                    .walked(Way::OnePass, kept, looked, cost(started));
             }
             return Ok(stats);
         }
@@ -246,6 +257,10 @@ impl Walker {
         let Some(timewait) = timewait else {
             // `/proc` stood in for netlink, or no count could be read: walk them all.
             self.walk_time_wait_all(&mut stats, f)?;
+            if timed {
+                let all = stats.sockets;
+                self.keep_way.walked(Way::Filtered, all, all, cost(started));
+            }
             return Ok(stats);
         };
         let before = stats.sockets;
@@ -257,14 +272,17 @@ impl Walker {
                 // Refused before any socket came: this kernel does not take the program.
                 // Every TIME_WAIT socket then, now and from now on.
                 Err(Refusal::Refused(_) | Refusal::Failed(_)) if stats.sockets == before => {
-                    self.keep_mode = KeepMode::Refused;
+                    self.keep_way.refuse();
                     self.walk_time_wait_all(&mut stats, f)?;
                     return Ok(stats);
                 }
                 Err(Refusal::Refused(e) | Refusal::Failed(e)) => return Err(e),
             },
         };
-        self.keep_mode = keep_mode_after(kept, timewait);
+        if timed {
+            self.keep_way
+                .walked(Way::Filtered, kept, timewait, cost(started));
+        }
         stats.timewait_counted = Some(timewait);
         Ok(stats)
     }
@@ -407,16 +425,6 @@ impl<V: Visit> Visit for Sampled<'_, V> {
     }
 }
 
-/// The mode of the next walk that keeps some `TIME_WAIT` sockets, after one that kept `kept`
-/// of `all`.
-fn keep_mode_after(kept: u64, all: u64) -> KeepMode {
-    if all > 0 && kept as f64 > KEEP_ALL_ABOVE * all as f64 {
-        KeepMode::Unfiltered
-    } else {
-        KeepMode::Filtered
-    }
-}
-
 /// The `tw` count of `/proc/thread-self/net/sockstat`: the walking thread's network namespace,
 /// as the netlink socket it opened.
 fn read_tw_count() -> Option<u64> {
@@ -476,7 +484,7 @@ mod tests {
                 .unwrap();
             assert_eq!(ours, 1, "our TIME_WAIT socket, once");
             assert_eq!(stats.timewait_counted, None, "all walked, none counted");
-            assert_eq!(walker.keep_mode, KeepMode::Refused);
+            assert!(walker.keep_way.is_refused());
         }
         drop(listener);
     }
