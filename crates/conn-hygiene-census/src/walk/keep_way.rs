@@ -8,7 +8,8 @@
 //! (on one, a pass over the tables cost about what copying out 40% of their sockets did; on
 //! another, about what copying out all of them did). So both ways are timed: the first walk
 //! takes the way the share of kept sockets suggests, the second the other, then each walk
-//! the cheaper of the two lately, and now and then the other again, to notice when the host
+//! the cheaper of the two lately (the least of each way's last three walks: what else the
+//! machine does only ever adds to a walk's time), and now and then the other again, to notice when the host
 //! changes: after [`RETRY_EVERY`] walks, then twice as many each time it is still the dearer,
 //! up to [`MOST_RETRY_EVERY`] (a retry of a way that costs twice as much then adds under 1%).
 
@@ -47,8 +48,9 @@ const KEEP_ALL_ABOVE: f64 = 0.5;
 pub(super) const RETRY_EVERY: u32 = 16;
 /// The longest interval between retries.
 const MOST_RETRY_EVERY: u32 = 256;
-/// Weight of the latest walk in a way's cost.
-const WEIGHT: f64 = 0.5;
+/// A way's cost is the least of its last this many walks: what else the machine does only
+/// ever adds to a walk's time, so one slow walk does not turn the choice.
+const SAMPLES: usize = 3;
 
 /// The choice, and what it is made from. Bounded: two numbers and a counter.
 #[derive(Debug, Clone)]
@@ -57,8 +59,10 @@ pub(super) struct KeepWay {
     refused: bool,
     /// What the share of kept sockets in the last walk suggests.
     by_share: Way,
-    /// This thread's CPU time per walk of each way, smoothed; `None` before it was timed.
-    cost: [Option<f64>; 2],
+    /// This thread's CPU time in the last walks of each way, the latest at `latest`; `None`
+    /// before it was timed.
+    samples: [[Option<Duration>; SAMPLES]; 2],
+    latest: [usize; 2],
     /// Walks since the way that cost more lately was taken.
     since_retry: u32,
     /// Walks between two retries, now.
@@ -70,7 +74,8 @@ impl Default for KeepWay {
         KeepWay {
             refused: false,
             by_share: Way::Filtered,
-            cost: [None, None],
+            samples: [[None; SAMPLES]; 2],
+            latest: [0; 2],
             since_retry: 0,
             retry_every: RETRY_EVERY,
         }
@@ -83,7 +88,7 @@ impl KeepWay {
         if self.refused {
             return Way::OnePass;
         }
-        match self.cost {
+        match [self.cost(Way::Filtered), self.cost(Way::OnePass)] {
             [Some(_), Some(_)] => {
                 let cheaper = self.cheaper();
                 if self.since_retry + 1 >= self.retry_every {
@@ -109,13 +114,14 @@ impl KeepWay {
         };
         let Some(cpu) = cpu else {
             // Nothing to time by: the share decides.
-            self.cost = [None, None];
+            self.samples = [[None; SAMPLES]; 2];
             return;
         };
-        let before = matches!(self.cost, [Some(_), Some(_)]).then(|| self.cheaper());
-        let slot = &mut self.cost[way.index()];
-        let cpu = cpu.as_secs_f64();
-        *slot = Some(slot.map_or(cpu, |c| c + WEIGHT * (cpu - c)));
+        let timed = |k: &Self| k.cost(Way::Filtered).is_some() && k.cost(Way::OnePass).is_some();
+        let before = timed(self).then(|| self.cheaper());
+        let w = way.index();
+        self.latest[w] = (self.latest[w] + 1) % SAMPLES;
+        self.samples[w][self.latest[w]] = Some(cpu);
         match before {
             // The cheaper way changed (the host did): retry the other soon.
             Some(before) if before != self.cheaper() => {
@@ -131,10 +137,15 @@ impl KeepWay {
         }
     }
 
+    /// What `way` cost lately: the least of its last walks.
+    fn cost(&self, way: Way) -> Option<Duration> {
+        self.samples[way.index()].iter().flatten().min().copied()
+    }
+
     /// The way that cost less lately (the filter on a tie, or before both were timed).
     fn cheaper(&self) -> Way {
-        match self.cost {
-            [Some(filtered), Some(one_pass)] if one_pass < filtered => Way::OnePass,
+        match (self.cost(Way::Filtered), self.cost(Way::OnePass)) {
+            (Some(filtered), Some(one_pass)) if one_pass < filtered => Way::OnePass,
             _ => Way::Filtered,
         }
     }
@@ -188,11 +199,15 @@ mod tests {
         let retries = walk(&mut k, 1200, 30, 20);
         let gaps: Vec<usize> = retries.windows(2).map(|w| w[1] - w[0]).collect();
         assert_eq!(gaps[..5], [32, 64, 128, 256, 256], "{retries:?}");
-        // The one pass grows dear (the host's TIME_WAIT sockets, others' now, multiply): the
-        // first walk after finds it so and turns to the filter, which stays, with the one
-        // pass retried 16 walks later.
+        // One slow walk of the one pass (the machine busy) does not turn the choice.
+        assert_eq!(k.next(), Way::OnePass);
+        k.walked(Way::OnePass, 0, 1000, ms(200));
+        assert_eq!(k.next(), Way::OnePass);
+        // The one pass grows dear (the host's TIME_WAIT sockets, others' now, multiply):
+        // once its last walks all find it so (the slow one and two more, the second of them
+        // turning), the filter, which stays, with the one pass retried 16 walks later.
         let retries = walk(&mut k, 40, 30, 90);
-        assert_eq!(retries.first(), Some(&16), "{retries:?}");
+        assert_eq!(retries.first(), Some(&(1 + 16)), "{retries:?}");
         assert_eq!(k.next(), Way::Filtered);
     }
 

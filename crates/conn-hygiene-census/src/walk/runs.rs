@@ -1,11 +1,13 @@
 //! A walk by runs ([`Walker::walk_runs_keeping_time_wait`](super::Walker::walk_runs_keeping_time_wait)):
-//! `TIME_WAIT` sockets that the kernel lists one after another and that differ only in their
-//! local port are handed over as one run, read once.
+//! `TIME_WAIT` sockets that differ only in their local port are handed over together, as one
+//! run, read once.
 //!
 //! Every `TIME_WAIT` socket toward one destination from one source address, no process
 //! holding it, is the same to a census but for its local port: a service's own toward its
-//! upstream, often most of a busy host's sockets, come in long runs (one destination, one
-//! source). The netlink messages of a run are compared as bytes and not read.
+//! upstreams, often most of a busy host's sockets, make a few such runs, which the kernel
+//! lists interleaved (in the order of its hash table). A walk by runs keeps up to
+//! [`WalkItem::MAX_RUNS`] runs open at once; a message of one of them is compared as bytes, its local
+//! port kept, and not read.
 
 use super::Visit;
 use crate::netlink::INET_DIAG_MSG_LEN;
@@ -18,10 +20,15 @@ pub enum WalkItem<'a> {
     /// One socket, with the kernel's detail unread.
     Socket(&'a SockInfo, RawDetail<'a>),
     /// `TIME_WAIT` sockets that no process holds and that differ from `like` only in their
-    /// local port: one per port of `local_ports` (never empty), in the kernel's order, the
-    /// first `like`'s own. Their detail (the timewait timer) is not kept.
+    /// local port: one per port of `local_ports` (never empty). Their detail (the timewait
+    /// timer) is not kept.
+    ///
+    /// A run comes when it is full ([`MAX_RUN`](Self::MAX_RUN)), when another needs its room,
+    /// and when the kernel's answer to a request ends; so a run's sockets come after
+    /// sockets the kernel listed after them, but before the next request's (the other
+    /// family's, or the next pass's, listeners first).
     TimeWaitRun {
-        /// The first socket of the run.
+        /// A socket of the run.
         like: &'a SockInfo,
         /// The local port of each socket of the run.
         local_ports: &'a [u16],
@@ -30,7 +37,11 @@ pub enum WalkItem<'a> {
 
 impl WalkItem<'_> {
     /// The most sockets one [`WalkItem::TimeWaitRun`] holds; a longer run comes as several.
-    pub const MAX_RUN: usize = 4096;
+    pub const MAX_RUN: usize = 1024;
+
+    /// The most runs a walk by runs keeps open at once: `TIME_WAIT` sockets toward more
+    /// pairs than this are handed over in shorter runs.
+    pub const MAX_RUNS: usize = 8;
 
     /// How many sockets this item stands for.
     pub fn len(&self) -> usize {
@@ -81,72 +92,114 @@ fn run_key(p: &[u8]) -> RunKey {
     [head, at(8), at(16), at(24), at(32), at(56), at(64)]
 }
 
-/// The visitor of a walk by runs: holds the run in progress, hands it over when a socket
-/// that does not belong to it comes, when it is full, and when a dump ends.
-pub(crate) struct Runs<F> {
-    f: F,
-    /// The run in progress: its key, first socket and local ports (none: no run).
+/// An open run: its key, a socket of it, and the local ports of those not handed over yet.
+struct Run {
     key: RunKey,
     like: SockInfo,
     ports: Vec<u16>,
+}
+
+/// The visitor of a walk by runs: holds up to [`WalkItem::MAX_RUNS`] runs open, hands one
+/// over when it is full or another needs its room, and all of them when a dump ends. Memory:
+/// at most `MAX_RUNS` × [`WalkItem::MAX_RUN`] ports.
+pub(crate) struct Runs<F> {
+    f: F,
+    runs: Vec<Run>,
+    /// The run the last message taken went to: looked at first.
+    last: usize,
+    /// The run that makes room next, when all are open.
+    victim: usize,
 }
 
 impl<F: FnMut(WalkItem<'_>)> Runs<F> {
     pub(crate) fn new(f: F) -> Self {
         Runs {
             f,
-            key: [0; 7],
-            like: SockInfo::new(
-                TcpState::TimeWait,
-                ([0, 0, 0, 0], 0).into(),
-                ([0, 0, 0, 0], 0).into(),
-            ),
-            ports: Vec::with_capacity(WalkItem::MAX_RUN),
+            runs: Vec::new(),
+            last: 0,
+            victim: 0,
         }
+    }
+
+    /// Hands over run `i`'s sockets, if it holds any.
+    fn hand_over(&mut self, i: usize) {
+        let run = &mut self.runs[i];
+        if !run.ports.is_empty() {
+            (self.f)(WalkItem::TimeWaitRun {
+                like: &run.like,
+                local_ports: &run.ports,
+            });
+            run.ports.clear();
+        }
+    }
+
+    /// Adds a socket's local port to run `i`, handing the run over first when full.
+    #[inline(always)]
+    fn push(&mut self, i: usize, port: u16) {
+        if self.runs[i].ports.len() >= WalkItem::MAX_RUN {
+            self.hand_over(i);
+        }
+        self.runs[i].ports.push(port);
+        self.last = i;
     }
 }
 
 impl<F: FnMut(WalkItem<'_>)> Visit for Runs<F> {
     #[inline(always)]
     fn take_raw(&mut self, p: &[u8]) -> bool {
-        if self.ports.is_empty()
-            || self.ports.len() >= WalkItem::MAX_RUN
-            || p.len() < INET_DIAG_MSG_LEN
-            || p[STATE] != KERNEL_TIME_WAIT
-            || run_key(p) != self.key
-        {
+        if p.len() < INET_DIAG_MSG_LEN || p[STATE] != KERNEL_TIME_WAIT || self.runs.is_empty() {
             return false;
         }
-        self.ports.push(u16::from_be_bytes([p[4], p[5]]));
+        let key = run_key(p);
+        let port = u16::from_be_bytes([p[4], p[5]]);
+        let i = match self.runs.get(self.last) {
+            Some(run) if run.key == key => self.last,
+            _ => match self.runs.iter().position(|run| run.key == key) {
+                Some(i) => i,
+                // A run not open: read it, and `socket` opens it.
+                None => return false,
+            },
+        };
+        self.push(i, port);
         true
     }
 
     #[inline(always)]
     fn socket(&mut self, s: &SockInfo, payload: Option<&[u8]>) {
-        self.flush();
         match payload {
-            // A run starts; what `take_raw` compares comes from the message.
+            // A run not open yet (`take_raw` would have taken it otherwise): open it, in a
+            // free place or in the victim's, handed over first.
             Some(p)
                 if s.state == TcpState::TimeWait
                     && s.inode == 0
                     && p.len() >= INET_DIAG_MSG_LEN
                     && p[STATE] == KERNEL_TIME_WAIT =>
             {
-                self.key = run_key(p);
-                self.like = *s;
-                self.ports.push(s.local.port());
+                let key = run_key(p);
+                let i = if self.runs.len() < WalkItem::MAX_RUNS {
+                    self.runs.push(Run {
+                        key,
+                        like: *s,
+                        ports: Vec::with_capacity(64),
+                    });
+                    self.runs.len() - 1
+                } else {
+                    let i = self.victim;
+                    self.victim = (i + 1) % WalkItem::MAX_RUNS;
+                    self.hand_over(i);
+                    self.runs[i].key = key;
+                    self.runs[i].like = *s;
+                    i
+                };
+                self.push(i, s.local.port());
             }
             _ => (self.f)(WalkItem::Socket(s, RawDetail::new(payload))),
         }
     }
 
     fn flush(&mut self) {
-        if !self.ports.is_empty() {
-            (self.f)(WalkItem::TimeWaitRun {
-                like: &self.like,
-                local_ports: &self.ports,
-            });
-            self.ports.clear();
+        for i in 0..self.runs.len() {
+            self.hand_over(i);
         }
     }
 }
@@ -222,82 +275,116 @@ mod tests {
         (seen, runs)
     }
 
-    /// Made-up messages: runs toward two destinations from two sources, with an established
-    /// socket, a held `TIME_WAIT` one and ones toward another port in between, cut into
-    /// datagrams anywhere: the sockets handed over are those of the messages, in order, and
-    /// a run is as long as the kernel's run of messages alike.
-    #[test]
-    fn runs_hand_over_each_socket_in_order() {
-        let dests = [addr("10.0.0.5:5432"), addr("10.0.0.6:6379")];
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    /// Made-up messages toward `dests` from two sources, interleaved, with established
+    /// sockets and held `TIME_WAIT` ones among them, cut into datagrams of 1 to 50 messages;
+    /// and the sockets they are.
+    fn made_up(dests: &[SocketAddr], seed: u64) -> (Vec<Vec<u8>>, Vec<SockInfo>) {
         let sources = ["10.0.0.1", "10.0.0.2"];
-        let mut messages = Vec::new();
-        let mut expected = Vec::new();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut n = 0u32;
-        for _ in 0..300 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let (state, inode) = match seed % 11 {
+        let (mut messages, mut expected) = (Vec::new(), Vec::new());
+        let mut seed = seed;
+        for n in 0..6000u32 {
+            let r = next(&mut seed);
+            let (state, inode) = match r % 23 {
                 0 => (1, 77),                // established, held
                 1 => (KERNEL_TIME_WAIT, 78), // TIME_WAIT with an inode: never one of a run
                 _ => (KERNEL_TIME_WAIT, 0),
             };
-            let mut remote = dests[(seed >> 8) as usize % 2];
-            if (seed >> 12) % 13 == 0 {
-                remote.set_port(remote.port() + 1);
-            }
-            let run = 1 + (seed >> 16) % 40;
-            for _ in 0..run {
-                n += 1;
-                let local = addr(&format!(
-                    "{}:{}",
-                    sources[(seed >> 24) as usize % 2],
-                    1024 + n
-                ));
-                let m = message(state, local, remote, inode, n);
-                let mut s = SockInfo::new(TcpState::from_kernel(state).unwrap(), local, remote);
-                s.inode = u64::from(inode);
-                expected.push(s);
-                messages.push(m);
-            }
+            let remote = dests[(r >> 8) as usize % dests.len()];
+            let local = addr(&format!(
+                "{}:{}",
+                sources[(r >> 24) as usize % 2],
+                1024 + n % 60_000
+            ));
+            messages.push(message(state, local, remote, inode, n));
+            let mut s = SockInfo::new(TcpState::from_kernel(state).unwrap(), local, remote);
+            s.inode = u64::from(inode);
+            expected.push(s);
         }
-        // Datagrams of 1 to 50 messages.
         let mut datagrams = Vec::new();
         let mut rest = &messages[..];
         while !rest.is_empty() {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let k = (1 + seed % 50).min(rest.len() as u64) as usize;
+            let k = (1 + next(&mut seed) % 50).min(rest.len() as u64) as usize;
             datagrams.push(rest[..k].concat());
             rest = &rest[k..];
         }
+        (datagrams, expected)
+    }
+
+    fn sorted(mut v: Vec<SockInfo>) -> Vec<SockInfo> {
+        v.sort_by_key(|s| (s.state, s.local, s.remote, s.inode));
+        v
+    }
+
+    fn not_in_runs(v: &[SockInfo]) -> Vec<SockInfo> {
+        v.iter()
+            .filter(|s| s.state != TcpState::TimeWait || s.inode != 0)
+            .copied()
+            .collect()
+    }
+
+    /// TIME_WAIT sockets toward four destinations (two ports on one) from two sources,
+    /// interleaved as the kernel lists them, other sockets among them, cut into datagrams
+    /// anywhere: each socket is handed over once, the others in order, and the TIME_WAIT ones
+    /// in one run per pair, as long as a run may be.
+    #[test]
+    fn runs_hand_over_each_socket_once() {
+        let dests = [
+            addr("10.0.0.5:5432"),
+            addr("10.0.0.5:5433"),
+            addr("10.0.0.6:6379"),
+            addr("10.0.0.7:6379"),
+        ];
+        let (datagrams, expected) = made_up(&dests, 0x2545_f491_4f6c_dd1d);
         let (seen, runs) = by_runs(&datagrams);
-        assert_eq!(seen, expected);
-        // The runs are the kernel's: maximal stretches of alike unheld TIME_WAIT messages.
-        let mut want = Vec::new();
-        let mut i = 0;
-        while i < expected.len() {
-            let s = expected[i];
-            if s.state != TcpState::TimeWait || s.inode != 0 {
-                i += 1;
-                continue;
-            }
-            let mut j = i + 1;
-            while j < expected.len()
-                && expected[j].state == TcpState::TimeWait
-                && expected[j].inode == 0
-                && expected[j].remote == s.remote
-                && expected[j].local.ip() == s.local.ip()
-            {
-                j += 1;
-            }
-            want.push(j - i);
-            i = j;
+        assert_eq!(
+            not_in_runs(&seen),
+            not_in_runs(&expected),
+            "the others in order"
+        );
+        assert_eq!(sorted(seen), sorted(expected.clone()));
+        // 8 pairs, each of its TIME_WAIT sockets in runs of MAX_RUN but the last.
+        let mut per_pair = std::collections::HashMap::new();
+        for s in expected
+            .iter()
+            .filter(|s| s.state == TcpState::TimeWait && s.inode == 0)
+        {
+            *per_pair.entry((s.local.ip(), s.remote)).or_insert(0usize) += 1;
         }
+        assert_eq!(per_pair.len(), 8);
+        let mut want: Vec<usize> = per_pair
+            .values()
+            .flat_map(|&n| {
+                let full = n / WalkItem::MAX_RUN;
+                let mut v = vec![WalkItem::MAX_RUN; full];
+                if n % WalkItem::MAX_RUN > 0 {
+                    v.push(n % WalkItem::MAX_RUN);
+                }
+                v
+            })
+            .collect();
+        want.sort();
+        let mut runs = runs;
+        runs.sort();
         assert_eq!(runs, want);
-        assert!(runs.iter().any(|&r| r > 20), "some long runs: {runs:?}");
+    }
+
+    /// More pairs than runs kept open: runs make room for each other, and each socket is
+    /// still handed over once.
+    #[test]
+    fn more_pairs_than_open_runs() {
+        let dests: Vec<SocketAddr> = (0..20).map(|i| addr(&format!("10.0.1.{i}:5432"))).collect();
+        let (datagrams, expected) = made_up(&dests, 0x9e37_79b9_7f4a_7c15);
+        let (seen, runs) = by_runs(&datagrams);
+        assert_eq!(not_in_runs(&seen), not_in_runs(&expected));
+        assert_eq!(sorted(seen), sorted(expected));
+        assert!(runs.len() > 40, "runs made room: {}", runs.len());
     }
 
     /// A run longer than the most one item holds comes as several.

@@ -171,13 +171,14 @@ impl Walker {
     }
 
     /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait) for a caller that treats
-    /// `TIME_WAIT` sockets toward one place alike: each run of them that the kernel lists one
-    /// after another and that differ only in their local port comes as one
-    /// [`WalkItem::TimeWaitRun`], read once, the others one by one as
-    /// [`WalkItem::Socket`]. A service's own `TIME_WAIT` sockets toward its upstream (often
-    /// most of a busy host's) come in long runs. Which sockets are handed over is as in
-    /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait); memory is one run's ports,
-    /// at most [`MAX_RUN`](crate::walk::WalkItem::MAX_RUN) of them.
+    /// `TIME_WAIT` sockets toward one place alike: those that differ only in their local port
+    /// come together as one [`WalkItem::TimeWaitRun`], their messages compared as bytes and
+    /// not read, the others one by one as [`WalkItem::Socket`]. A service's own `TIME_WAIT`
+    /// sockets toward its upstreams (often most of a busy host's) make a few long runs. Which
+    /// sockets are handed over is as in [`walk_keeping_time_wait`](Self::walk_keeping_time_wait),
+    /// each once; the runs come when full, when another needs their room (at most
+    /// [`MAX_RUNS`](WalkItem::MAX_RUNS) are open), and at the end of each dump. Memory: the
+    /// open runs' ports, at most [`MAX_RUN`](WalkItem::MAX_RUN) each.
     ///
     /// ```no_run
     /// use conn_hygiene_census::walk::WalkItem;
