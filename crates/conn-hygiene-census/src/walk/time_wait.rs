@@ -171,9 +171,10 @@ impl Walker {
     }
 
     /// [`walk_keeping_time_wait`](Self::walk_keeping_time_wait) for a caller that treats
-    /// `TIME_WAIT` sockets toward one place alike: those that differ only in their local port
-    /// come together as one [`WalkItem::TimeWaitRun`], their messages compared as bytes and
-    /// not read, the others one by one as [`WalkItem::Socket`]. A service's own `TIME_WAIT`
+    /// `TIME_WAIT` sockets toward one place alike: over netlink, those that differ only in
+    /// their local port come together as one [`WalkItem::TimeWaitRun`], their messages
+    /// compared as bytes and not read, the others one by one as [`WalkItem::Socket`] (as
+    /// every socket read from the `/proc` tables does). A service's own `TIME_WAIT`
     /// sockets toward its upstreams (often most of a busy host's) make a few long runs. Which
     /// sockets are handed over is as in [`walk_keeping_time_wait`](Self::walk_keeping_time_wait),
     /// each once; the runs come when full, when another needs their room (at most
