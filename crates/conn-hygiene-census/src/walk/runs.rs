@@ -205,14 +205,14 @@ impl<F: FnMut(WalkItem<'_>)> Visit for Runs<F> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::net::SocketAddr;
 
     use super::*;
     use crate::netlink::{parse_messages_with, MessageSink};
 
     /// A `Runs` as the netlink parser's sink, as a walk sets it up.
-    struct Sink<'a, V>(&'a mut V);
+    pub(in crate::walk) struct Sink<'a, V>(pub(in crate::walk) &'a mut V);
 
     impl<V: Visit> MessageSink for Sink<'_, V> {
         fn take_raw(&mut self, p: &[u8]) -> bool {
@@ -226,7 +226,13 @@ mod tests {
     /// One `inet_diag_msg` in its netlink message: `state` (the kernel's number), local and
     /// remote IPv4 addresses and ports, the inode, and `expires` and a cookie that differ per
     /// socket.
-    fn message(state: u8, local: SocketAddr, remote: SocketAddr, inode: u32, n: u32) -> Vec<u8> {
+    pub(in crate::walk) fn message(
+        state: u8,
+        local: SocketAddr,
+        remote: SocketAddr,
+        inode: u32,
+        n: u32,
+    ) -> Vec<u8> {
         let mut m = vec![0u8; 16 + INET_DIAG_MSG_LEN];
         let len = m.len() as u32;
         m[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -249,7 +255,7 @@ mod tests {
         m
     }
 
-    fn addr(s: &str) -> SocketAddr {
+    pub(in crate::walk) fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 

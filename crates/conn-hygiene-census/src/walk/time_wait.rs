@@ -235,9 +235,17 @@ impl Walker {
             Some(crate::sys::thread_cpu_time()?.saturating_sub(started?))
         };
         if way == Way::OnePass {
-            // How many the filter keeps, for the choice of the next walk's way: from every
-            // socket up to `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an estimate
-            // is enough to choose by, and a host with many looks at few).
+            if !timed || started.is_some() {
+                // Nothing to choose, or the costs choose: no share needed.
+                let stats = self.walk_raw(f)?;
+                if timed {
+                    self.keep_way.walked(Way::OnePass, 0, 0, cost(started));
+                }
+                return Ok(stats);
+            }
+            // No thread clock: the share of kept sockets chooses the next walk's way, from
+            // every socket up to `KEEP_LOOKED_AT_ALL`, then from one in `KEEP_SAMPLE` (an
+            // estimate is enough to choose by, and a host with many looks at few).
             let mut sampled = Sampled {
                 inner: f,
                 keep,
@@ -246,11 +254,8 @@ impl Walker {
                 kept: 0,
             };
             let stats = self.walk_raw(&mut sampled)?;
-            if timed {
-                let (kept, looked) = (sampled.kept, sampled.looked);
-                self.keep_way
-                    .walked(Way::OnePass, kept, looked, cost(started));
-            }
+            let (kept, looked) = (sampled.kept, sampled.looked);
+            self.keep_way.walked(Way::OnePass, kept, looked, None);
             return Ok(stats);
         }
 
@@ -444,6 +449,54 @@ mod tests {
 
     use super::*;
     use crate::WalkOptions;
+
+    /// Where no thread clock can be read, a walk in one pass tells how many `TIME_WAIT`
+    /// sockets the filter keeps: of each of the first 1024, then of one in 16, those a walk by
+    /// runs takes unread among them; and it hands each socket over once.
+    #[test]
+    fn a_walk_without_a_clock_tells_the_share_kept() {
+        use crate::netlink::parse_messages_with;
+        use crate::walk::runs::tests::{addr, message, Sink};
+
+        let (ours, theirs) = (addr("10.0.0.5:5432"), addr("10.0.0.6:6379"));
+        let keep = SocketFilter::new().remote(ours);
+        let mut datagram = Vec::new();
+        // 3000 toward ours, then 1000 toward theirs; an established socket between.
+        for n in 0..4000u32 {
+            let remote = if n < 3000 { ours } else { theirs };
+            let local = addr(&format!("10.0.0.1:{}", 1024 + n));
+            datagram.extend(message(6, local, remote, 0, n));
+            if n == 2000 {
+                datagram.extend(message(1, local, remote, 9, n));
+            }
+        }
+        let mut handed = 0usize;
+        let mut runs = Runs::new(|item: WalkItem<'_>| handed += item.len());
+        let mut sampled = Sampled {
+            inner: &mut runs,
+            keep: &keep,
+            seen: 0,
+            looked: 0,
+            kept: 0,
+        };
+        let summary =
+            parse_messages_with(&datagram, Some(1), "t", &mut Sink(&mut sampled)).unwrap();
+        sampled.flush();
+        let (seen, looked, kept) = (sampled.seen, sampled.looked, sampled.kept);
+        drop(runs);
+        assert_eq!(summary.sockets, 4001);
+        assert_eq!(handed, 4001);
+        assert_eq!(seen, 4000);
+        // The first 1024, then one in 16 of the other 2976 (seen 1024, 1040, ...).
+        assert_eq!(
+            looked,
+            1024 + (1024..4000).filter(|i| i % 16 == 0).count() as u64
+        );
+        assert_eq!(
+            kept,
+            1024 + (1024..3000).filter(|i| i % 16 == 0).count() as u64
+        );
+    }
 
     /// A kernel that refuses the program: the walk hands over every TIME_WAIT socket instead
     /// (and counts none), then and from then on.
