@@ -160,9 +160,7 @@ impl Join {
             _ => {}
         }
     }
-}
 
-impl Join {
     /// The upstream of a destination as a socket gives it (not canonical): the port first,
     /// then the last destination looked up, then the lookup.
     #[inline]

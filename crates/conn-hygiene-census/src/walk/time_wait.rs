@@ -2,14 +2,14 @@
 //! and [`Walker::walk_detailed_keeping_time_wait`], which asks the kernel for only the ones a
 //! [`SocketFilter`] keeps.
 
+use std::time::Duration;
+
 use super::keep_way::Way;
 use super::runs::{Runs, WalkItem};
 use super::{Backend, Refusal, Visit, WalkStats, Walker};
 use crate::filter::SocketFilter;
 use crate::netlink::parse_inet_diag_msg;
 use crate::peers::{parse_detail, RawDetail, SockDetail};
-use std::time::Duration;
-
 use crate::{CensusError, Family, SockInfo, StateCounts, StateSet, TcpState};
 
 /// A walk that takes every `TIME_WAIT` socket tells how many the filter keeps from each of its
