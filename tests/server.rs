@@ -466,6 +466,12 @@ async fn snapshot_hooks_and_metrics_match_what_happened() {
     let mut b = TcpStream::connect(server.addr).await.unwrap();
     assert_eq!(get(&mut b, "/").await.unwrap().status, 200);
     let reg = server.registry.clone();
+    // The server marks a connection idle once its response is written, which the client may
+    // read first: wait for both, with a deadline.
+    eventually("both connections idle", LONG, || {
+        reg.snapshot().count_in(ConnState::Idle) == 2
+    })
+    .await;
     let snap = reg.snapshot();
     assert_eq!(snap.listener, "metered");
     assert_eq!(snap.connections.len(), 2);
