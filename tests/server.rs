@@ -827,26 +827,29 @@ async fn limits_hold_without_the_layer() {
                 let _ = axum::serve(listener, app).await;
             }
         });
-        let closed_after = |mut s: TcpStream| async move {
-            let from = tokio::time::Instant::now();
+        // Timed from a moment before the server's timer can start: before the connect for the
+        // header timeout, before the request for the idle timeout.
+        let closed_after = |mut s: TcpStream, from: tokio::time::Instant| async move {
             let mut rest = Vec::new();
             let _ = tokio::time::timeout(LONG, s.read_to_end(&mut rest)).await;
             from.elapsed()
         };
         // Half a head: cut at the header timeout.
+        let from = tokio::time::Instant::now();
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
-        let header = closed_after(s).await;
+        let header = closed_after(s, from).await;
         // A request, then nothing: closed at the idle timeout.
         let mut s = TcpStream::connect(addr).await.unwrap();
+        let from = tokio::time::Instant::now();
         s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             .await
             .unwrap();
         read_response(&mut s).await.unwrap();
-        let idle = closed_after(s).await;
+        let idle = closed_after(s, from).await;
         // Requests every 100 ms: retired at the first boundary past its max age.
-        let mut s = TcpStream::connect(addr).await.unwrap();
         let opened = tokio::time::Instant::now();
+        let mut s = TcpStream::connect(addr).await.unwrap();
         let mut served = 0;
         while opened.elapsed() < LONG {
             if s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
